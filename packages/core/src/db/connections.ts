@@ -1,0 +1,171 @@
+import fs from 'node:fs/promises';
+import Database from 'better-sqlite3';
+import { ConfigError } from '../errors.js';
+
+type Db = Database.Database;
+
+export interface CheckpointResult {
+  readonly busy: number;
+  readonly log: number;
+  readonly checkpointed: number;
+}
+
+/**
+ * walship's SQLite connections to one database, all from the one better-sqlite3 (and so the one
+ * SQLite library) in the process, so SQLite's own per-inode lock bookkeeping covers them all.
+ *
+ * - `writer`: read-write; takes the write lock (BEGIN IMMEDIATE) for controlled WAL restarts,
+ *   writes `_litestream_seq`. `journal_size_limit` makes its restarting commit truncate the WAL.
+ * - `checkpointer`: read-write; runs PASSIVE checkpoints while `writer` may hold the write lock.
+ * - `pin`: read-only; holds the long-lived read transaction that stops anyone else from
+ *   restarting the WAL. Closed last, so closing never checkpoints or deletes the `-wal`.
+ * - `snapshotReader`: read-only; holds a read transaction while a snapshot streams.
+ * - `dbFile`: one long-lived descriptor on the database file for reading snapshots. It is
+ *   closed only after every connection is closed (closing a descriptor drops the process's
+ *   POSIX locks on the file).
+ */
+export class DbConnections {
+  readonly writer: Db;
+  readonly checkpointer: Db;
+  readonly pin: Db;
+  readonly snapshotReader: Db;
+  readonly dbFile: fs.FileHandle;
+  #pinned = false;
+  #closed = false;
+  readonly #upsert: Database.Statement;
+
+  private constructor(writer: Db, checkpointer: Db, pin: Db, snapshotReader: Db, dbFile: fs.FileHandle) {
+    this.writer = writer;
+    this.checkpointer = checkpointer;
+    this.pin = pin;
+    this.snapshotReader = snapshotReader;
+    this.dbFile = dbFile;
+    this.#upsert = writer.prepare(
+      'INSERT INTO _litestream_seq (id, seq) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET seq = seq + 1',
+    );
+  }
+
+  /**
+   * Opens the descriptor and connections, switches the database to WAL mode and creates the
+   * helper tables (`_litestream_seq`, `_litestream_lock`, as Litestream names them) if missing.
+   * @throws ConfigError when the database cannot be put in WAL mode
+   */
+  static async open(dbPath: string, opts: { busyTimeoutMs: number; journalSizeLimit: number }): Promise<DbConnections> {
+    const dbFile = await fs.open(dbPath, 'r');
+    const opened: Db[] = [];
+    try {
+      const rw = (): Db => {
+        const d = new Database(dbPath, { fileMustExist: true, timeout: opts.busyTimeoutMs });
+        opened.push(d);
+        return d;
+      };
+      const writer = rw();
+      const mode = String(writer.pragma('journal_mode = wal', { simple: true })).toLowerCase();
+      if (mode !== 'wal') throw new ConfigError(`enable wal failed, mode=${JSON.stringify(mode)}: the database must be in WAL mode`);
+      writer.pragma('wal_autocheckpoint = 0');
+      writer.pragma(`journal_size_limit = ${Math.max(0, Math.floor(opts.journalSizeLimit))}`);
+      const checkpointer = rw();
+      checkpointer.pragma('wal_autocheckpoint = 0');
+      ensureHelperTables(writer);
+      const pin = new Database(dbPath, { readonly: true, fileMustExist: true, timeout: opts.busyTimeoutMs });
+      opened.push(pin);
+      const snapshotReader = new Database(dbPath, { readonly: true, fileMustExist: true, timeout: opts.busyTimeoutMs });
+      opened.push(snapshotReader);
+      return new DbConnections(writer, checkpointer, pin, snapshotReader, dbFile);
+    } catch (err) {
+      // Read-write connections first, read-only last (keeps the -wal in place).
+      for (const d of opened) {
+        try {
+          if (d.inTransaction) d.exec('ROLLBACK');
+          d.close();
+        } catch {
+          /* closing after a failed open */
+        }
+      }
+      await dbFile.close();
+      throw err;
+    }
+  }
+
+  get pinned(): boolean {
+    return this.#pinned;
+  }
+
+  /** Starts the long-lived read transaction (a no-op when already pinned). */
+  pinRead(): void {
+    if (this.#pinned) return;
+    this.pin.exec('BEGIN');
+    this.pin.prepare('SELECT COUNT(1) FROM _litestream_seq').get();
+    this.#pinned = true;
+  }
+
+  unpin(): void {
+    if (!this.#pinned) return;
+    this.#pinned = false;
+    this.pin.exec('COMMIT');
+  }
+
+  /** Moves the pin to the newest snapshot (release and immediately re-acquire). */
+  repin(): void {
+    this.unpin();
+    this.pinRead();
+  }
+
+  /** BEGIN IMMEDIATE on the writer with a short busy wait; false when another writer holds the lock. */
+  tryLockWrites(waitMs: number): boolean {
+    this.writer.pragma(`busy_timeout = ${Math.max(0, Math.floor(waitMs))}`);
+    try {
+      this.writer.exec('BEGIN IMMEDIATE');
+      return true;
+    } catch (err) {
+      if ((err as { code?: string }).code?.startsWith('SQLITE_BUSY')) return false;
+      throw err;
+    }
+  }
+
+  unlockWrites(): void {
+    if (this.writer.inTransaction) this.writer.exec('ROLLBACK');
+  }
+
+  /** Writes `_litestream_seq` inside the writer's open transaction and commits. */
+  commitSeqWrite(): void {
+    this.#upsert.run();
+    this.writer.exec('COMMIT');
+  }
+
+  checkpoint(mode: 'PASSIVE' | 'FULL' | 'RESTART' | 'TRUNCATE'): CheckpointResult {
+    const row = this.checkpointer.pragma(`wal_checkpoint(${mode})`) as Array<{ busy: number; log: number; checkpointed: number }>;
+    const r = row[0] ?? { busy: 1, log: -1, checkpointed: -1 };
+    return { busy: r.busy, log: r.log, checkpointed: r.checkpointed };
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const d of [this.writer, this.checkpointer, this.snapshotReader]) {
+      try {
+        if (d.inTransaction) d.exec('ROLLBACK');
+        d.close();
+      } catch {
+        /* best effort */
+      }
+    }
+    try {
+      if (this.pin.inTransaction) this.pin.exec('COMMIT');
+      this.pin.close();
+    } catch {
+      /* best effort */
+    }
+    this.#pinned = false;
+    await this.dbFile.close();
+  }
+}
+
+function ensureHelperTables(db: Db): void {
+  const have = db
+    .prepare(`SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('_litestream_seq', '_litestream_lock')`)
+    .all() as Array<{ name: string }>;
+  if (have.length === 2) return;
+  db.exec('CREATE TABLE IF NOT EXISTS _litestream_seq (id INTEGER PRIMARY KEY, seq INTEGER);');
+  db.exec('CREATE TABLE IF NOT EXISTS _litestream_lock (id INTEGER);');
+}

@@ -1,0 +1,716 @@
+import { EventEmitter } from 'node:events';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { CorruptDataError, WalshipError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { MAX_INDEX, newGenerationName } from '../naming.js';
+import { comparePos, type Pos, ZERO_POS } from '../pos.js';
+import { fsyncDir, readFullAt, statOrUndefined } from '../util/fs.js';
+import type { Checksum } from '../wal/checksum.js';
+import { calcWalSize, parseWalHeader, WAL_HEADER_SIZE, type WalHeader } from '../wal/format.js';
+import { scanCommittedFrames, tryParseWalHeader, WalFile } from '../wal/wal-file.js';
+import { DbConnections } from './connections.js';
+import {
+  type DbFingerprint,
+  fingerprintOf,
+  type MetaState,
+  readMetaState,
+  removeOtherGenerations,
+  removeTempFiles,
+  sameFingerprint,
+  type SpillRecord,
+  spillFile,
+  writeMetaState,
+} from './meta-state.js';
+
+/** Engine settings, already normalised to milliseconds / counts. */
+export interface EngineSettings {
+  readonly metaPath: string;
+  readonly checkpointIntervalMs: number;
+  readonly minCheckpointPageCount: number;
+  readonly maxCheckpointPageCount: number;
+  readonly truncatePageCount: number;
+  readonly busyTimeoutMs: number;
+  readonly logger: Logger;
+}
+
+/** Where a replica at some position reads its next bytes. */
+export type SegmentSource =
+  | { readonly kind: 'data'; readonly index: number; readonly start: number; readonly end: number; readonly from: 'wal' | 'spill' }
+  | { readonly kind: 'caught-up' }
+  /** The bytes the replica needs are gone locally: it must take a new snapshot. */
+  | { readonly kind: 'unavailable'; readonly reason: string };
+
+interface Epoch {
+  index: number;
+  headerBytes: Buffer;
+  header: WalHeader;
+  /** End of the last verified commit frame. */
+  end: number;
+  checksum: Checksum;
+  /** Commit ends at ≥ SEGMENT_SPLIT spacing, so replicas can cap segment sizes. */
+  boundaries: number[];
+}
+
+/** Largest WAL segment walship uploads as one object (uncompressed); a single larger transaction is kept whole. */
+export const SEGMENT_SPLIT = 64 * 1024 * 1024;
+const READ_CHUNK = 1024 * 1024;
+
+/**
+ * The database side of replication: owns walship's SQLite connections and the read lock that
+ * keeps the WAL append-only, tracks the committed end of the current WAL epoch, decides
+ * generations, runs controlled checkpoints/restarts, and serves WAL bytes to replicas.
+ *
+ * Continuity rules (a new generation starts only when one of them fails):
+ * - the `-wal` header equals the recorded header of the current index → same index continues;
+ * - after a clean stop that checkpointed everything, an unchanged database file proves that
+ *   every transaction since is in the current `-wal` → the next index continues;
+ * - the WAL is restarted only under walship's write lock, after the old epoch's unsent tail is
+ *   kept locally (spilled) for every lagging replica.
+ */
+export class WalEngine extends EventEmitter {
+  readonly dbPath: string;
+  readonly walPath: string;
+  readonly settings: EngineSettings;
+  #conns: DbConnections | undefined;
+  #wal: WalFile;
+  #generation = '';
+  #epoch: Epoch | undefined;
+  #pageSize = 0;
+  #dbDev = 0;
+  #dbIno = 0;
+  /** Closed indexes whose end is known (index → end). */
+  #closedEnds = new Map<number, number>();
+  #spills = new Map<number, SpillRecord>();
+  #pinnedEnd = 0;
+  #snapshotDepth = 0;
+  #lastCheckpointAt = Date.now();
+  #lastChangeAt = Date.now();
+  #positions: () => Array<Pos | undefined>;
+  #log: Logger;
+
+  constructor(dbPath: string, settings: EngineSettings, positions: () => Array<Pos | undefined>) {
+    super();
+    this.dbPath = path.resolve(dbPath);
+    this.walPath = `${this.dbPath}-wal`;
+    this.settings = settings;
+    this.#wal = new WalFile(this.walPath);
+    this.#positions = positions;
+    this.#log = settings.logger;
+  }
+
+  get generation(): string {
+    return this.#generation;
+  }
+
+  get pageSize(): number {
+    return this.#pageSize;
+  }
+
+  get isOpen(): boolean {
+    return this.#conns !== undefined;
+  }
+
+  /** Newest committed position in the local WAL (zero before open). */
+  get pos(): Pos {
+    const e = this.#epoch;
+    if (!e || !this.#generation) return ZERO_POS;
+    return { generation: this.#generation, index: e.index, offset: e.end };
+  }
+
+  get connections(): DbConnections {
+    if (!this.#conns) throw new WalshipError('WALSHIP_NOT_OPEN', 'database is not open');
+    return this.#conns;
+  }
+
+  /**
+   * Opens connections and decides the generation. Returns false (and opens nothing) when the
+   * database file does not exist yet.
+   */
+  async open(): Promise<boolean> {
+    const dbStat = await statOrUndefined(this.dbPath);
+    if (!dbStat) return false;
+    const metaPath = this.settings.metaPath;
+    await fs.mkdir(metaPath, { recursive: true, mode: 0o700 });
+    await removeTempFiles(metaPath);
+    const state = await readMetaState(metaPath);
+
+    // Fingerprint before SQLite touches anything: proves "unchanged since a clean stop".
+    const fhProbe = await fs.open(this.dbPath, 'r');
+    let fingerprint: DbFingerprint;
+    try {
+      fingerprint = await fingerprintOf(fhProbe);
+    } finally {
+      // No SQLite connection of ours is open yet, so closing this descriptor drops no locks.
+      await fhProbe.close();
+    }
+
+    const conns = await DbConnections.open(this.dbPath, {
+      busyTimeoutMs: this.settings.busyTimeoutMs,
+      journalSizeLimit: calcWalSize(4096, Math.max(1, this.settings.minCheckpointPageCount)),
+    });
+    this.#conns = conns;
+    const st = await conns.dbFile.stat();
+    this.#dbDev = Number(st.dev);
+    this.#dbIno = Number(st.ino);
+
+    try {
+      await this.#openUnderLock(state, fingerprint);
+    } catch (err) {
+      await this.#closeConnections();
+      throw err;
+    }
+    return true;
+  }
+
+  async #openUnderLock(state: MetaState | undefined, fingerprint: DbFingerprint): Promise<void> {
+    const conns = this.connections;
+    const deadline = Date.now() + Math.max(this.settings.busyTimeoutMs, 1000) * 10;
+    while (!conns.tryLockWrites(Math.min(this.settings.busyTimeoutMs, 200))) {
+      if (Date.now() > deadline) throw new WalshipError('WALSHIP_BUSY', 'cannot take the database write lock to start replication: another connection holds it');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    let reason: string | undefined;
+    let locked = true;
+    try {
+      const present = await this.#wal.ensureOpen();
+      const headerBytes = present ? await this.#wal.readHeaderBytes() : undefined;
+      const header = tryParseWalHeader(headerBytes);
+      const sameDbFile = !!state && state.dbDev === this.#dbDev && state.dbIno === this.#dbIno;
+      this.#spills.clear();
+      this.#closedEnds.clear();
+
+      if (!state) reason = 'no generation exists';
+      else if (!sameDbFile) reason = 'database file replaced';
+      else if (header && headerBytes && headerBytes.toString('hex') === state.walHeader) {
+        // Same epoch: everything up to the replicas' positions is still in the WAL.
+        this.#adoptState(state);
+        this.#epoch = await this.#scanNewEpoch(state.index, headerBytes, header);
+      } else if (state.cleanStop && sameFingerprint(state.cleanStop.fingerprint, fingerprint)) {
+        // Unchanged database since a clean stop: the current WAL (if any) holds only later commits.
+        this.#adoptState(state);
+        this.#closedEnds.set(state.index, state.cleanStop.end);
+        if (header && headerBytes) this.#epoch = await this.#scanNewEpoch(state.index + 1, headerBytes, header);
+        else this.#epoch = undefined; // created by the write below
+      } else {
+        reason = header ? 'wal header mismatch' : 'no primary wal';
+      }
+
+      if (reason !== undefined) {
+        this.#generation = newGenerationName();
+        this.#epoch = undefined;
+      }
+
+      // Write one frame under our lock: guarantees the WAL exists and holds a frame that is not
+      // checkpointed yet, so the read lock taken next pins a WAL read mark. If the WAL was fully
+      // checkpointed this write restarts it — under our lock, so the old epoch ended exactly at
+      // the end we scanned.
+      const before = this.#epoch;
+      conns.commitSeqWrite();
+      locked = false;
+      conns.pinRead();
+      await this.#wal.ensureOpen();
+      const afterBytes = await this.#wal.readHeaderBytes();
+      const after = tryParseWalHeader(afterBytes);
+      if (!after || !afterBytes) throw new CorruptDataError('wal missing after write: cannot start replication');
+      if (!before) {
+        this.#epoch = await this.#scanNewEpoch(reason !== undefined ? 0 : (state?.index ?? 0) + 1, afterBytes, after);
+      } else if (afterBytes.equals(before.headerBytes)) {
+        await this.#scanMore();
+      } else if (after.checkpointSeq === ((before.header.checkpointSeq + 1) >>> 0) && after.salt1 === ((before.header.salt1 + 1) >>> 0)) {
+        this.#closedEnds.set(before.index, before.end);
+        this.#epoch = await this.#scanNewEpoch(before.index + 1, afterBytes, after);
+      } else {
+        reason = 'wal restarted during start-up';
+        this.#generation = newGenerationName();
+        this.#closedEnds.clear();
+        this.#spills.clear();
+        this.#epoch = await this.#scanNewEpoch(0, afterBytes, after);
+      }
+      this.#pinnedEnd = this.#epoch!.end;
+    } finally {
+      if (locked) conns.unlockWrites();
+    }
+    this.#pageSize = this.#epoch!.header.pageSize;
+    await this.#persist();
+    await removeOtherGenerations(this.settings.metaPath, this.#generation);
+    if (reason !== undefined) {
+      this.#log.info('new generation', { db: this.dbPath, generation: this.#generation, reason });
+      this.emit('generation', { generation: this.#generation, reason });
+    }
+  }
+
+  #adoptState(state: MetaState): void {
+    this.#generation = state.generation;
+    for (const s of state.spills) {
+      this.#spills.set(s.index, s);
+      this.#closedEnds.set(s.index, s.end);
+    }
+  }
+
+  async #scanNewEpoch(index: number, headerBytes: Buffer, header: WalHeader): Promise<Epoch> {
+    const e: Epoch = { index, headerBytes, header, end: WAL_HEADER_SIZE, checksum: header.checksum, boundaries: [] };
+    const r = await scanCommittedFrames((b, n, p) => this.#wal.readAt(b, 0, n, p), header, WAL_HEADER_SIZE, header.checksum);
+    this.#recordBoundaries(e, r.end);
+    e.end = r.end;
+    e.checksum = r.checksum;
+    return e;
+  }
+
+  #recordBoundaries(e: Epoch, newEnd: number): void {
+    // Boundaries are only ever commit ends seen by a scan; one per scan is enough spacing info.
+    const last = e.boundaries.length ? e.boundaries[e.boundaries.length - 1]! : WAL_HEADER_SIZE;
+    if (newEnd > e.end && newEnd - last >= SEGMENT_SPLIT / 4) e.boundaries.push(newEnd);
+  }
+
+  /** Scans for commits after the current end; the epoch header must be unchanged. */
+  async #scanMore(): Promise<boolean> {
+    const e = this.#epoch!;
+    const r = await scanCommittedFrames((b, n, p) => this.#wal.readAt(b, 0, n, p), e.header, e.end, e.checksum);
+    if (r.end === e.end) return false;
+    this.#recordBoundaries(e, r.end);
+    e.end = r.end;
+    e.checksum = r.checksum;
+    return true;
+  }
+
+  async #persist(extra?: Partial<MetaState>): Promise<void> {
+    const e = this.#epoch!;
+    const state: MetaState = {
+      version: 1,
+      generation: this.#generation,
+      index: e.index,
+      walHeader: e.headerBytes.toString('hex'),
+      pageSize: e.header.pageSize,
+      dbDev: this.#dbDev,
+      dbIno: this.#dbIno,
+      spills: [...this.#spills.values()].sort((a, b) => a.index - b.index),
+      ...extra,
+    };
+    await writeMetaState(this.settings.metaPath, state);
+  }
+
+  /**
+   * One monitor step: detects new commits, a replaced database or a WAL restarted behind our
+   * back (→ new generation). Resolves true when something changed.
+   */
+  async scan(): Promise<boolean> {
+    if (!this.#conns) return false;
+    const dbStat = await statOrUndefined(this.dbPath);
+    if (!dbStat || Number(dbStat.ino) !== this.#dbIno || Number(dbStat.dev) !== this.#dbDev) {
+      // Deleted, or deleted and recreated under the same path.
+      this.#log.warn('database file replaced or removed; reopening', { db: this.dbPath });
+      await this.#closeConnections();
+      return this.open().catch((err) => {
+        this.#log.error('reopen failed', { db: this.dbPath, error: String(err) });
+        return false;
+      });
+    }
+    const e = this.#epoch!;
+    const present = await this.#wal.ensureOpen();
+    const hb = present ? await this.#wal.readHeaderBytes() : undefined;
+    if (!hb || !hb.equals(e.headerBytes)) {
+      const size = present ? await this.#wal.size() : 0;
+      await this.#newGeneration(size < e.end ? 'wal truncated by another process' : 'wal overwritten by another process');
+      return true;
+    }
+    const changed = await this.#scanMore();
+    if (changed) {
+      this.#lastChangeAt = Date.now();
+      // Move the read lock forward so checkpoints (ours or the app's) can copy the new frames.
+      // Not while a snapshot streams: the database file must not get ahead of what the replica
+      // sent before the snapshot.
+      if (this.#snapshotDepth === 0) {
+        this.#conns.repin();
+        this.#pinnedEnd = e.end;
+      }
+    }
+    return changed;
+  }
+
+  async #newGeneration(reason: string): Promise<void> {
+    const conns = this.connections;
+    this.#log.warn('new generation', { db: this.dbPath, reason });
+    conns.unpin();
+    // Take the write lock so the header we adopt is the epoch we pin.
+    while (!conns.tryLockWrites(Math.min(this.settings.busyTimeoutMs, 200))) await new Promise((r) => setTimeout(r, 20));
+    try {
+      conns.commitSeqWrite();
+    } finally {
+      conns.unlockWrites();
+    }
+    conns.pinRead();
+    await this.#wal.ensureOpen();
+    const hb = await this.#wal.readHeaderBytes();
+    const h = tryParseWalHeader(hb);
+    if (!h || !hb) throw new CorruptDataError('wal missing after write');
+    this.#generation = newGenerationName();
+    this.#spills.clear();
+    this.#closedEnds.clear();
+    this.#epoch = await this.#scanNewEpoch(0, hb, h);
+    this.#pageSize = h.pageSize;
+    this.#pinnedEnd = this.#epoch.end;
+    await this.#persist();
+    await removeOtherGenerations(this.settings.metaPath, this.#generation);
+    this.emit('generation', { generation: this.#generation, reason });
+  }
+
+  /** Where a replica at `pos` continues. */
+  sourceFor(pos: Pos): SegmentSource {
+    const e = this.#epoch;
+    if (!e || pos.generation !== this.#generation) return { kind: 'unavailable', reason: 'generation changed' };
+    let { index, offset } = pos;
+    for (;;) {
+      if (index === e.index) {
+        if (offset === e.end || (offset === 0 && e.end === WAL_HEADER_SIZE)) return { kind: 'caught-up' };
+        if (offset > e.end) return { kind: 'unavailable', reason: `replica position ${offset} is past the local wal end ${e.end}` };
+        let end = e.end;
+        if (end - offset > SEGMENT_SPLIT) {
+          const b = e.boundaries.find((x) => x > offset && x - offset <= SEGMENT_SPLIT) ?? e.boundaries.find((x) => x > offset);
+          if (b !== undefined) end = b;
+        }
+        return { kind: 'data', index, start: offset, end, from: 'wal' };
+      }
+      if (index > e.index) return { kind: 'unavailable', reason: `replica index ${index} is ahead of the local index ${e.index}` };
+      const closedEnd = this.#closedEnds.get(index);
+      if (closedEnd !== undefined && offset === closedEnd) {
+        index += 1;
+        offset = 0;
+        continue;
+      }
+      const spill = this.#spills.get(index);
+      if (spill && offset >= spill.start && offset < spill.end) {
+        return { kind: 'data', index, start: offset, end: spill.end, from: 'spill' };
+      }
+      return { kind: 'unavailable', reason: `wal index ${index.toString(16).padStart(8, '0')} offset ${offset} is no longer available locally` };
+    }
+  }
+
+  /**
+   * Streams bytes [start, end) of a source. WAL reads end with a header re-check: if the WAL was
+   * restarted while reading, the stream errors instead of ending, so no torn segment is stored.
+   */
+  openSegment(src: Extract<SegmentSource, { kind: 'data' }>): Readable {
+    const expectedHeader = this.#epoch!.headerBytes;
+    const walPath = this.walPath;
+    const file = src.from === 'wal' ? walPath : spillFile(this.settings.metaPath, this.#generation, src.index);
+    const { start, end } = src;
+    async function* gen() {
+      const fh = await fs.open(file, 'r');
+      try {
+        let pos = start;
+        while (pos < end) {
+          const n = Math.min(READ_CHUNK, end - pos);
+          const buf = Buffer.allocUnsafe(n);
+          const got = await readFullAt(fh, buf, 0, n, pos);
+          if (got !== n) throw new CorruptDataError(`short read of ${file} at ${pos}: wanted ${n} bytes, got ${got}`);
+          pos += n;
+          if (pos >= end && src.from === 'wal') {
+            const hb = Buffer.alloc(WAL_HEADER_SIZE);
+            await readFullAt(fh, hb, 0, WAL_HEADER_SIZE, 0);
+            if (!hb.equals(expectedHeader)) throw new CorruptDataError('wal restarted while reading a segment');
+          }
+          yield buf;
+        }
+      } finally {
+        await fh.close();
+      }
+    }
+    return Readable.from(gen(), { objectMode: false });
+  }
+
+  /** Sizes for metrics. */
+  async sizes(): Promise<{ dbSizeBytes: number; walSizeBytes: number }> {
+    const [d, w] = await Promise.all([statOrUndefined(this.dbPath), statOrUndefined(this.walPath)]);
+    return { dbSizeBytes: d?.size ?? 0, walSizeBytes: w?.size ?? 0 };
+  }
+
+  /**
+   * Checkpoint policy, run after scans and uploads:
+   * - epoch ≥ minCheckpointPageCount pages and the replicas' unsent tail is small, or
+   * - epoch ≥ maxCheckpointPageCount pages (lagging tails are spilled locally), or
+   * - idle for checkpointInterval with more than one frame in the epoch
+   * → controlled restart. Past truncatePageCount the restart waits for readers.
+   */
+  async maybeCheckpoint(): Promise<void> {
+    const e = this.#epoch;
+    if (!e || !this.#conns) return;
+    const pages = (e.end - WAL_HEADER_SIZE) / (e.header.pageSize + 24);
+    if (pages <= 1) return;
+    const s = this.settings;
+    const behind = this.#unsentBytes();
+    const idle = s.checkpointIntervalMs > 0 && Date.now() - Math.max(this.#lastChangeAt, this.#lastCheckpointAt) >= s.checkpointIntervalMs;
+    const emergency = s.truncatePageCount > 0 && pages >= s.truncatePageCount;
+    const forced = s.maxCheckpointPageCount > 0 && pages >= s.maxCheckpointPageCount;
+    const due = pages >= s.minCheckpointPageCount && behind <= Math.max(4 * 1024 * 1024, (e.end - WAL_HEADER_SIZE) / 4);
+    if (emergency || forced || due || (idle && behind === 0)) {
+      await this.restartWal(emergency ? 'TRUNCATE' : 'PASSIVE');
+    } else if (pages >= s.minCheckpointPageCount) {
+      // Cheap, concurrent with writers: copy what the read lock allows into the database file.
+      const t = Date.now();
+      const r = this.#conns.checkpoint('PASSIVE');
+      this.emit('checkpoint', { mode: 'PASSIVE', durationMs: Date.now() - t, result: r });
+    }
+  }
+
+  #unsentBytes(): number {
+    const e = this.#epoch!;
+    let behind = 0;
+    for (const p of this.#positions()) {
+      if (!p || p.generation !== this.#generation || p.index < e.index) {
+        behind = Math.max(behind, e.end);
+        continue;
+      }
+      if (p.index === e.index) behind = Math.max(behind, e.end - p.offset);
+    }
+    return behind;
+  }
+
+  /**
+   * Controlled WAL restart: under walship's write lock, keep lagging replicas' unsent tail of
+   * the current index in the meta dir, checkpoint everything (PASSIVE: never waits for readers,
+   * except in `TRUNCATE` emergency mode, which waits up to busyTimeout), then write one frame so
+   * the WAL restarts into the next index and is truncated to journal_size_limit.
+   * Resolves true when the WAL was restarted.
+   */
+  async restartWal(mode: 'PASSIVE' | 'TRUNCATE' = 'PASSIVE'): Promise<boolean> {
+    const conns = this.connections;
+    const t0 = Date.now();
+    if (this.#snapshotDepth > 0) return false;
+    if (!conns.tryLockWrites(Math.min(50, this.settings.busyTimeoutMs))) return false;
+    let restarted = false;
+    try {
+      // Nobody else can append now; bring the epoch end up to date.
+      const hb = await this.#wal.readHeaderBytes();
+      if (!hb || !hb.equals(this.#epoch!.headerBytes)) {
+        conns.unlockWrites();
+        await this.scan(); // handles the unexpected restart
+        return false;
+      }
+      await this.#scanMore();
+      const e = this.#epoch!;
+      await this.#spillLaggingTails(e);
+      conns.unpin();
+      let r = conns.checkpoint('PASSIVE');
+      if (mode === 'TRUNCATE') {
+        const deadline = Date.now() + this.settings.busyTimeoutMs;
+        while ((r.busy !== 0 || r.checkpointed !== r.log) && Date.now() < deadline) {
+          await new Promise((res) => setTimeout(res, 10));
+          r = conns.checkpoint('PASSIVE');
+        }
+      }
+      const full = r.busy === 0 && r.log >= 0 && r.checkpointed === r.log;
+      this.emit('checkpoint', { mode, durationMs: Date.now() - t0, result: r });
+      if (!full) {
+        // Not fully checkpointed, so nobody can restart the WAL: re-pin, then let writers go.
+        conns.pinRead();
+        this.#pinnedEnd = e.end;
+        conns.unlockWrites();
+        return false;
+      }
+      // Re-begin so the writer's read mark is 0 (everything is checkpointed): its write then
+      // restarts the WAL. Another writer may slip in between; the header check below sees it.
+      conns.unlockWrites();
+      const relocked = conns.tryLockWrites(Math.min(50, this.settings.busyTimeoutMs));
+      if (relocked) {
+        const hb2 = await this.#wal.readHeaderBytes();
+        if (hb2 && hb2.equals(e.headerBytes)) {
+          await this.#scanMore();
+          if (this.#epoch!.end !== e.end) await this.#spillLaggingTails(this.#epoch!);
+          const closedEnd = this.#epoch!.end;
+          conns.commitSeqWrite();
+          conns.pinRead();
+          const after = await this.#wal.readHeaderBytes();
+          const ah = tryParseWalHeader(after);
+          if (ah && after && !after.equals(e.headerBytes)) {
+            if (ah.checkpointSeq === ((e.header.checkpointSeq + 1) >>> 0) && ah.salt1 === ((e.header.salt1 + 1) >>> 0)) {
+              this.#closedEnds.set(e.index, closedEnd);
+              if (e.index + 1 >= MAX_INDEX) {
+                await this.#newGeneration('max index exceeded');
+              } else {
+                this.#epoch = await this.#scanNewEpoch(e.index + 1, after, ah);
+                this.#pinnedEnd = this.#epoch.end;
+                await this.#persist();
+              }
+              restarted = true;
+            } else {
+              await this.#newGeneration('wal restarted more than once during checkpoint');
+              restarted = true;
+            }
+          } else {
+            await this.#scanMore(); // our write was appended (a reader still uses the WAL)
+          }
+        } else {
+          conns.unlockWrites();
+          conns.pinRead();
+          await this.scan();
+        }
+      } else {
+        conns.pinRead();
+        await this.scan();
+      }
+    } finally {
+      conns.unlockWrites();
+      if (!conns.pinned) conns.pinRead();
+    }
+    if (restarted) {
+      this.#lastCheckpointAt = Date.now();
+      this.#pruneSpills();
+      this.emit('restart', { index: this.#epoch!.index, durationMs: Date.now() - t0 });
+    }
+    return restarted;
+  }
+
+  /** Copies [lagging position, end) of the current index into the meta dir and fsyncs it. */
+  async #spillLaggingTails(e: Epoch): Promise<void> {
+    let start = e.end;
+    for (const p of this.#positions()) {
+      if (!p) {
+        start = 0;
+        continue;
+      }
+      if (p.generation !== this.#generation) continue; // will resnapshot anyway
+      if (p.index < e.index) start = Math.min(start, 0);
+      else if (p.index === e.index) start = Math.min(start, p.offset);
+    }
+    if (start >= e.end) return;
+    const existing = this.#spills.get(e.index);
+    if (existing && existing.start <= start && existing.end === e.end) return;
+    const file = spillFile(this.settings.metaPath, this.#generation, e.index);
+    await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+    const fh = await fs.open(file, 'w', 0o600);
+    try {
+      await fh.write(e.headerBytes, 0, WAL_HEADER_SIZE, 0);
+      const from = Math.max(start, WAL_HEADER_SIZE);
+      const buf = Buffer.allocUnsafe(READ_CHUNK * 4);
+      for (let pos = from; pos < e.end; ) {
+        const n = Math.min(buf.length, e.end - pos);
+        const got = await this.#wal.readAt(buf, 0, n, pos);
+        if (got !== n) throw new CorruptDataError(`short wal read while keeping unsent frames at ${pos}`);
+        await fh.write(buf, 0, n, pos);
+        pos += n;
+      }
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await fsyncDir(path.dirname(file));
+    this.#spills.set(e.index, { index: e.index, start, end: e.end });
+    await this.#persist();
+    this.#log.info('kept unsent wal locally', { db: this.dbPath, index: e.index, start, end: e.end });
+  }
+
+  /** Deletes spilled tails every replica has moved past. */
+  #pruneSpills(): void {
+    if (this.#spills.size === 0) return;
+    const ps = this.#positions();
+    let min = Number.POSITIVE_INFINITY;
+    for (const p of ps) {
+      if (!p || p.generation !== this.#generation) continue; // needs a new snapshot anyway
+      min = Math.min(min, p.index);
+    }
+    for (const [index] of this.#spills) {
+      if (index < min) {
+        this.#spills.delete(index);
+        void fs.rm(spillFile(this.settings.metaPath, this.#generation, index), { force: true });
+      }
+    }
+  }
+
+  /** Called after replicas advance: prune spills and forget closed ends nobody needs. */
+  async onReplicasAdvanced(): Promise<void> {
+    const before = this.#spills.size;
+    this.#pruneSpills();
+    if (this.#spills.size !== before && this.#epoch) await this.#persist();
+  }
+
+  /**
+   * Runs `fn` with the snapshot read transaction held (so checkpoints cannot copy frames past
+   * `pos` into the database file) and a stream of the database file's bytes.
+   */
+  async withSnapshot<T>(fn: (snap: { pos: Pos; size: number; stream: Readable }) => Promise<T>): Promise<T> {
+    const conns = this.connections;
+    const db = conns.snapshotReader;
+    this.#snapshotDepth++;
+    db.exec('BEGIN');
+    try {
+      db.prepare('SELECT COUNT(1) FROM _litestream_seq').get();
+      await this.scan();
+      const pos = this.pos;
+      const size = (await conns.dbFile.stat()).size;
+      const fh = conns.dbFile;
+      async function* gen() {
+        let off = 0;
+        while (off < size) {
+          const n = Math.min(READ_CHUNK, size - off);
+          const buf = Buffer.allocUnsafe(n);
+          const got = await readFullAt(fh, buf, 0, n, off);
+          if (got === 0) break; // truncated by a checkpoint: the WAL replay restores the rest
+          off += got;
+          yield got === n ? buf : buf.subarray(0, got);
+        }
+      }
+      return await fn({ pos, size, stream: Readable.from(gen(), { objectMode: false }) });
+    } finally {
+      db.exec('COMMIT');
+      this.#snapshotDepth--;
+    }
+  }
+
+  /**
+   * Clean stop: with every replica at the end (or its tail spilled), checkpoint everything
+   * under the write lock and record the database fingerprint, so the next start continues the
+   * generation even if the application later deletes the WAL.
+   */
+  async close(opts: { clean: boolean }): Promise<void> {
+    if (!this.#conns) return;
+    if (opts.clean && this.#epoch) {
+      try {
+        await this.#cleanStop();
+      } catch (err) {
+        this.#log.warn('clean stop record skipped', { db: this.dbPath, error: String(err) });
+      }
+    }
+    await this.#closeConnections();
+  }
+
+  async #cleanStop(): Promise<void> {
+    const conns = this.connections;
+    if (!conns.tryLockWrites(Math.min(this.settings.busyTimeoutMs, 500))) return;
+    try {
+      const hb = await this.#wal.readHeaderBytes();
+      if (!hb || !hb.equals(this.#epoch!.headerBytes)) return;
+      await this.#scanMore();
+      const e = this.#epoch!;
+      await this.#spillLaggingTails(e);
+      conns.unpin();
+      const r = conns.checkpoint('PASSIVE');
+      if (!(r.busy === 0 && r.checkpointed === r.log)) return;
+      // Let the coarse file-time clock tick past the checkpoint's writes, so any later write
+      // to the database file is guaranteed to change its mtime.
+      await new Promise((res) => setTimeout(res, 25));
+      const fingerprint = await fingerprintOf(conns.dbFile);
+      await this.#persist({ cleanStop: { end: e.end, fingerprint } });
+    } finally {
+      conns.unlockWrites();
+    }
+  }
+
+  async #closeConnections(): Promise<void> {
+    const c = this.#conns;
+    this.#conns = undefined;
+    await this.#wal.close();
+    await c?.close();
+  }
+
+  /** Positions comparator helper for callers. */
+  static before(a: Pos, b: Pos): boolean {
+    return comparePos(a, b) < 0;
+  }
+
+  /** Parses a header for tests/diagnostics. */
+  static header(bytes: Buffer): WalHeader {
+    return parseWalHeader(bytes);
+  }
+}

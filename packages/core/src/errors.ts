@@ -1,0 +1,85 @@
+/**
+ * Error classes thrown by walship. Every error carries a stable `code` that callers can
+ * match on instead of parsing messages; messages are one line and say what to do.
+ *
+ * | class                   | code                        | thrown when                                         |
+ * |-------------------------|-----------------------------|-----------------------------------------------------|
+ * | `NotFoundError`         | `WALSHIP_NOT_FOUND`         | a snapshot, WAL segment or file does not exist       |
+ * | `InvalidArgumentError`  | `WALSHIP_INVALID_ARGUMENT`  | a caller passed a bad value (empty generation, …)    |
+ * | `ConfigError`           | `WALSHIP_CONFIG`            | an option or configuration value is invalid          |
+ * | `CorruptDataError`      | `WALSHIP_CORRUPT`           | an object or WAL failed a checksum or format check   |
+ * | `BackendError`          | `WALSHIP_BACKEND`           | a storage request failed (network, auth, 5xx, …)     |
+ * | `RestoreError`          | `WALSHIP_RESTORE_*`         | restore cannot proceed (see `RestoreError.code`)     |
+ * | `ClosedError`           | `WALSHIP_CLOSED`            | an operation was called on a stopped replicator      |
+ */
+export class WalshipError extends Error {
+  /** Stable machine-readable code, e.g. `WALSHIP_NOT_FOUND`. */
+  readonly code: string;
+
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** A requested object (snapshot, WAL segment, file) does not exist. */
+export class NotFoundError extends WalshipError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('WALSHIP_NOT_FOUND', message, options);
+  }
+}
+
+/** A caller passed an invalid argument, such as an empty generation name. */
+export class InvalidArgumentError extends WalshipError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('WALSHIP_INVALID_ARGUMENT', message, options);
+  }
+}
+
+/** An option or configuration value is invalid. */
+export class ConfigError extends WalshipError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('WALSHIP_CONFIG', message, options);
+  }
+}
+
+/** Stored data failed verification: bad LZ4 frame, content checksum, WAL checksum or salt. */
+export class CorruptDataError extends WalshipError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('WALSHIP_CORRUPT', message, options);
+  }
+}
+
+/**
+ * A storage backend request failed for a reason other than "not found".
+ * `retryable` tells the engine whether retrying with backoff may help (throttling, 5xx,
+ * network resets) or not (access denied, bucket missing).
+ */
+export class BackendError extends WalshipError {
+  readonly retryable: boolean;
+  constructor(message: string, options?: { cause?: unknown; retryable?: boolean }) {
+    super('WALSHIP_BACKEND', message, options);
+    this.retryable = options?.retryable ?? true;
+  }
+}
+
+/** The replicator was stopped before the operation could complete. */
+export class ClosedError extends WalshipError {
+  constructor(message = 'replicator is stopped') {
+    super('WALSHIP_CLOSED', message);
+  }
+}
+
+/** True when `err` means "does not exist" (walship's NotFoundError or a Node ENOENT). */
+export function isNotFoundError(err: unknown): boolean {
+  if (err instanceof NotFoundError) return true;
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === 'WALSHIP_NOT_FOUND' || code === 'ENOENT';
+}
+
+/** A short, single-line description of any thrown value, for logs and CLI output. */
+export function errorMessage(err: unknown): string {
+  if (err instanceof Error) return err.message.split('\n')[0] ?? String(err);
+  return String(err);
+}

@@ -1,0 +1,14 @@
+export * from './errors.js';
+export * from './pos.js';
+export * from './naming.js';
+export type * from './replica-client.js';
+export type * from './backend.js';
+export * from './pipeline.js';
+export * from './wal/checksum.js';
+export * from './wal/format.js';
+export * from './logger.js';
+export * from './duration.js';
+export type * from './options.js';
+export type * from './replicator-types.js';
+export { Replicator } from './replicator.js';
+export { defaultMetaPath } from './db/meta-state.js';

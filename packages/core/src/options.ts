@@ -1,0 +1,57 @@
+import type { Duration } from './duration.js';
+import type { Logger } from './logger.js';
+import type { ObjectStage } from './pipeline.js';
+import type { ReplicaClient } from './replica-client.js';
+
+/**
+ * One replica of a database. Option names are the litestream.yml replica keys in camelCase
+ * (`sync-interval` → `syncInterval`); kebab-case spellings are accepted too.
+ */
+export interface ReplicaOptions {
+  /** The storage backend. */
+  client: ReplicaClient;
+  /** Unique per database; defaults to the client's type (`file`, `s3`, …). */
+  name?: string;
+  /** Minimum time between uploads (default `1s`). */
+  syncInterval?: Duration;
+  /** How long snapshots and WAL are kept (default `24h`; `0` disables retention). */
+  retention?: Duration;
+  /** How often retention runs (default `1h`, clamped to `retention`). */
+  retentionCheckInterval?: Duration;
+  /** Take a new snapshot this often (default `0` = only when needed). */
+  snapshotInterval?: Duration;
+  /** Periodically restore the replica and compare checksums (default `0` = off). */
+  validationInterval?: Duration;
+  /** Object pipeline stages (default: LZ4 framing). */
+  stages?: readonly ObjectStage[];
+}
+
+/**
+ * Options of a replicated database. Names are the litestream.yml database keys in camelCase
+ * (kebab-case accepted too) plus walship's own.
+ */
+export interface ReplicatorOptions {
+  replicas: readonly ReplicaOptions[];
+  /** Meta directory (default `<dir>/.<name>-walship`). */
+  metaPath?: string;
+  /** How often the WAL is checked for new transactions (default `1s`). */
+  monitorInterval?: Duration;
+  /** Checkpoint an idle WAL after this long (default `1m`; `0` disables). */
+  checkpointInterval?: Duration;
+  /** Checkpoint and restart the WAL once it holds this many pages (default 1000). */
+  minCheckpointPageCount?: number;
+  /**
+   * Restart the WAL at this many pages even when a replica lags, keeping that replica's
+   * unsent WAL in the meta directory (default 10000). Never blocks writers on readers.
+   */
+  maxCheckpointPageCount?: number;
+  /**
+   * Emergency size in pages: past it walship waits for readers (blocking writers up to
+   * `busyTimeout`) to restart and truncate the WAL (default 500000; `0` disables).
+   */
+  truncatePageCount?: number;
+  /** SQLite busy timeout for walship's own connections (default `1s`). */
+  busyTimeout?: Duration;
+  /** Log sink (default: silent). */
+  logger?: Logger;
+}

@@ -1,0 +1,255 @@
+import type { EventEmitter } from 'node:events';
+import { Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { WalEngine } from '../db/engine.js';
+import { errorMessage, isNotFoundError, WalshipError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { decodeObject, encodeObject, type ObjectStage } from '../pipeline.js';
+import { comparePos, formatPos, type Pos } from '../pos.js';
+import type { ReplicaClient, SnapshotInfo, WALSegmentInfo } from '../replica-client.js';
+import { backoffDelay, Mutex, sleep } from '../util/async.js';
+
+export interface ReplicaSettings {
+  readonly name: string;
+  readonly client: ReplicaClient;
+  readonly syncIntervalMs: number;
+  readonly retentionMs: number;
+  readonly retentionCheckIntervalMs: number;
+  readonly snapshotIntervalMs: number;
+  readonly stages: readonly ObjectStage[];
+  readonly logger: Logger;
+}
+
+/**
+ * One destination of one database: keeps its remote position in memory (recomputed from the
+ * remote only at start and after a failure that leaves it unknown), uploads WAL segments,
+ * takes snapshots when the generation has none (or on `snapshotInterval`), and enforces
+ * retention. Failures are retried with exponential backoff and never affect other replicas.
+ */
+export class Replica {
+  readonly name: string;
+  readonly client: ReplicaClient;
+  readonly settings: ReplicaSettings;
+  /** Durable remote position; undefined while unknown. */
+  pos: Pos | undefined;
+  lastError: string | undefined;
+  lastSyncAt: Date | undefined;
+  errors = 0;
+  #engine: WalEngine;
+  #events: EventEmitter;
+  #log: Logger;
+  #mutex = new Mutex();
+  #lastSnapshotAt = 0;
+  #lastRetentionAt = Date.now();
+  /** Generation known to have a snapshot on this replica. */
+  #snapshotGeneration: string | undefined;
+  inflight = 0;
+
+  constructor(settings: ReplicaSettings, engine: WalEngine, events: EventEmitter) {
+    this.settings = settings;
+    this.name = settings.name;
+    this.client = settings.client;
+    this.#engine = engine;
+    this.#events = events;
+    this.#log = settings.logger;
+  }
+
+  #op(operation: 'GET' | 'PUT' | 'DELETE' | 'LIST', bytes = 0): void {
+    this.#events.emit('operation', { replica: this.name, replicaType: this.client.type, operation, bytes });
+  }
+
+  /** Computes the remote position for the engine's generation (LIST, and a GET of the last segment). */
+  async #calcPos(): Promise<void> {
+    const generation = this.#engine.generation;
+    this.#op('LIST');
+    const snapshots = await this.client.snapshots(generation);
+    this.#snapshotGeneration = snapshots.length > 0 ? generation : undefined;
+    if (snapshots.length > 0) this.#lastSnapshotAt = Math.max(...snapshots.map((s) => s.createdAt.getTime()));
+    this.#op('LIST');
+    const segments = await this.client.walSegments(generation);
+    if (segments.length === 0) {
+      this.pos = snapshots.length > 0 ? { generation, index: Math.max(...snapshots.map((s) => s.index)), offset: 0 } : undefined;
+      return;
+    }
+    let last = segments[0]!;
+    for (const s of segments) if (s.index > last.index || (s.index === last.index && s.offset > last.offset)) last = s;
+    const start = { generation, index: last.index, offset: last.offset };
+    let n = 0;
+    const stored = await this.client.walSegmentReader(start);
+    await pipeline(
+      decodeObject(stored, this.settings.stages),
+      new Transform({
+        transform(chunk: Buffer, _e, cb) {
+          n += chunk.length;
+          cb();
+        },
+      }),
+    );
+    this.#op('GET', last.size);
+    this.pos = { generation, index: last.index, offset: last.offset + n };
+  }
+
+  /**
+   * Uploads everything the engine has committed. Takes a snapshot first when this replica has
+   * none for the current generation (or its local data is gone).
+   * @throws the client's error; the caller retries with backoff
+   */
+  sync(): Promise<void> {
+    return this.#mutex.run(() => this.#sync());
+  }
+
+  async #sync(): Promise<void> {
+    const engine = this.#engine;
+    if (!engine.isOpen || !engine.generation) return;
+    if (!this.pos || this.pos.generation !== engine.generation) await this.#calcPos();
+    if (this.#snapshotGeneration !== engine.generation) await this.#snapshot();
+    for (;;) {
+      const src = engine.sourceFor(this.pos!);
+      if (src.kind === 'caught-up') break;
+      if (src.kind === 'unavailable') {
+        this.#log.warn('replica needs a new snapshot', { replica: this.name, reason: src.reason, pos: formatPos(this.pos!) });
+        await this.#snapshot();
+        continue;
+      }
+      await this.#uploadSegment(src);
+    }
+    this.lastSyncAt = new Date();
+  }
+
+  async #uploadSegment(src: Extract<ReturnType<WalEngine['sourceFor']>, { kind: 'data' }>): Promise<void> {
+    const t0 = Date.now();
+    const generation = this.#engine.generation;
+    const start: Pos = { generation, index: src.index, offset: src.start };
+    this.inflight++;
+    let info: WALSegmentInfo;
+    try {
+      const body = encodeObject(this.#engine.openSegment(src), this.settings.stages);
+      info = await this.client.writeWALSegment(start, body);
+    } finally {
+      this.inflight--;
+    }
+    this.#op('PUT', info.size);
+    this.pos = { generation, index: src.index, offset: src.end };
+    this.#log.debug('wal segment written', { replica: this.name, pos: formatPos(start), sz: src.end - src.start, elapsed: Date.now() - t0 });
+    this.#events.emit('replica-sync', { replica: this.name, pos: this.pos, bytes: src.end - src.start, durationMs: Date.now() - t0 });
+  }
+
+  /**
+   * Snapshot of the database file labelled with the current WAL index. The WAL up to the
+   * snapshot's read point is uploaded first, so a point-in-time restore that includes the
+   * snapshot also includes every frame the snapshot's pages may already contain.
+   */
+  snapshot(): Promise<SnapshotInfo> {
+    return this.#mutex.run(() => this.#snapshot());
+  }
+
+  async #snapshot(): Promise<SnapshotInfo> {
+    const t0 = Date.now();
+    const engine = this.#engine;
+    return engine.withSnapshot(async ({ pos, stream }) => {
+      // Send the WAL of the snapshot's index up to the snapshot's read point first.
+      const sameIndex = this.pos && this.pos.generation === pos.generation && this.pos.index === pos.index;
+      this.pos = sameIndex ? this.pos : { generation: pos.generation, index: pos.index, offset: 0 };
+      while (comparePos(this.pos!, pos) < 0) {
+        const src = engine.sourceFor(this.pos!);
+        if (src.kind !== 'data') break;
+        await this.#uploadSegment(src.index === pos.index && src.end > pos.offset ? { ...src, end: pos.offset } : src);
+      }
+      const info = await this.client.writeSnapshot(pos.generation, pos.index, encodeObject(stream, this.settings.stages));
+      this.#op('PUT', info.size);
+      this.#snapshotGeneration = pos.generation;
+      this.#lastSnapshotAt = info.createdAt.getTime();
+      this.#log.info('snapshot written', { replica: this.name, pos: formatPos(pos), sz: info.size, elapsed: Date.now() - t0 });
+      this.#events.emit('snapshot', { replica: this.name, generation: pos.generation, index: pos.index, sizeBytes: info.size, durationMs: Date.now() - t0 });
+      return info;
+    });
+  }
+
+  /** True when a periodic snapshot is due. */
+  snapshotDue(now = Date.now()): boolean {
+    return this.settings.snapshotIntervalMs > 0 && this.#snapshotGeneration !== undefined && now - this.#lastSnapshotAt >= this.settings.snapshotIntervalMs;
+  }
+
+  retentionDue(now = Date.now()): boolean {
+    if (this.settings.retentionMs <= 0) return false;
+    const every = Math.min(this.settings.retentionCheckIntervalMs, this.settings.retentionMs);
+    return now - this.#lastRetentionAt >= every;
+  }
+
+  /**
+   * Litestream's retention: keep snapshots newer than `retention` (taking a fresh one when none
+   * is), delete generations without a retained snapshot, and within a generation delete
+   * snapshots and WAL segments below its lowest retained snapshot index.
+   */
+  enforceRetention(now = Date.now()): Promise<void> {
+    return this.#mutex.run(async () => {
+      this.#lastRetentionAt = now;
+      const client = this.client;
+      this.#op('LIST');
+      const generations = await client.generations();
+      const all: SnapshotInfo[] = [];
+      for (const g of generations) {
+        this.#op('LIST');
+        all.push(...(await client.snapshots(g)));
+      }
+      const cutoff = now - this.settings.retentionMs;
+      let retained = all.filter((s) => s.createdAt.getTime() >= cutoff);
+      if (retained.length === 0) {
+        if (!this.#engine.isOpen) return;
+        retained = [await this.#snapshot()];
+      }
+      const current = this.#engine.generation;
+      for (const g of generations) {
+        const keep = retained.filter((s) => s.generation === g);
+        if (keep.length === 0) {
+          if (g === current) continue; // never delete what the live generation builds on
+          await client.deleteGeneration(g);
+          this.#op('DELETE');
+          this.#log.info('generation deleted', { replica: this.name, generation: g });
+          continue;
+        }
+        const min = Math.min(...keep.map((s) => s.index));
+        for (const s of all) {
+          if (s.generation === g && s.index < min) {
+            await client.deleteSnapshot(g, s.index);
+            this.#op('DELETE');
+            this.#log.info('snapshot deleted', { replica: this.name, generation: g, index: s.index });
+          }
+        }
+        this.#op('LIST');
+        const old = (await client.walSegments(g)).filter((s) => s.index < min);
+        if (old.length > 0) {
+          await client.deleteWALSegments(old.map((s) => ({ generation: g, index: s.index, offset: s.offset })));
+          this.#op('DELETE');
+          this.#log.info('wal segments deleted before', { replica: this.name, generation: g, index: min, count: old.length });
+        }
+      }
+    });
+  }
+
+  /** Runs `fn` with retries and backoff until it succeeds or `signal` aborts. */
+  static async retrying<T>(fn: () => Promise<T>, opts: { signal?: AbortSignal; attempts?: number; onError?: (err: unknown, attempt: number) => void }): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await fn();
+      } catch (err) {
+        opts.onError?.(err, attempt);
+        if (isNotFoundError(err) || (err instanceof WalshipError && (err as { retryable?: boolean }).retryable === false)) throw err;
+        if (opts.attempts !== undefined && attempt + 1 >= opts.attempts) throw err;
+        await sleep(backoffDelay(attempt), opts.signal);
+      }
+    }
+  }
+
+  recordError(err: unknown): void {
+    this.errors++;
+    this.lastError = errorMessage(err);
+  }
+
+  recordSuccess(): void {
+    this.errors = 0;
+    this.lastError = undefined;
+  }
+}
+
+export type { Readable };
