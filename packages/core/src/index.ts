@@ -12,3 +12,4 @@ export type * from './options.js';
 export type * from './replicator-types.js';
 export { Replicator } from './replicator.js';
 export { defaultMetaPath } from './db/meta-state.js';
+export * from './lz4/index.js';

@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -6,10 +7,10 @@ import { CorruptDataError, WalshipError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { MAX_INDEX, newGenerationName } from '../naming.js';
 import { comparePos, type Pos, ZERO_POS } from '../pos.js';
-import { fsyncDir, readFullAt, statOrUndefined } from '../util/fs.js';
+import { fsyncDirSync, readFullAt, sleepSync, statOrUndefined } from '../util/fs.js';
 import type { Checksum } from '../wal/checksum.js';
 import { calcWalSize, parseWalHeader, WAL_HEADER_SIZE, type WalHeader } from '../wal/format.js';
-import { scanCommittedFrames, tryParseWalHeader, WalFile } from '../wal/wal-file.js';
+import { scanCommittedFrames, scanCommittedFramesSync, tryParseWalHeader, WalFile } from '../wal/wal-file.js';
 import { DbConnections } from './connections.js';
 import {
   type DbFingerprint,
@@ -166,73 +167,92 @@ export class WalEngine extends EventEmitter {
 
   async #openUnderLock(state: MetaState | undefined, fingerprint: DbFingerprint): Promise<void> {
     const conns = this.connections;
-    const deadline = Date.now() + Math.max(this.settings.busyTimeoutMs, 1000) * 10;
-    while (!conns.tryLockWrites(Math.min(this.settings.busyTimeoutMs, 200))) {
-      if (Date.now() > deadline) throw new WalshipError('WALSHIP_BUSY', 'cannot take the database write lock to start replication: another connection holds it');
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    this.#spills.clear();
+    this.#closedEnds.clear();
+    // Decide from what is on disk now (unlocked); the locked section below re-checks the header.
+    const present = await this.#wal.ensureOpen();
+    const headerBytes = present ? await this.#wal.readHeaderBytes() : undefined;
+    const header = tryParseWalHeader(headerBytes);
+    const sameDbFile = !!state && state.dbDev === this.#dbDev && state.dbIno === this.#dbIno;
     let reason: string | undefined;
-    let locked = true;
-    try {
-      const present = await this.#wal.ensureOpen();
-      const headerBytes = present ? await this.#wal.readHeaderBytes() : undefined;
-      const header = tryParseWalHeader(headerBytes);
-      const sameDbFile = !!state && state.dbDev === this.#dbDev && state.dbIno === this.#dbIno;
+    let epoch: Epoch | undefined;
+    if (!state) reason = 'no generation exists';
+    else if (!sameDbFile) reason = 'database file replaced';
+    else if (header && headerBytes && headerBytes.toString('hex') === state.walHeader) {
+      // Same epoch: everything up to the replicas' positions is still in the WAL.
+      this.#adoptState(state);
+      epoch = await this.#scanNewEpoch(state.index, headerBytes, header);
+    } else if (state.cleanStop && sameFingerprint(state.cleanStop.fingerprint, fingerprint)) {
+      // Unchanged database since a clean stop: the current WAL (if any) holds only later commits.
+      this.#adoptState(state);
+      this.#closedEnds.set(state.index, state.cleanStop.end);
+      if (header && headerBytes) epoch = await this.#scanNewEpoch(state.index + 1, headerBytes, header);
+    } else {
+      reason = header ? 'wal header mismatch' : 'no primary wal';
+    }
+    if (reason !== undefined) {
+      this.#generation = newGenerationName();
       this.#spills.clear();
       this.#closedEnds.clear();
-
-      if (!state) reason = 'no generation exists';
-      else if (!sameDbFile) reason = 'database file replaced';
-      else if (header && headerBytes && headerBytes.toString('hex') === state.walHeader) {
-        // Same epoch: everything up to the replicas' positions is still in the WAL.
-        this.#adoptState(state);
-        this.#epoch = await this.#scanNewEpoch(state.index, headerBytes, header);
-      } else if (state.cleanStop && sameFingerprint(state.cleanStop.fingerprint, fingerprint)) {
-        // Unchanged database since a clean stop: the current WAL (if any) holds only later commits.
-        this.#adoptState(state);
-        this.#closedEnds.set(state.index, state.cleanStop.end);
-        if (header && headerBytes) this.#epoch = await this.#scanNewEpoch(state.index + 1, headerBytes, header);
-        else this.#epoch = undefined; // created by the write below
-      } else {
-        reason = header ? 'wal header mismatch' : 'no primary wal';
-      }
-
-      if (reason !== undefined) {
-        this.#generation = newGenerationName();
-        this.#epoch = undefined;
-      }
-
-      // Write one frame under our lock: guarantees the WAL exists and holds a frame that is not
-      // checkpointed yet, so the read lock taken next pins a WAL read mark. If the WAL was fully
-      // checkpointed this write restarts it — under our lock, so the old epoch ended exactly at
-      // the end we scanned.
-      const before = this.#epoch;
-      conns.commitSeqWrite();
-      locked = false;
-      conns.pinRead();
-      await this.#wal.ensureOpen();
-      const afterBytes = await this.#wal.readHeaderBytes();
-      const after = tryParseWalHeader(afterBytes);
-      if (!after || !afterBytes) throw new CorruptDataError('wal missing after write: cannot start replication');
-      if (!before) {
-        this.#epoch = await this.#scanNewEpoch(reason !== undefined ? 0 : (state?.index ?? 0) + 1, afterBytes, after);
-      } else if (afterBytes.equals(before.headerBytes)) {
-        await this.#scanMore();
-      } else if (after.checkpointSeq === ((before.header.checkpointSeq + 1) >>> 0) && after.salt1 === ((before.header.salt1 + 1) >>> 0)) {
-        this.#closedEnds.set(before.index, before.end);
-        this.#epoch = await this.#scanNewEpoch(before.index + 1, afterBytes, after);
-      } else {
-        reason = 'wal restarted during start-up';
-        this.#generation = newGenerationName();
-        this.#closedEnds.clear();
-        this.#spills.clear();
-        this.#epoch = await this.#scanNewEpoch(0, afterBytes, after);
-      }
-      this.#pinnedEnd = this.#epoch!.end;
-    } finally {
-      if (locked) conns.unlockWrites();
+      epoch = undefined;
     }
-    this.#pageSize = this.#epoch!.header.pageSize;
+    const nextIndex = reason !== undefined ? 0 : state!.index + 1;
+
+    // Locked and synchronous: confirm the header, then write one frame. The frame guarantees the
+    // WAL exists and holds a frame not yet checkpointed, so the read lock taken right after pins
+    // a WAL read mark. If the WAL was fully checkpointed this write restarts it — under our
+    // lock, so the old epoch ended exactly at the end scanned under the lock.
+    const deadline = Date.now() + Math.max(this.settings.busyTimeoutMs, 1000) * 10;
+    while (!conns.tryLockWrites(Math.min(this.settings.busyTimeoutMs, 50))) {
+      if (Date.now() > deadline) throw new WalshipError('WALSHIP_BUSY', 'cannot take the database write lock to start replication: another connection keeps it');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    let after: Buffer | undefined;
+    let changedBeforeLock = false;
+    let closedEnd = 0;
+    try {
+      if (present) {
+        const now = this.#wal.readHeaderBytesSync();
+        changedBeforeLock = !(now && headerBytes && now.equals(headerBytes));
+      }
+      if (!changedBeforeLock && epoch) {
+        this.#epoch = epoch;
+        this.#scanMoreSync();
+        closedEnd = epoch.end;
+      }
+      if (!changedBeforeLock) {
+        conns.commitSeqWrite();
+        conns.pinRead();
+        after = this.#wal.readHeaderBytesSync();
+      }
+    } finally {
+      conns.unlockWrites();
+    }
+    if (changedBeforeLock) {
+      // Someone wrote between our look and our lock: decide again.
+      return this.#openUnderLock(state, fingerprint);
+    }
+    await this.#wal.ensureOpen();
+    if (!after) after = await this.#wal.readHeaderBytes();
+    const ah = tryParseWalHeader(after);
+    if (!after || !ah) throw new CorruptDataError('wal missing after write: cannot start replication');
+    if (!epoch) {
+      this.#epoch = await this.#scanNewEpoch(nextIndex, after, ah);
+    } else if (after.equals(epoch.headerBytes)) {
+      this.#epoch = epoch;
+      await this.#scanMore();
+    } else if (ah.checkpointSeq === ((epoch.header.checkpointSeq + 1) >>> 0) && ah.salt1 === ((epoch.header.salt1 + 1) >>> 0)) {
+      this.#closedEnds.set(epoch.index, closedEnd);
+      this.#epoch = await this.#scanNewEpoch(epoch.index + 1, after, ah);
+    } else {
+      reason = 'wal restarted during start-up';
+      this.#generation = newGenerationName();
+      this.#closedEnds.clear();
+      this.#spills.clear();
+      this.#epoch = await this.#scanNewEpoch(0, after, ah);
+    }
+    this.#pinnedEnd = this.#epoch.end;
+    this.#pageSize = this.#epoch.header.pageSize;
     await this.#persist();
     await removeOtherGenerations(this.settings.metaPath, this.#generation);
     if (reason !== undefined) {
@@ -468,137 +488,167 @@ export class WalEngine extends EventEmitter {
   }
 
   /**
-   * Controlled WAL restart: under walship's write lock, keep lagging replicas' unsent tail of
-   * the current index in the meta dir, checkpoint everything (PASSIVE: never waits for readers,
-   * except in `TRUNCATE` emergency mode, which waits up to busyTimeout), then write one frame so
-   * the WAL restarts into the next index and is truncated to journal_size_limit.
+   * Controlled WAL restart. Everything done while holding SQLite's write lock is synchronous:
+   * an application in the same thread blocks on its own write while the lock is held, so an
+   * `await` under the lock would deadlock it.
+   *
+   * 1. Unlocked (pinned): catch up and copy lagging replicas' unsent tail into the meta dir.
+   * 2. Write lock: copy the last frames too; checkpoint. If not everything could be copied into
+   *    the database file (a reader uses old frames), give up for now.
+   * 3. Re-take the write lock (so the writer's read mark is 0, which lets its write restart the
+   *    WAL) while the pin — taken before the checkpoint completed — stops anyone else from
+   *    restarting it in between; drop the pin, write one frame (restart), re-pin.
+   * In `TRUNCATE` (emergency) mode step 2 retries the checkpoint for up to busyTimeout,
+   * blocking writers while waiting for readers. The restarting commit truncates the WAL file to
+   * journal_size_limit either way.
    * Resolves true when the WAL was restarted.
    */
   async restartWal(mode: 'PASSIVE' | 'TRUNCATE' = 'PASSIVE'): Promise<boolean> {
     const conns = this.connections;
-    const t0 = Date.now();
     if (this.#snapshotDepth > 0) return false;
-    if (!conns.tryLockWrites(Math.min(50, this.settings.busyTimeoutMs))) return false;
-    let restarted = false;
+    const t0 = Date.now();
+    await this.scan();
+    if (!this.#epoch || !this.#conns) return false;
+    const spillsBefore = this.#spills.size;
+    this.#spillSync(this.#epoch);
+    const e = this.#epoch;
+    const lockWait = Math.min(50, this.settings.busyTimeoutMs);
+    if (!conns.tryLockWrites(lockWait)) {
+      if (this.#spills.size !== spillsBefore) await this.#persist();
+      return false;
+    }
+    type Outcome = 'busy' | 'header-changed' | 'appended' | 'restarted' | 'lost';
+    let outcome: Outcome = 'busy';
+    let closedEnd = e.end;
+    let after: Buffer | undefined;
     try {
-      // Nobody else can append now; bring the epoch end up to date.
-      const hb = await this.#wal.readHeaderBytes();
-      if (!hb || !hb.equals(this.#epoch!.headerBytes)) {
-        conns.unlockWrites();
-        await this.scan(); // handles the unexpected restart
-        return false;
-      }
-      await this.#scanMore();
-      const e = this.#epoch!;
-      await this.#spillLaggingTails(e);
-      conns.unpin();
-      let r = conns.checkpoint('PASSIVE');
-      if (mode === 'TRUNCATE') {
-        const deadline = Date.now() + this.settings.busyTimeoutMs;
-        while ((r.busy !== 0 || r.checkpointed !== r.log) && Date.now() < deadline) {
-          await new Promise((res) => setTimeout(res, 10));
+      const hb = this.#wal.readHeaderBytesSync();
+      if (!hb || !hb.equals(e.headerBytes)) outcome = 'header-changed';
+      else {
+        this.#scanMoreSync();
+        this.#spillSync(e);
+        let r = conns.checkpoint('PASSIVE');
+        const isFull = () => r.busy === 0 && r.log >= 0 && r.checkpointed === r.log;
+        if (!isFull()) {
+          // Move the pin to the end (not everything is copied yet, so it gets a WAL read mark),
+          // then copy everything up to it.
+          conns.repin();
+          this.#pinnedEnd = e.end;
           r = conns.checkpoint('PASSIVE');
+          const deadline = Date.now() + this.settings.busyTimeoutMs;
+          while (mode === 'TRUNCATE' && !isFull() && Date.now() < deadline) {
+            sleepSync(10);
+            r = conns.checkpoint('PASSIVE');
+          }
         }
-      }
-      const full = r.busy === 0 && r.log >= 0 && r.checkpointed === r.log;
-      this.emit('checkpoint', { mode, durationMs: Date.now() - t0, result: r });
-      if (!full) {
-        // Not fully checkpointed, so nobody can restart the WAL: re-pin, then let writers go.
-        conns.pinRead();
-        this.#pinnedEnd = e.end;
-        conns.unlockWrites();
-        return false;
-      }
-      // Re-begin so the writer's read mark is 0 (everything is checkpointed): its write then
-      // restarts the WAL. Another writer may slip in between; the header check below sees it.
-      conns.unlockWrites();
-      const relocked = conns.tryLockWrites(Math.min(50, this.settings.busyTimeoutMs));
-      if (relocked) {
-        const hb2 = await this.#wal.readHeaderBytes();
-        if (hb2 && hb2.equals(e.headerBytes)) {
-          await this.#scanMore();
-          if (this.#epoch!.end !== e.end) await this.#spillLaggingTails(this.#epoch!);
-          const closedEnd = this.#epoch!.end;
+        let full = isFull();
+        this.emit('checkpoint', { mode, durationMs: Date.now() - t0, result: r });
+        if (full) {
+          // Our writer began before the checkpoint finished, so its read mark is not 0 and its
+          // write would only append. Begin again; the pin keeps others from restarting meanwhile.
+          conns.unlockWrites();
+          if (!conns.tryLockWrites(lockWait)) full = false;
+          else if (this.#scanMoreSync()) {
+            this.#spillSync(e); // someone appended in between: not this time
+            full = false;
+          }
+        }
+        if (full) {
+          closedEnd = e.end;
+          conns.unpin();
           conns.commitSeqWrite();
           conns.pinRead();
-          const after = await this.#wal.readHeaderBytes();
+          after = this.#wal.readHeaderBytesSync();
           const ah = tryParseWalHeader(after);
-          if (ah && after && !after.equals(e.headerBytes)) {
-            if (ah.checkpointSeq === ((e.header.checkpointSeq + 1) >>> 0) && ah.salt1 === ((e.header.salt1 + 1) >>> 0)) {
-              this.#closedEnds.set(e.index, closedEnd);
-              if (e.index + 1 >= MAX_INDEX) {
-                await this.#newGeneration('max index exceeded');
-              } else {
-                this.#epoch = await this.#scanNewEpoch(e.index + 1, after, ah);
-                this.#pinnedEnd = this.#epoch.end;
-                await this.#persist();
-              }
-              restarted = true;
-            } else {
-              await this.#newGeneration('wal restarted more than once during checkpoint');
-              restarted = true;
-            }
-          } else {
-            await this.#scanMore(); // our write was appended (a reader still uses the WAL)
-          }
-        } else {
-          conns.unlockWrites();
-          conns.pinRead();
-          await this.scan();
+          if (!after || !ah) outcome = 'lost';
+          else if (after.equals(e.headerBytes)) outcome = 'appended';
+          else if (ah.checkpointSeq === ((e.header.checkpointSeq + 1) >>> 0) && ah.salt1 === ((e.header.salt1 + 1) >>> 0)) outcome = 'restarted';
+          else outcome = 'lost';
         }
-      } else {
-        conns.pinRead();
-        await this.scan();
       }
     } finally {
       conns.unlockWrites();
       if (!conns.pinned) conns.pinRead();
     }
-    if (restarted) {
-      this.#lastCheckpointAt = Date.now();
-      this.#pruneSpills();
-      this.emit('restart', { index: this.#epoch!.index, durationMs: Date.now() - t0 });
+    switch (outcome) {
+      case 'header-changed':
+        await this.scan(); // an unexpected restart: new generation
+        return false;
+      case 'busy':
+      case 'appended':
+        await this.#scanMore();
+        if (this.#spills.size !== spillsBefore) await this.#persist();
+        return false;
+      case 'lost':
+        await this.#newGeneration('wal restarted by another connection during checkpoint');
+        return true;
+      case 'restarted': {
+        this.#closedEnds.set(e.index, closedEnd);
+        if (e.index + 1 >= MAX_INDEX) {
+          await this.#newGeneration('max index exceeded');
+          return true;
+        }
+        const ah = parseWalHeader(after!);
+        this.#epoch = await this.#scanNewEpoch(e.index + 1, after!, ah);
+        this.#pinnedEnd = this.#epoch.end;
+        this.#lastCheckpointAt = Date.now();
+        this.#pruneSpills();
+        await this.#persist();
+        this.emit('restart', { index: this.#epoch.index, durationMs: Date.now() - t0 });
+        return true;
+      }
     }
-    return restarted;
   }
 
-  /** Copies [lagging position, end) of the current index into the meta dir and fsyncs it. */
-  async #spillLaggingTails(e: Epoch): Promise<void> {
+  /** Synchronous scan for new commits (for use under the write lock). */
+  #scanMoreSync(): boolean {
+    const e = this.#epoch!;
+    const r = scanCommittedFramesSync((b, n, p) => this.#wal.readAtSync(b, 0, n, p), e.header, e.end, e.checksum);
+    if (r.end === e.end) return false;
+    this.#recordBoundaries(e, r.end);
+    e.end = r.end;
+    e.checksum = r.checksum;
+    return true;
+  }
+
+  /**
+   * Makes sure every replica's unsent bytes of the current index are in the meta dir (appending
+   * only what is missing), synchronously and fsynced. Records the spill in memory; callers
+   * persist the state.
+   */
+  #spillSync(e: Epoch): void {
     let start = e.end;
     for (const p of this.#positions()) {
-      if (!p) {
-        start = 0;
-        continue;
-      }
-      if (p.generation !== this.#generation) continue; // will resnapshot anyway
-      if (p.index < e.index) start = Math.min(start, 0);
+      if (!p) start = 0;
+      else if (p.generation !== this.#generation) continue; // will take a new snapshot anyway
+      else if (p.index < e.index) start = 0;
       else if (p.index === e.index) start = Math.min(start, p.offset);
     }
     if (start >= e.end) return;
     const existing = this.#spills.get(e.index);
-    if (existing && existing.start <= start && existing.end === e.end) return;
+    if (existing && existing.start <= start && existing.end >= e.end) return;
     const file = spillFile(this.settings.metaPath, this.#generation, e.index);
-    await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-    const fh = await fs.open(file, 'w', 0o600);
+    const fresh = !existing || existing.start > start;
+    const from = fresh ? Math.max(start, WAL_HEADER_SIZE) : existing.end;
+    fsSync.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+    const fd = fsSync.openSync(file, fresh ? 'w' : 'r+', 0o600);
     try {
-      await fh.write(e.headerBytes, 0, WAL_HEADER_SIZE, 0);
-      const from = Math.max(start, WAL_HEADER_SIZE);
-      const buf = Buffer.allocUnsafe(READ_CHUNK * 4);
+      if (fresh) fsSync.writeSync(fd, e.headerBytes, 0, WAL_HEADER_SIZE, 0);
+      const buf = Buffer.allocUnsafe(4 * READ_CHUNK);
       for (let pos = from; pos < e.end; ) {
         const n = Math.min(buf.length, e.end - pos);
-        const got = await this.#wal.readAt(buf, 0, n, pos);
-        if (got !== n) throw new CorruptDataError(`short wal read while keeping unsent frames at ${pos}`);
-        await fh.write(buf, 0, n, pos);
+        if (this.#wal.readAtSync(buf, 0, n, pos) !== n) throw new CorruptDataError(`short wal read while keeping unsent frames at ${pos}`);
+        let w = 0;
+        while (w < n) w += fsSync.writeSync(fd, buf, w, n - w, pos + w);
         pos += n;
       }
-      await fh.sync();
+      fsSync.fsyncSync(fd);
     } finally {
-      await fh.close();
+      fsSync.closeSync(fd);
     }
-    await fsyncDir(path.dirname(file));
-    this.#spills.set(e.index, { index: e.index, start, end: e.end });
-    await this.#persist();
-    this.#log.info('kept unsent wal locally', { db: this.dbPath, index: e.index, start, end: e.end });
+    if (fresh) fsyncDirSync(path.dirname(file));
+    this.#spills.set(e.index, { index: e.index, start: fresh ? start : existing.start, end: e.end });
+    this.#log.debug('kept unsent wal locally', { index: e.index, start, end: e.end });
   }
 
   /** Deletes spilled tails every replica has moved past. */
@@ -677,24 +727,32 @@ export class WalEngine extends EventEmitter {
 
   async #cleanStop(): Promise<void> {
     const conns = this.connections;
+    await this.scan();
+    if (!this.#epoch) return;
+    this.#spillSync(this.#epoch);
     if (!conns.tryLockWrites(Math.min(this.settings.busyTimeoutMs, 500))) return;
+    let record: MetaState['cleanStop'];
     try {
-      const hb = await this.#wal.readHeaderBytes();
-      if (!hb || !hb.equals(this.#epoch!.headerBytes)) return;
-      await this.#scanMore();
-      const e = this.#epoch!;
-      await this.#spillLaggingTails(e);
+      const hb = this.#wal.readHeaderBytesSync();
+      if (!hb || !hb.equals(this.#epoch.headerBytes)) return;
+      this.#scanMoreSync();
+      const e = this.#epoch;
+      this.#spillSync(e);
       conns.unpin();
       const r = conns.checkpoint('PASSIVE');
       if (!(r.busy === 0 && r.checkpointed === r.log)) return;
-      // Let the coarse file-time clock tick past the checkpoint's writes, so any later write
-      // to the database file is guaranteed to change its mtime.
-      await new Promise((res) => setTimeout(res, 25));
-      const fingerprint = await fingerprintOf(conns.dbFile);
-      await this.#persist({ cleanStop: { end: e.end, fingerprint } });
+      // Let the coarse file-time clock tick past the checkpoint's writes, so that any later
+      // write to the database file is guaranteed to change its mtime.
+      sleepSync(25);
+      const st = fsSync.fstatSync(conns.dbFile.fd, { bigint: true });
+      record = {
+        end: e.end,
+        fingerprint: { dev: Number(st.dev), ino: Number(st.ino), size: Number(st.size), mtimeNs: st.mtimeNs.toString() },
+      };
     } finally {
       conns.unlockWrites();
     }
+    if (record) await this.#persist({ cleanStop: record });
   }
 
   async #closeConnections(): Promise<void> {

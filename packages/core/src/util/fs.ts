@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { constants as fsc } from 'node:fs';
+import fsSync, { constants as fsc } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 
@@ -61,4 +61,25 @@ export async function statOrUndefined(p: string): Promise<import('node:fs').Stat
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
   }
+}
+
+/** Synchronous directory fsync (see fsyncDir). */
+export function fsyncDirSync(dir: string): void {
+  let fd: number | undefined;
+  try {
+    fd = fsSync.openSync(dir, fsc.O_RDONLY | fsc.O_DIRECTORY);
+    fsSync.fsyncSync(fd);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EINVAL' && code !== 'EISDIR') throw err;
+  } finally {
+    if (fd !== undefined) fsSync.closeSync(fd);
+  }
+}
+
+const SLEEP_CELL = new Int32Array(new SharedArrayBuffer(4));
+
+/** Blocks the thread for `ms` (only for short waits where an await is not allowed). */
+export function sleepSync(ms: number): void {
+  Atomics.wait(SLEEP_CELL, 0, 0, ms);
 }

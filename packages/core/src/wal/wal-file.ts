@@ -1,3 +1,4 @@
+import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import { readFullAt } from '../util/fs.js';
 import type { Checksum } from './checksum.js';
@@ -72,6 +73,28 @@ export class WalFile {
     return readFullAt(this.handle, buf, offset, length, position);
   }
 
+  /** Synchronous positional read (full length unless EOF). */
+  readAtSync(buf: Uint8Array, offset: number, length: number, position: number): number {
+    const fd = this.handle.fd;
+    let done = 0;
+    while (done < length) {
+      const n = fsSync.readSync(fd, buf, offset + done, length - done, position + done);
+      if (n === 0) break;
+      done += n;
+    }
+    return done;
+  }
+
+  readHeaderBytesSync(): Buffer | undefined {
+    const buf = Buffer.alloc(WAL_HEADER_SIZE);
+    return this.readAtSync(buf, 0, WAL_HEADER_SIZE, 0) === WAL_HEADER_SIZE ? buf : undefined;
+  }
+
+  /** Current size, synchronously (0 when the file was removed). */
+  sizeSync(): number {
+    return fsSync.fstatSync(this.handle.fd).size;
+  }
+
   async close(): Promise<void> {
     const fh = this.#fh;
     this.#fh = undefined;
@@ -81,11 +104,48 @@ export class WalFile {
 }
 
 /**
- * Scans frames from `start` (a frame boundary ≥ 32 whose preceding cumulative checksum is
- * `seed`) while they carry the epoch's salts and continue the checksum chain, and returns the
- * end of the last commit frame. Reads at most `limit` bytes past `start` when given. Frames
- * after the last commit (a transaction still being written, or rolled back) are not counted.
+ * Incremental commit scanner: feed it whole frames from `start` (a frame boundary ≥ 32 whose
+ * preceding cumulative checksum is `seed`); it verifies salts and the checksum chain and
+ * remembers the end of the last commit frame. Frames after the last commit (a transaction still
+ * being written, or rolled back) are not counted.
  */
+class CommitScanner {
+  readonly fsz: number;
+  pos: number;
+  #sum: Checksum;
+  #commits = 0;
+  result: ScanResult;
+  constructor(readonly header: WalHeader, start: number, seed: Checksum) {
+    this.fsz = frameSize(header.pageSize);
+    this.pos = start;
+    this.#sum = seed;
+    this.result = { end: start, checksum: seed, dbPages: 0, commits: 0 };
+  }
+  /** Processes whole frames of buf[0, n); false when the chain ended inside. */
+  feed(buf: Buffer, n: number): boolean {
+    const whole = Math.floor(n / this.fsz);
+    for (let i = 0; i < whole; i++) {
+      const at = i * this.fsz;
+      const next = verifyFrame(buf, at, this.header.pageSize, this.header, this.#sum);
+      if (!next) return false;
+      this.#sum = next;
+      this.pos += this.fsz;
+      const commit = buf.readUInt32BE(at + 4);
+      if (commit !== 0) {
+        this.#commits++;
+        this.result = { end: this.pos, checksum: next, dbPages: commit, commits: this.#commits };
+      }
+    }
+    return true;
+  }
+}
+
+function chunkFor(header: WalHeader): Buffer {
+  const fsz = frameSize(header.pageSize);
+  return Buffer.allocUnsafe(Math.max(1, Math.floor(SCAN_CHUNK / fsz)) * fsz);
+}
+
+/** Scans committed frames from `start` (see CommitScanner), reading at most `limit` bytes. */
 export async function scanCommittedFrames(
   read: (buf: Uint8Array, length: number, position: number) => Promise<number>,
   header: WalHeader,
@@ -93,34 +153,31 @@ export async function scanCommittedFrames(
   seed: Checksum,
   limit = Number.POSITIVE_INFINITY,
 ): Promise<ScanResult> {
-  const fsz = frameSize(header.pageSize);
-  const framesPerChunk = Math.max(1, Math.floor(SCAN_CHUNK / fsz));
-  const buf = Buffer.allocUnsafe(framesPerChunk * fsz);
-  let pos = start;
-  let sum = seed;
-  let result: ScanResult = { end: start, checksum: seed, dbPages: 0, commits: 0 };
-  let commits = 0;
+  const sc = new CommitScanner(header, start, seed);
+  const buf = chunkFor(header);
   for (;;) {
-    const want = Math.min(buf.length, Math.floor(Math.max(0, start + limit - pos) / fsz) * fsz);
+    const want = Math.min(buf.length, Math.floor(Math.max(0, start + limit - sc.pos) / sc.fsz) * sc.fsz);
     if (want <= 0) break;
-    const n = await read(buf, want, pos);
-    const whole = Math.floor(n / fsz);
-    let i = 0;
-    for (; i < whole; i++) {
-      const at = i * fsz;
-      const next = verifyFrame(buf, at, header.pageSize, header, sum);
-      if (!next) return result;
-      sum = next;
-      pos += fsz;
-      const commit = buf.readUInt32BE(at + 4);
-      if (commit !== 0) {
-        commits++;
-        result = { end: pos, checksum: sum, dbPages: commit, commits };
-      }
-    }
-    if (n < want) break;
+    const n = await read(buf, want, sc.pos);
+    if (!sc.feed(buf, n) || n < want) break;
   }
-  return result;
+  return sc.result;
+}
+
+/** Synchronous twin of scanCommittedFrames, for use while holding SQLite's write lock. */
+export function scanCommittedFramesSync(
+  read: (buf: Uint8Array, length: number, position: number) => number,
+  header: WalHeader,
+  start: number,
+  seed: Checksum,
+): ScanResult {
+  const sc = new CommitScanner(header, start, seed);
+  const buf = chunkFor(header);
+  for (;;) {
+    const n = read(buf, buf.length, sc.pos);
+    if (!sc.feed(buf, n) || n < buf.length) break;
+  }
+  return sc.result;
 }
 
 /** Reads and parses a WAL header from raw bytes; undefined for a missing/invalid header. */
