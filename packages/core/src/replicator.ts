@@ -160,10 +160,15 @@ export class Replicator extends EventEmitter<ReplicatorEvents> {
     this.#running = true;
     this.#stopping = false;
     this.#abort = new AbortController();
-    if (await this.#engine.open()) {
-      await this.#afterScan(true);
-    } else {
-      this.#log.info('waiting for database file to appear', { db: this.dbPath });
+    try {
+      if (await this.#engine.open()) {
+        await this.#afterScan(true);
+      } else {
+        this.#log.info('waiting for database file to appear', { db: this.dbPath });
+      }
+    } catch (err) {
+      this.#running = false;
+      throw err;
     }
     this.#loops = [this.#monitorLoop(), ...this.#replicas.map((r) => this.#replicaLoop(r))];
   }

@@ -60,13 +60,13 @@ export class DbConnections {
         return d;
       };
       const writer = rw();
-      const mode = String(writer.pragma('journal_mode = wal', { simple: true })).toLowerCase();
+      const mode = String(await retryBusy(() => writer.pragma('journal_mode = wal', { simple: true }), opts.busyTimeoutMs)).toLowerCase();
       if (mode !== 'wal') throw new ConfigError(`enable wal failed, mode=${JSON.stringify(mode)}: the database must be in WAL mode`);
       writer.pragma('wal_autocheckpoint = 0');
       writer.pragma(`journal_size_limit = ${Math.max(0, Math.floor(opts.journalSizeLimit))}`);
       const checkpointer = rw();
       checkpointer.pragma('wal_autocheckpoint = 0');
-      ensureHelperTables(writer);
+      await retryBusy(() => ensureHelperTables(writer), opts.busyTimeoutMs);
       const pin = new Database(dbPath, { readonly: true, fileMustExist: true, timeout: opts.busyTimeoutMs });
       opened.push(pin);
       const snapshotReader = new Database(dbPath, { readonly: true, fileMustExist: true, timeout: opts.busyTimeoutMs });
@@ -95,7 +95,12 @@ export class DbConnections {
   pinRead(): void {
     if (this.#pinned) return;
     this.pin.exec('BEGIN');
-    this.pin.prepare('SELECT COUNT(1) FROM _litestream_seq').get();
+    try {
+      this.pin.prepare('SELECT COUNT(1) FROM _litestream_seq').get();
+    } catch (err) {
+      this.pin.exec('ROLLBACK');
+      throw err;
+    }
     this.#pinned = true;
   }
 
@@ -118,9 +123,15 @@ export class DbConnections {
       this.writer.exec('BEGIN IMMEDIATE');
       return true;
     } catch (err) {
-      if ((err as { code?: string }).code?.startsWith('SQLITE_BUSY')) return false;
+      if (this.writer.inTransaction) this.writer.exec('ROLLBACK');
+      if (isBusy(err)) return false;
       throw err;
     }
+  }
+
+  /** Like pinRead, retrying SQLITE_BUSY (a checkpoint or recovery elsewhere) briefly. */
+  async pinReadRetrying(): Promise<void> {
+    await retryBusy(() => this.pinRead(), 1000);
   }
 
   unlockWrites(): void {
@@ -161,11 +172,32 @@ export class DbConnections {
   }
 }
 
+function isBusy(err: unknown): boolean {
+  return String((err as { code?: unknown }).code ?? '').startsWith('SQLITE_BUSY');
+}
+
+/**
+ * Runs a short synchronous statement, retrying SQLITE_BUSY with async pauses (never blocking
+ * the thread for long, so an application in the same thread can finish its transaction).
+ */
+async function retryBusy<T>(fn: () => T, busyTimeoutMs: number, totalMs = Math.max(30_000, busyTimeoutMs * 10)): Promise<T> {
+  const deadline = Date.now() + totalMs;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return fn();
+    } catch (err) {
+      if (!isBusy(err) || Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, Math.min(200, 5 * 2 ** Math.min(attempt, 6))));
+    }
+  }
+}
+
 function ensureHelperTables(db: Db): void {
   const have = db
     .prepare(`SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('_litestream_seq', '_litestream_lock')`)
     .all() as Array<{ name: string }>;
   if (have.length === 2) return;
-  db.exec('CREATE TABLE IF NOT EXISTS _litestream_seq (id INTEGER PRIMARY KEY, seq INTEGER);');
-  db.exec('CREATE TABLE IF NOT EXISTS _litestream_lock (id INTEGER);');
+  db.exec(
+    'BEGIN IMMEDIATE; CREATE TABLE IF NOT EXISTS _litestream_seq (id INTEGER PRIMARY KEY, seq INTEGER); CREATE TABLE IF NOT EXISTS _litestream_lock (id INTEGER); COMMIT;',
+  );
 }

@@ -54,6 +54,23 @@ interface Epoch {
   boundaries: number[];
 }
 
+/** The first 32 bytes of a -wal file, read synchronously; undefined when missing or short. */
+function readWalHeaderSync(walPath: string): Buffer | undefined {
+  let fd: number;
+  try {
+    fd = fsSync.openSync(walPath, 'r');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  try {
+    const buf = Buffer.alloc(WAL_HEADER_SIZE);
+    return fsSync.readSync(fd, buf, 0, WAL_HEADER_SIZE, 0) === WAL_HEADER_SIZE ? buf : undefined;
+  } finally {
+    fsSync.closeSync(fd);
+  }
+}
+
 /** Largest WAL segment walship uploads as one object (uncompressed); a single larger transaction is kept whole. */
 export const SEGMENT_SPLIT = 64 * 1024 * 1024;
 const READ_CHUNK = 1024 * 1024;
@@ -165,7 +182,7 @@ export class WalEngine extends EventEmitter {
     return true;
   }
 
-  async #openUnderLock(state: MetaState | undefined, fingerprint: DbFingerprint): Promise<void> {
+  async #openUnderLock(state: MetaState | undefined, fingerprint: DbFingerprint, attempt = 0): Promise<void> {
     const conns = this.connections;
     this.#spills.clear();
     this.#closedEnds.clear();
@@ -211,10 +228,8 @@ export class WalEngine extends EventEmitter {
     let changedBeforeLock = false;
     let closedEnd = 0;
     try {
-      if (present) {
-        const now = this.#wal.readHeaderBytesSync();
-        changedBeforeLock = !(now && headerBytes && now.equals(headerBytes));
-      }
+      const now = readWalHeaderSync(this.walPath);
+      changedBeforeLock = (now?.toString('hex') ?? 'none') !== (headerBytes?.toString('hex') ?? 'none');
       if (!changedBeforeLock && epoch) {
         this.#epoch = epoch;
         this.#scanMoreSync();
@@ -223,14 +238,15 @@ export class WalEngine extends EventEmitter {
       if (!changedBeforeLock) {
         conns.commitSeqWrite();
         conns.pinRead();
-        after = this.#wal.readHeaderBytesSync();
+        after = readWalHeaderSync(this.walPath);
       }
     } finally {
       conns.unlockWrites();
     }
     if (changedBeforeLock) {
       // Someone wrote between our look and our lock: decide again.
-      return this.#openUnderLock(state, fingerprint);
+      if (attempt >= 20) throw new WalshipError('WALSHIP_BUSY', 'cannot start replication: the wal keeps changing between reads');
+      return this.#openUnderLock(state, fingerprint, attempt + 1);
     }
     await this.#wal.ensureOpen();
     if (!after) after = await this.#wal.readHeaderBytes();
@@ -682,6 +698,9 @@ export class WalEngine extends EventEmitter {
   async withSnapshot<T>(fn: (snap: { pos: Pos; size: number; stream: Readable }) => Promise<T>): Promise<T> {
     const conns = this.connections;
     const db = conns.snapshotReader;
+    // Copy what the pin allows into the database file first, so no checkpoint has anything
+    // left to write into it while the snapshot streams (the pin does not move meanwhile).
+    conns.checkpoint('PASSIVE');
     this.#snapshotDepth++;
     db.exec('BEGIN');
     try {

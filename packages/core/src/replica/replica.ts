@@ -147,17 +147,24 @@ export class Replica {
     const t0 = Date.now();
     const engine = this.#engine;
     return engine.withSnapshot(async ({ pos, stream }) => {
-      // Send the WAL of the snapshot's index up to the snapshot's read point first.
-      const sameIndex = this.pos && this.pos.generation === pos.generation && this.pos.index === pos.index;
-      this.pos = sameIndex ? this.pos : { generation: pos.generation, index: pos.index, offset: 0 };
-      while (comparePos(this.pos!, pos) < 0) {
-        const src = engine.sourceFor(this.pos!);
-        if (src.kind !== 'data') break;
-        await this.#uploadSegment(src.index === pos.index && src.end > pos.offset ? { ...src, end: pos.offset } : src);
+      // If this replica already holds WAL of this generation, send the WAL of the snapshot's
+      // index up to the snapshot's read point first: a point-in-time restore that includes the
+      // snapshot then also includes every frame the snapshot's pages may contain. A
+      // generation's first snapshot goes first instead, so the newest generation on a replica
+      // always has a snapshot (Litestream restores the newest generation and needs one).
+      const shipFirst = this.pos !== undefined && this.pos.generation === pos.generation;
+      if (shipFirst) {
+        if (this.pos!.index !== pos.index) this.pos = { generation: pos.generation, index: pos.index, offset: 0 };
+        while (comparePos(this.pos!, pos) < 0) {
+          const src = engine.sourceFor(this.pos!);
+          if (src.kind !== 'data') break;
+          await this.#uploadSegment(src.index === pos.index && src.end > pos.offset ? { ...src, end: pos.offset } : src);
+        }
       }
       const info = await this.client.writeSnapshot(pos.generation, pos.index, encodeObject(stream, this.settings.stages));
       this.#op('PUT', info.size);
       this.#snapshotGeneration = pos.generation;
+      if (!shipFirst) this.pos = { generation: pos.generation, index: pos.index, offset: 0 };
       this.#lastSnapshotAt = info.createdAt.getTime();
       this.#log.info('snapshot written', { replica: this.name, pos: formatPos(pos), sz: info.size, elapsed: Date.now() - t0 });
       this.#events.emit('snapshot', { replica: this.name, generation: pos.generation, index: pos.index, sizeBytes: info.size, durationMs: Date.now() - t0 });

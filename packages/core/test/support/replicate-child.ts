@@ -1,0 +1,21 @@
+// Runs a Replicator in its own process: `replicate-child.ts <db> <replicaDir> [minCheckpointPages]`.
+// Prints "ready" once started and "synced <offset>" after each sync() so a parent can kill -9 it.
+import { Replicator } from '@walship/core';
+import { FileReplicaClient } from '@walship/file';
+
+const [dbPath, replicaDir, minPages] = process.argv.slice(2);
+const rep = new Replicator(dbPath!, {
+  monitorInterval: 20,
+  minCheckpointPageCount: Number(minPages ?? 50),
+  replicas: [{ client: new FileReplicaClient({ path: replicaDir! }), syncInterval: 20 }],
+});
+await rep.start();
+process.stdout.write('ready\n');
+process.on('SIGTERM', () => {
+  void rep.stop().then(() => process.exit(0));
+});
+for (;;) {
+  const p = await rep.sync();
+  process.stdout.write(`synced ${p.generation} ${p.index} ${p.offset}\n`);
+  await new Promise((r) => setTimeout(r, 15));
+}

@@ -1,0 +1,32 @@
+/**
+ * `@walship/replica-client-tests` — the conformance suite every walship `ReplicaClient`
+ * (walship's own backends and third parties') runs.
+ *
+ * ```ts
+ * import { test } from 'node:test';
+ * import { replicaClientSuite, fileSystemBackdoor } from '@walship/replica-client-tests';
+ *
+ * replicaClientSuite({
+ *   test,
+ *   create: async () => {
+ *     const root = await makeUniqueRoot();
+ *     return { client: new MyClient({ root }), store: myBackdoor(root) };
+ *   },
+ * });
+ * ```
+ *
+ * @packageDocumentation
+ */
+export type { ClientUnderTest, ReplicaClientSuiteOptions, StoreBackdoor, TestFn } from './types.js';
+export { replicaClientSuite, replicaClientTestNames } from './suite.js';
+export { describeStoreKeys, snapshotKey, sortedStoreKeys, walSegmentKey } from './keys.js';
+export { fileSystemBackdoor } from './fs-backdoor.js';
+export {
+  bodyOf,
+  digestStream,
+  failingBody,
+  generatedBody,
+  generatedBodyDigest,
+  pseudoRandomBytes,
+  readAll,
+} from './bodies.js';

@@ -1,0 +1,883 @@
+import assert from 'node:assert/strict';
+import type { Readable } from 'node:stream';
+import { InvalidArgumentError, NotFoundError } from '@walship/core';
+import type { Pos, ReplicaClient, SnapshotInfo, WALSegmentInfo } from '@walship/core';
+import {
+  bodyOf,
+  digestStream,
+  failingBody,
+  generatedBody,
+  generatedBodyDigest,
+  pseudoRandomBytes,
+  readAll,
+} from './bodies.js';
+import { describeStoreKeys, snapshotKey, sortedStoreKeys, walSegmentKey } from './keys.js';
+import type { ReplicaClientSuiteOptions, StoreBackdoor } from './types.js';
+
+const MiB = 1024 * 1024;
+const DEFAULT_LARGE_OBJECT_BYTES = 64 * MiB;
+const DEFAULT_PAGINATION_OBJECT_COUNT = 1100;
+/** Allowed distance between a listed `createdAt` and the local write time (server clock skew, coarse timestamps). */
+const CLOCK_SKEW_MS = 5 * 60 * 1000;
+/** A write whose body fails must settle within this time; a hang fails the test instead of the run. */
+const SETTLE_MS = 120_000;
+const MAX_INDEX = 0x7fffffff;
+
+const GEN_A = '0123456789abcdef';
+const GEN_B = 'b16ddcf5c697540f';
+const GEN_C = 'fedcba9876543210';
+
+interface Ctx {
+  readonly client: ReplicaClient;
+  readonly store: StoreBackdoor;
+  readonly largeObjectBytes: number;
+  readonly paginationObjectCount: number;
+}
+
+interface Case {
+  readonly name: string;
+  readonly run: (ctx: Ctx) => Promise<void>;
+}
+
+const cases: Case[] = [];
+function define(name: string, run: (ctx: Ctx) => Promise<void>): void {
+  cases.push({ name, run });
+}
+
+// ---------------------------------------------------------------------------------------------
+// helpers
+
+const METHODS = new Set([
+  'generations',
+  'deleteGeneration',
+  'snapshots',
+  'writeSnapshot',
+  'snapshotReader',
+  'deleteSnapshot',
+  'walSegments',
+  'writeWALSegment',
+  'walSegmentReader',
+  'deleteWALSegments',
+  'close',
+]);
+
+function describeError(err: unknown): string {
+  if (err instanceof Error) {
+    const c = (err as { code?: unknown }).code;
+    return `${err.constructor.name}${c === undefined ? '' : ` (code ${String(c)})`}: ${err.message}`;
+  }
+  return `non-Error value ${String(err)}`;
+}
+
+/**
+ * Wraps the client so that every contract method must return a promise: a synchronous throw
+ * (which would escape a caller's `.catch`) fails the test with a clear message.
+ */
+function strict(client: ReplicaClient): ReplicaClient {
+  return new Proxy(client, {
+    get(target, prop) {
+      const value: unknown = Reflect.get(target, prop, target);
+      if (typeof value !== 'function' || typeof prop !== 'string' || !METHODS.has(prop)) return value;
+      return (...args: unknown[]) => {
+        let result: unknown;
+        try {
+          result = (value as (...a: unknown[]) => unknown).apply(target, args);
+        } catch (err) {
+          return Promise.reject(
+            new assert.AssertionError({
+              message: `${prop}() threw synchronously instead of returning a rejected promise: ${describeError(err)}`,
+            }),
+          );
+        }
+        if (typeof (result as { then?: unknown } | null)?.then !== 'function') {
+          return Promise.reject(new assert.AssertionError({ message: `${prop}() did not return a promise` }));
+        }
+        return result;
+      };
+    },
+  });
+}
+
+async function settle<T>(label: string, promise: Promise<T>, ms = SETTLE_MS): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new assert.AssertionError({ message: `${label}: did not settle within ${ms / 1000}s` })), ms);
+    timer.unref?.();
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A body that fails mid-way; a stray 'error' event can never crash the process. */
+function brokenBody(goodBytes: number): Readable {
+  const body = failingBody(goodBytes);
+  body.on('error', () => {});
+  return body;
+}
+
+/** Asserts that a write settles by rejecting (a hang or a resolution fails). */
+async function assertWriteRejects(label: string, write: Promise<unknown>): Promise<void> {
+  const outcome = await settle(
+    label,
+    write.then(
+      () => 'resolved' as const,
+      () => 'rejected' as const,
+    ),
+  );
+  assert.equal(outcome, 'rejected', `${label}: must reject when its body fails`);
+}
+
+async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  let failed = false;
+  async function worker(): Promise<void> {
+    while (!failed && next < items.length) {
+      const i = next++;
+      try {
+        results[i] = await fn(items[i]!, i);
+      } catch (err) {
+        failed = true;
+        throw err;
+      }
+    }
+  }
+  const workers = Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, () => worker());
+  const outcomes = await Promise.allSettled(workers);
+  const rejected = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+  if (rejected) throw rejected.reason;
+  return results;
+}
+
+function concurrencyOf(client: ReplicaClient): number {
+  const max = client.capabilities?.maxConcurrency ?? 8;
+  return Math.max(1, Math.min(max, 32));
+}
+
+function assertCreatedAt(createdAt: unknown, before: number, after: number, label: string): void {
+  assert.ok(createdAt instanceof Date, `${label}: createdAt must be a Date, got ${String(createdAt)}`);
+  const t = createdAt.getTime();
+  assert.ok(Number.isFinite(t), `${label}: createdAt is an invalid Date`);
+  assert.ok(
+    t >= before - CLOCK_SKEW_MS && t <= after + CLOCK_SKEW_MS,
+    `${label}: createdAt ${createdAt.toISOString()} is not within 5 minutes of the write ` +
+      `(${new Date(before).toISOString()} … ${new Date(after).toISOString()})`,
+  );
+}
+
+type SnapRow = { generation: string; index: number; size: number };
+type WalRow = { generation: string; index: number; offset: number; size: number };
+
+function compareRows(a: { generation: string; index: number; offset?: number }, b: typeof a): number {
+  if (a.generation !== b.generation) return a.generation < b.generation ? -1 : 1;
+  if (a.index !== b.index) return a.index - b.index;
+  return (a.offset ?? 0) - (b.offset ?? 0);
+}
+
+function snapRows(list: unknown, label: string): SnapRow[] {
+  assert.ok(Array.isArray(list), `${label}: snapshots() must resolve to an array`);
+  return (list as SnapshotInfo[])
+    .map((s) => ({ generation: s.generation, index: s.index, size: s.size }))
+    .sort(compareRows);
+}
+
+function walRows(list: unknown, label: string): WalRow[] {
+  assert.ok(Array.isArray(list), `${label}: walSegments() must resolve to an array`);
+  return (list as WALSegmentInfo[])
+    .map((s) => ({ generation: s.generation, index: s.index, offset: s.offset, size: s.size }))
+    .sort(compareRows);
+}
+
+async function listGenerations(client: ReplicaClient): Promise<string[]> {
+  const list = await client.generations();
+  assert.ok(Array.isArray(list), 'generations() must resolve to an array');
+  return list.slice().sort();
+}
+
+async function putSnapshot(ctx: Ctx, generation: string, index: number, data: Buffer): Promise<SnapshotInfo> {
+  const label = `writeSnapshot(${generation}, ${index})`;
+  const before = Date.now();
+  const info = await ctx.client.writeSnapshot(generation, index, bodyOf(data));
+  const after = Date.now();
+  assert.equal(info.generation, generation, `${label}: returned generation`);
+  assert.equal(info.index, index, `${label}: returned index`);
+  assert.equal(info.size, data.length, `${label}: returned size must equal the bytes stored`);
+  assertCreatedAt(info.createdAt, before, after, label);
+  return info;
+}
+
+async function putSegment(ctx: Ctx, pos: Pos, data: Buffer): Promise<WALSegmentInfo> {
+  const label = `writeWALSegment(${pos.generation}, ${pos.index}, ${pos.offset})`;
+  const before = Date.now();
+  const info = await ctx.client.writeWALSegment(pos, bodyOf(data));
+  const after = Date.now();
+  assert.equal(info.generation, pos.generation, `${label}: returned generation`);
+  assert.equal(info.index, pos.index, `${label}: returned index`);
+  assert.equal(info.offset, pos.offset, `${label}: returned offset`);
+  assert.equal(info.size, data.length, `${label}: returned size must equal the bytes stored`);
+  assertCreatedAt(info.createdAt, before, after, label);
+  return info;
+}
+
+async function readSnapshot(client: ReplicaClient, generation: string, index: number): Promise<Buffer> {
+  return readAll(await client.snapshotReader(generation, index));
+}
+
+async function readSegment(client: ReplicaClient, pos: Pos): Promise<Buffer> {
+  return readAll(await client.walSegmentReader(pos));
+}
+
+async function assertNotFound(label: string, open: () => Promise<Readable>): Promise<void> {
+  let stream: Readable;
+  try {
+    stream = await open();
+  } catch (err) {
+    assert.ok(
+      err instanceof NotFoundError,
+      `${label}: expected NotFoundError from @walship/core, got ${describeError(err)} ` +
+        '(if it is a NotFoundError, two copies of @walship/core are installed; dedupe them)',
+    );
+    assert.equal(err.code, 'WALSHIP_NOT_FOUND', `${label}: NotFoundError code`);
+    assert.ok(!err.message.includes('\n'), `${label}: error message must be one line`);
+    return;
+  }
+  stream.destroy();
+  assert.fail(`${label}: resolved with a stream for a missing object; readers must reject with NotFoundError`);
+}
+
+async function assertInvalidArgument(label: string, call: () => Promise<unknown>, message: string): Promise<void> {
+  let result: unknown;
+  try {
+    result = await call();
+  } catch (err) {
+    assert.ok(err instanceof InvalidArgumentError, `${label}: expected InvalidArgumentError, got ${describeError(err)}`);
+    assert.equal(err.code, 'WALSHIP_INVALID_ARGUMENT', `${label}: InvalidArgumentError code`);
+    assert.equal(err.message, message, `${label}: message must be Litestream's`);
+    return;
+  }
+  (result as Readable | undefined)?.destroy?.();
+  assert.fail(`${label}: resolved; expected InvalidArgumentError "${message}"`);
+}
+
+/** Awaits `promise`; a rejection fails with `label` and the error (e.g. a delete of a missing object). */
+async function succeeds(label: string, promise: Promise<unknown>): Promise<void> {
+  try {
+    await promise;
+  } catch (err) {
+    if (err instanceof assert.AssertionError) throw err;
+    assert.fail(`${label} must succeed, but rejected with ${describeError(err)}`);
+  }
+}
+
+async function assertKeys(store: StoreBackdoor, expected: readonly string[], label: string): Promise<void> {
+  const keys = await sortedStoreKeys(store);
+  assert.deepEqual(keys, expected.slice().sort(), `${label}: the store must hold exactly the expected keys`);
+}
+
+async function assertStored(store: StoreBackdoor, key: string, data: Buffer, label: string): Promise<void> {
+  const stored = await store.readKey(key);
+  assert.ok(stored !== undefined, `${label}: nothing stored at ${key}; ${await describeStoreKeys(store)}`);
+  assert.ok(Buffer.from(stored).equals(data), `${label}: bytes stored at ${key} differ from the bytes written`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// the contract
+
+define('type and capabilities', async ({ client }) => {
+  assert.equal(typeof client.type, 'string', 'type must be a string');
+  assert.ok(client.type.length > 0, 'type must not be empty');
+  for (const m of METHODS) {
+    if (m === 'close') continue;
+    assert.equal(typeof (client as unknown as Record<string, unknown>)[m], 'function', `${m} must be a method`);
+  }
+  const closeFn: unknown = client.close;
+  assert.ok(closeFn === undefined || typeof closeFn === 'function', 'close must be a method when present');
+  const caps = client.capabilities;
+  if (caps !== undefined) {
+    assert.ok(caps.batchDelete === undefined || typeof caps.batchDelete === 'boolean', 'capabilities.batchDelete must be a boolean');
+    assert.ok(
+      caps.maxConcurrency === undefined || (Number.isSafeInteger(caps.maxConcurrency) && caps.maxConcurrency > 0),
+      'capabilities.maxConcurrency must be a positive integer',
+    );
+  }
+});
+
+define('generations: empty when the root is missing', async ({ client, store }) => {
+  assert.deepEqual(await listGenerations(client), [], 'missing root');
+  assert.deepEqual(await client.snapshots(GEN_A), [], 'snapshots of a missing root');
+  assert.deepEqual(await client.walSegments(GEN_A), [], 'WAL segments of a missing root');
+  await store.writeKey('README.txt', Buffer.from('foreign'));
+  assert.deepEqual(await listGenerations(client), [], 'root without a generations folder');
+  await store.writeKey('generations/notes.txt', Buffer.from('foreign'));
+  assert.deepEqual(await listGenerations(client), [], 'generations folder without generations');
+});
+
+define('generations: lists every generation written', async (ctx) => {
+  await putSnapshot(ctx, GEN_A, 0, Buffer.from('a'));
+  await putSegment(ctx, { generation: GEN_B, index: 0, offset: 0 }, Buffer.from('b'));
+  await putSnapshot(ctx, GEN_C, 1, Buffer.from('c'));
+  await putSegment(ctx, { generation: GEN_C, index: 1, offset: 0 }, Buffer.from('c'));
+  assert.deepEqual(await listGenerations(ctx.client), [GEN_A, GEN_B, GEN_C]);
+});
+
+define('generations: ignores invalid names and plain objects', async (ctx) => {
+  const { client, store } = ctx;
+  await putSnapshot(ctx, GEN_A, 1, Buffer.from('x'));
+  const body = Buffer.from('foreign');
+  for (const name of [
+    'not-a-generation',
+    'ABCDEF0123456789', // uppercase hex
+    'abcdef012345678', // 15 characters
+    'abcdef01234567890', // 17 characters
+    'abcdef012345678g', // not hex
+  ]) {
+    await store.writeKey(`generations/${name}/snapshots/00000001.snapshot.lz4`, body);
+  }
+  await store.writeKey('generations/1111111111111111', body); // valid name, but an object, not a folder
+  assert.deepEqual(await listGenerations(client), [GEN_A]);
+});
+
+define('snapshots: lists one generation with sizes and creation times', async (ctx) => {
+  const before = Date.now();
+  await putSnapshot(ctx, GEN_A, 5, Buffer.from('x'));
+  await putSnapshot(ctx, GEN_A, 10, Buffer.from('xyz'));
+  await putSnapshot(ctx, GEN_B, 5, Buffer.from('zz'));
+  await putSegment(ctx, { generation: GEN_A, index: 7, offset: 0 }, Buffer.from('wal'));
+  const after = Date.now();
+  const listA = await ctx.client.snapshots(GEN_A);
+  assert.deepEqual(snapRows(listA, GEN_A), [
+    { generation: GEN_A, index: 5, size: 1 },
+    { generation: GEN_A, index: 10, size: 3 },
+  ]);
+  for (const s of listA) assertCreatedAt(s.createdAt, before, after, `snapshots(${GEN_A})[${s.index}]`);
+  assert.deepEqual(snapRows(await ctx.client.snapshots(GEN_B), GEN_B), [{ generation: GEN_B, index: 5, size: 2 }]);
+});
+
+define('snapshots: empty for unknown and WAL-only generations', async (ctx) => {
+  await putSnapshot(ctx, GEN_A, 1, Buffer.from('x'));
+  await putSegment(ctx, { generation: GEN_B, index: 1, offset: 0 }, Buffer.from('wal'));
+  assert.deepEqual(await ctx.client.snapshots(GEN_C), [], 'unknown generation');
+  assert.deepEqual(await ctx.client.snapshots(GEN_B), [], 'generation with only WAL segments');
+});
+
+define('snapshots: ignores foreign objects', async (ctx) => {
+  const { client, store } = ctx;
+  await putSnapshot(ctx, GEN_A, 1, Buffer.from('snap'));
+  const dir = `generations/${GEN_A}/snapshots`;
+  const body = Buffer.from('foreign');
+  for (const name of [
+    'garbage.txt',
+    '0000000A.snapshot.lz4', // uppercase hex
+    '00000002.snapshot', // no .lz4
+    '0000003.snapshot.lz4', // 7 digits
+    '00000000000000004.snapshot.lz4', // 17 digits
+    '00000004.snapshot.lz4.tmp', // temp file of a crashed writer
+    'x00000006.snapshot.lz4',
+    '00000005_00000000.wal.lz4', // a segment name in the snapshots folder
+  ]) {
+    await store.writeKey(`${dir}/${name}`, body);
+  }
+  await store.writeKey(`generations/${GEN_A}/00000008.snapshot.lz4`, body); // outside snapshots/
+  await store.writeKey(`generations/${GEN_A}/wal/00000009.snapshot.lz4`, body); // in wal/
+  assert.deepEqual(snapRows(await client.snapshots(GEN_A), GEN_A), [{ generation: GEN_A, index: 1, size: 4 }]);
+});
+
+define('wal segments: lists one generation with offsets, sizes and creation times', async (ctx) => {
+  const before = Date.now();
+  await putSegment(ctx, { generation: GEN_A, index: 2, offset: 0 }, Buffer.from('12345'));
+  await putSegment(ctx, { generation: GEN_A, index: 2, offset: 5 }, Buffer.from('67'));
+  await putSegment(ctx, { generation: GEN_A, index: 3, offset: 0 }, Buffer.from('890'));
+  await putSegment(ctx, { generation: GEN_B, index: 2, offset: 0 }, Buffer.from('b'));
+  await putSnapshot(ctx, GEN_A, 2, Buffer.from('snapshot'));
+  const after = Date.now();
+  const listA = await ctx.client.walSegments(GEN_A);
+  assert.deepEqual(walRows(listA, GEN_A), [
+    { generation: GEN_A, index: 2, offset: 0, size: 5 },
+    { generation: GEN_A, index: 2, offset: 5, size: 2 },
+    { generation: GEN_A, index: 3, offset: 0, size: 3 },
+  ]);
+  for (const s of listA) assertCreatedAt(s.createdAt, before, after, `walSegments(${GEN_A})[${s.index}/${s.offset}]`);
+  assert.deepEqual(walRows(await ctx.client.walSegments(GEN_B), GEN_B), [
+    { generation: GEN_B, index: 2, offset: 0, size: 1 },
+  ]);
+});
+
+define('wal segments: empty for unknown and snapshot-only generations', async (ctx) => {
+  await putSegment(ctx, { generation: GEN_A, index: 1, offset: 0 }, Buffer.from('wal'));
+  await putSnapshot(ctx, GEN_B, 1, Buffer.from('snap'));
+  assert.deepEqual(await ctx.client.walSegments(GEN_C), [], 'unknown generation');
+  assert.deepEqual(await ctx.client.walSegments(GEN_B), [], 'generation with only snapshots');
+});
+
+define('wal segments: ignores foreign objects', async (ctx) => {
+  const { client, store } = ctx;
+  await putSegment(ctx, { generation: GEN_A, index: 1, offset: 32 }, Buffer.from('seg'));
+  const dir = `generations/${GEN_A}/wal`;
+  const body = Buffer.from('foreign');
+  for (const name of [
+    'garbage.txt',
+    '00000001.wal.lz4', // whole-WAL file of file replicas written by Litestream v0.3.0–v0.3.4
+    '00000001.wal',
+    '0000000A_00000000.wal.lz4', // uppercase hex
+    '00000001_0000000g.wal.lz4', // not hex
+    '0000001_00000000.wal.lz4', // 7 digits
+    '00000001_00000000.wal.lz4.tmp', // temp file of a crashed writer
+    '00000001-00000000.wal.lz4',
+    '00000002.snapshot.lz4', // a snapshot name in the wal folder
+  ]) {
+    await store.writeKey(`${dir}/${name}`, body);
+  }
+  await store.writeKey(`generations/${GEN_A}/00000003_00000000.wal.lz4`, body); // outside wal/
+  await store.writeKey(`generations/${GEN_A}/snapshots/00000004_00000000.wal.lz4`, body); // in snapshots/
+  assert.deepEqual(walRows(await client.walSegments(GEN_A), GEN_A), [
+    { generation: GEN_A, index: 1, offset: 32, size: 3 },
+  ]);
+});
+
+define("layout: objects land at Litestream's keys", async (ctx) => {
+  const snap = Buffer.from('snapshot 1000');
+  const seg0 = Buffer.from('segment 0/0');
+  const seg1 = Buffer.from('segment 1000/1001');
+  const segB = Buffer.from('segment of B');
+  await putSnapshot(ctx, GEN_A, 1000, snap);
+  await putSegment(ctx, { generation: GEN_A, index: 0, offset: 0 }, seg0);
+  await putSegment(ctx, { generation: GEN_A, index: 1000, offset: 1001 }, seg1);
+  await putSegment(ctx, { generation: GEN_B, index: 1, offset: 32 }, segB);
+  const expected: Array<[string, Buffer]> = [
+    [`generations/${GEN_A}/snapshots/000003e8.snapshot.lz4`, snap],
+    [`generations/${GEN_A}/wal/00000000_00000000.wal.lz4`, seg0],
+    [`generations/${GEN_A}/wal/000003e8_000003e9.wal.lz4`, seg1],
+    [`generations/${GEN_B}/wal/00000001_00000020.wal.lz4`, segB],
+  ];
+  await assertKeys(ctx.store, expected.map(([k]) => k), 'layout');
+  for (const [key, data] of expected) await assertStored(ctx.store, key, data, 'layout');
+});
+
+define("layout: objects planted at Litestream's keys are listed and read", async ({ client, store }) => {
+  await store.writeKey(snapshotKey(GEN_A, 7), Buffer.from('abc'));
+  await store.writeKey(walSegmentKey({ generation: GEN_A, index: 7, offset: 32 }), Buffer.from('hello'));
+  assert.deepEqual(await listGenerations(client), [GEN_A]);
+  assert.deepEqual(snapRows(await client.snapshots(GEN_A), GEN_A), [{ generation: GEN_A, index: 7, size: 3 }]);
+  assert.deepEqual(walRows(await client.walSegments(GEN_A), GEN_A), [
+    { generation: GEN_A, index: 7, offset: 32, size: 5 },
+  ]);
+  assert.equal((await readSnapshot(client, GEN_A, 7)).toString(), 'abc');
+  assert.equal((await readSegment(client, { generation: GEN_A, index: 7, offset: 32 })).toString(), 'hello');
+  await client.deleteSnapshot(GEN_A, 7);
+  await client.deleteWALSegments([{ generation: GEN_A, index: 7, offset: 32 }]);
+  await assertKeys(store, [], 'after deleting the planted objects');
+});
+
+define('round trip: small bodies', async (ctx) => {
+  const { client, store } = ctx;
+  const allBytes = Buffer.alloc(1024);
+  for (let i = 0; i < allBytes.length; i++) allBytes[i] = i % 256;
+  await putSnapshot(ctx, GEN_A, 0, Buffer.from('foobar'));
+  await putSnapshot(ctx, GEN_A, 1, allBytes);
+  const p1 = { generation: GEN_A, index: 1000, offset: 2000 };
+  const p2 = { generation: GEN_A, index: 10, offset: 5 };
+  await putSegment(ctx, p1, Buffer.from('foobar'));
+  await putSegment(ctx, p2, allBytes);
+  assert.equal((await readSnapshot(client, GEN_A, 0)).toString(), 'foobar');
+  assert.ok((await readSnapshot(client, GEN_A, 1)).equals(allBytes), 'binary snapshot bytes must round-trip unchanged');
+  assert.equal((await readSegment(client, p1)).toString(), 'foobar');
+  assert.ok((await readSegment(client, p2)).equals(allBytes), 'binary segment bytes must round-trip unchanged');
+  await assertStored(store, snapshotKey(GEN_A, 1), allBytes, 'snapshot');
+  await assertStored(store, walSegmentKey(p2), allBytes, 'segment');
+});
+
+define('round trip: empty body', async (ctx) => {
+  const { client, store } = ctx;
+  const pos = { generation: GEN_A, index: 1, offset: 0 };
+  await putSnapshot(ctx, GEN_A, 1, Buffer.alloc(0));
+  await putSegment(ctx, pos, Buffer.alloc(0));
+  assert.deepEqual(snapRows(await client.snapshots(GEN_A), GEN_A), [{ generation: GEN_A, index: 1, size: 0 }]);
+  assert.deepEqual(walRows(await client.walSegments(GEN_A), GEN_A), [{ ...pos, size: 0 }]);
+  assert.equal((await readSnapshot(client, GEN_A, 1)).length, 0);
+  assert.equal((await readSegment(client, pos)).length, 0);
+  await assertStored(store, snapshotKey(GEN_A, 1), Buffer.alloc(0), 'empty snapshot');
+  await assertStored(store, walSegmentKey(pos), Buffer.alloc(0), 'empty segment');
+});
+
+define('round trip: overwrite replaces the object', async (ctx) => {
+  const { client, store } = ctx;
+  const pos = { generation: GEN_A, index: 3, offset: 4096 };
+  await putSnapshot(ctx, GEN_A, 3, Buffer.from('first version'));
+  await putSegment(ctx, pos, Buffer.from('first version'));
+  await putSnapshot(ctx, GEN_A, 3, Buffer.from('v2'));
+  await putSegment(ctx, pos, Buffer.from('v2!'));
+  assert.equal((await readSnapshot(client, GEN_A, 3)).toString(), 'v2');
+  assert.equal((await readSegment(client, pos)).toString(), 'v2!');
+  assert.deepEqual(snapRows(await client.snapshots(GEN_A), GEN_A), [{ generation: GEN_A, index: 3, size: 2 }]);
+  assert.deepEqual(walRows(await client.walSegments(GEN_A), GEN_A), [{ ...pos, size: 3 }]);
+  await assertKeys(store, [snapshotKey(GEN_A, 3), walSegmentKey(pos)], 'after overwriting');
+});
+
+define('round trip: large snapshot streamed', async ({ client, store, largeObjectBytes }) => {
+  const size = largeObjectBytes;
+  const seed = `large-${size}`;
+  const expected = await generatedBodyDigest(seed, size);
+  const before = Date.now();
+  const info = await client.writeSnapshot(GEN_A, 1, generatedBody(seed, size));
+  const after = Date.now();
+  assert.equal(info.size, size, 'returned size of the large snapshot');
+  assertCreatedAt(info.createdAt, before, after, 'large snapshot');
+  assert.deepEqual(snapRows(await client.snapshots(GEN_A), GEN_A), [{ generation: GEN_A, index: 1, size }]);
+  await assertKeys(store, [snapshotKey(GEN_A, 1)], 'large snapshot');
+  const actual = await digestStream(await client.snapshotReader(GEN_A, 1));
+  assert.equal(actual.bytes, size, 'bytes read back');
+  assert.equal(actual.sha256, expected.sha256, 'SHA-256 of the bytes read back');
+});
+
+define('round trip: many-chunk WAL segment', async ({ client, store }) => {
+  const size = 3 * MiB + 12345;
+  const seed = 'many-chunks';
+  const pos = { generation: GEN_A, index: 2, offset: 4152 };
+  const expected = await generatedBodyDigest(seed, size);
+  const info = await client.writeWALSegment(pos, generatedBody(seed, size, 4099));
+  assert.equal(info.size, size, 'returned size');
+  assert.deepEqual(walRows(await client.walSegments(GEN_A), GEN_A), [{ ...pos, size }]);
+  await assertKeys(store, [walSegmentKey(pos)], 'many-chunk segment');
+  const actual = await digestStream(await client.walSegmentReader(pos));
+  assert.equal(actual.bytes, size, 'bytes read back');
+  assert.equal(actual.sha256, expected.sha256, 'SHA-256 of the bytes read back');
+});
+
+define('write: failing body rejects and leaves no object', async ({ client, store }) => {
+  const pos = { generation: GEN_A, index: 1, offset: 0 };
+  await assertWriteRejects('writeSnapshot', client.writeSnapshot(GEN_A, 1, brokenBody(256 * 1024)));
+  await assertWriteRejects('writeWALSegment', client.writeWALSegment(pos, brokenBody(256 * 1024)));
+  assert.deepEqual(await client.snapshots(GEN_A), [], 'no snapshot may be listed after a failed write');
+  assert.deepEqual(await client.walSegments(GEN_A), [], 'no segment may be listed after a failed write');
+  await assertNotFound('snapshotReader after a failed write', () => client.snapshotReader(GEN_A, 1));
+  await assertNotFound('walSegmentReader after a failed write', () => client.walSegmentReader(pos));
+  await assertKeys(store, [], 'after failed writes (no partial or temporary objects)');
+});
+
+define('write: failing body keeps the previous object', async (ctx) => {
+  const { client, store } = ctx;
+  const pos = { generation: GEN_A, index: 1, offset: 0 };
+  await putSnapshot(ctx, GEN_A, 1, Buffer.from('previous snapshot'));
+  await putSegment(ctx, pos, Buffer.from('previous segment'));
+  await assertWriteRejects('writeSnapshot (overwrite)', client.writeSnapshot(GEN_A, 1, brokenBody(64 * 1024)));
+  await assertWriteRejects('writeWALSegment (overwrite)', client.writeWALSegment(pos, brokenBody(64 * 1024)));
+  assert.equal((await readSnapshot(client, GEN_A, 1)).toString(), 'previous snapshot');
+  assert.equal((await readSegment(client, pos)).toString(), 'previous segment');
+  await assertKeys(store, [snapshotKey(GEN_A, 1), walSegmentKey(pos)], 'after failed overwrites');
+});
+
+define('readers: missing objects throw NotFoundError', async (ctx) => {
+  const { client } = ctx;
+  await assertNotFound('snapshotReader on an empty root', () => client.snapshotReader(GEN_A, 1));
+  await assertNotFound('walSegmentReader on an empty root', () =>
+    client.walSegmentReader({ generation: GEN_A, index: 1, offset: 0 }),
+  );
+  await putSnapshot(ctx, GEN_A, 1, Buffer.from('snap'));
+  await putSegment(ctx, { generation: GEN_A, index: 1, offset: 0 }, Buffer.from('seg'));
+  await assertNotFound('snapshotReader of another index', () => client.snapshotReader(GEN_A, 2));
+  await assertNotFound('snapshotReader of another generation', () => client.snapshotReader(GEN_B, 1));
+  await assertNotFound('walSegmentReader of another offset', () =>
+    client.walSegmentReader({ generation: GEN_A, index: 1, offset: 32 }),
+  );
+  await assertNotFound('walSegmentReader of another index', () =>
+    client.walSegmentReader({ generation: GEN_A, index: 2, offset: 0 }),
+  );
+  await assertNotFound('walSegmentReader of another generation', () =>
+    client.walSegmentReader({ generation: GEN_B, index: 1, offset: 0 }),
+  );
+});
+
+define('invalid arguments: empty generation', async (ctx) => {
+  const { client, store } = ctx;
+  const kept = { generation: GEN_A, index: 1, offset: 0 };
+  await putSegment(ctx, kept, Buffer.from('kept'));
+  const zero = { generation: '', index: 0, offset: 0 };
+  const seg = 'cannot determine wal segment path: generation required';
+  const snap = 'cannot determine snapshot path: generation required';
+  await assertInvalidArgument('deleteGeneration("")', () => client.deleteGeneration(''),
+    'cannot determine generation path: generation required');
+  await assertInvalidArgument('snapshots("")', () => client.snapshots(''),
+    'cannot determine snapshots path: generation required');
+  const body1 = bodyOf(Buffer.from('x'));
+  await assertInvalidArgument('writeSnapshot("")', () => client.writeSnapshot('', 1, body1), snap);
+  body1.destroy();
+  await assertInvalidArgument('snapshotReader("")', () => client.snapshotReader('', 1), snap);
+  await assertInvalidArgument('deleteSnapshot("")', () => client.deleteSnapshot('', 1), snap);
+  await assertInvalidArgument('walSegments("")', () => client.walSegments(''),
+    'cannot determine wal path: generation required');
+  const body2 = bodyOf(Buffer.from('x'));
+  await assertInvalidArgument('writeWALSegment(zero pos)', () => client.writeWALSegment(zero, body2), seg);
+  body2.destroy();
+  await assertInvalidArgument('walSegmentReader(zero pos)', () => client.walSegmentReader(zero), seg);
+  await assertInvalidArgument('deleteWALSegments([valid, zero pos])', () => client.deleteWALSegments([kept, zero]), seg);
+  // deleteWALSegments validates every position before deleting anything.
+  assert.ok(
+    (await store.readKey(walSegmentKey(kept)))?.equals(Buffer.from('kept')),
+    'deleteWALSegments must validate every position before deleting anything, but deleted a valid one',
+  );
+  await assertKeys(store, [walSegmentKey(kept)], 'after calls with an empty generation');
+});
+
+define('offsets above 4 GiB', async (ctx) => {
+  const { client, store } = ctx;
+  const above = { generation: GEN_A, index: 1, offset: 0x1_0000_0020 };
+  const edge = { generation: GEN_A, index: 1, offset: 0xffff_ffff };
+  const far = { generation: GEN_A, index: MAX_INDEX, offset: 2 ** 40 };
+  await putSegment(ctx, above, Buffer.from('above 4 GiB'));
+  await putSegment(ctx, edge, Buffer.from('edge'));
+  await putSegment(ctx, far, Buffer.from('far'));
+  await putSnapshot(ctx, GEN_A, MAX_INDEX, Buffer.from('max index'));
+  await assertKeys(
+    store,
+    [
+      `generations/${GEN_A}/wal/00000001_100000020.wal.lz4`,
+      `generations/${GEN_A}/wal/00000001_ffffffff.wal.lz4`,
+      `generations/${GEN_A}/wal/7fffffff_10000000000.wal.lz4`,
+      `generations/${GEN_A}/snapshots/7fffffff.snapshot.lz4`,
+    ],
+    'names above 4 GiB',
+  );
+  assert.deepEqual(walRows(await client.walSegments(GEN_A), GEN_A), [
+    { ...edge, size: 4 },
+    { ...above, size: 11 },
+    { ...far, size: 3 },
+  ]);
+  assert.deepEqual(snapRows(await client.snapshots(GEN_A), GEN_A), [{ generation: GEN_A, index: MAX_INDEX, size: 9 }]);
+  assert.equal((await readSegment(client, above)).toString(), 'above 4 GiB');
+  assert.equal((await readSegment(client, far)).toString(), 'far');
+  assert.equal((await readSnapshot(client, GEN_A, MAX_INDEX)).toString(), 'max index');
+  await client.deleteWALSegments([above]);
+  await assertNotFound('walSegmentReader after deleting the segment above 4 GiB', () => client.walSegmentReader(above));
+  assert.equal((await readSegment(client, edge)).toString(), 'edge', 'the segment at 0xffffffff must survive');
+});
+
+define('delete: snapshot, and deletes of missing objects succeed', async (ctx) => {
+  const { client, store } = ctx;
+  await putSnapshot(ctx, GEN_A, 1, Buffer.from('one'));
+  await putSnapshot(ctx, GEN_A, 2, Buffer.from('two'));
+  await client.deleteSnapshot(GEN_A, 1);
+  assert.deepEqual(snapRows(await client.snapshots(GEN_A), GEN_A), [{ generation: GEN_A, index: 2, size: 3 }]);
+  await assertNotFound('snapshotReader after deleteSnapshot', () => client.snapshotReader(GEN_A, 1));
+  await assertKeys(store, [snapshotKey(GEN_A, 2)], 'after deleteSnapshot');
+  // Idempotent deletes: none of these exist.
+  await succeeds('deleteSnapshot of a deleted snapshot', client.deleteSnapshot(GEN_A, 1));
+  await succeeds('deleteSnapshot in a missing generation', client.deleteSnapshot(GEN_C, 5));
+  await succeeds('deleteWALSegments([])', client.deleteWALSegments([]));
+  await succeeds(
+    'deleteWALSegments of missing segments',
+    client.deleteWALSegments([
+      { generation: GEN_A, index: 1, offset: 0 },
+      { generation: GEN_C, index: 9, offset: 32 },
+    ]),
+  );
+  await succeeds('deleteGeneration of a missing generation', client.deleteGeneration(GEN_C));
+  assert.equal((await readSnapshot(client, GEN_A, 2)).toString(), 'two');
+  await assertKeys(store, [snapshotKey(GEN_A, 2)], 'after deleting missing objects');
+});
+
+define('delete: WAL segments across generations', async (ctx) => {
+  const { client, store } = ctx;
+  const a1 = { generation: GEN_A, index: 1, offset: 0 };
+  const a2 = { generation: GEN_A, index: 1, offset: 10 };
+  const a3 = { generation: GEN_A, index: 2, offset: 0 };
+  const b1 = { generation: GEN_B, index: 1, offset: 0 };
+  const b2 = { generation: GEN_B, index: 5, offset: 7 };
+  for (const p of [a1, a2, a3, b1, b2]) await putSegment(ctx, p, Buffer.from(`${p.generation}/${p.index}/${p.offset}`));
+  await putSnapshot(ctx, GEN_A, 1, Buffer.from('snapshot stays'));
+  await succeeds(
+    'deleteWALSegments across generations (one missing)',
+    client.deleteWALSegments([a1, b2, a3, { generation: GEN_B, index: 9, offset: 9 }]),
+  );
+  assert.deepEqual(walRows(await client.walSegments(GEN_A), GEN_A).map(({ size: _, ...p }) => p), [a2]);
+  assert.deepEqual(walRows(await client.walSegments(GEN_B), GEN_B).map(({ size: _, ...p }) => p), [b1]);
+  for (const p of [a1, a3, b2]) {
+    await assertNotFound(`walSegmentReader(${p.generation}/${p.index}/${p.offset}) after delete`, () =>
+      client.walSegmentReader(p),
+    );
+  }
+  await assertKeys(store, [walSegmentKey(a2), walSegmentKey(b1), snapshotKey(GEN_A, 1)], 'after deleteWALSegments');
+});
+
+define('delete: generation removes everything under it and nothing else', async (ctx) => {
+  const { client, store } = ctx;
+  await putSnapshot(ctx, GEN_A, 1, Buffer.from('a'));
+  await putSnapshot(ctx, GEN_A, 2, Buffer.from('a'));
+  await putSegment(ctx, { generation: GEN_A, index: 1, offset: 0 }, Buffer.from('a'));
+  await putSegment(ctx, { generation: GEN_A, index: 2, offset: 32 }, Buffer.from('a'));
+  await store.writeKey(`generations/${GEN_A}/other/foreign.bin`, Buffer.from('foreign'));
+  await putSnapshot(ctx, GEN_B, 1, Buffer.from('b'));
+  await putSegment(ctx, { generation: GEN_B, index: 1, offset: 0 }, Buffer.from('b'));
+  const sibling = `generations/${GEN_A}0/keep.bin`; // shares GEN_A as a key prefix
+  await store.writeKey(sibling, Buffer.from('keep'));
+  await client.deleteGeneration(GEN_A);
+  assert.deepEqual(await listGenerations(client), [GEN_B]);
+  assert.deepEqual(await client.snapshots(GEN_A), []);
+  assert.deepEqual(await client.walSegments(GEN_A), []);
+  await assertKeys(
+    store,
+    [snapshotKey(GEN_B, 1), walSegmentKey({ generation: GEN_B, index: 1, offset: 0 }), sibling],
+    'after deleteGeneration',
+  );
+  await succeeds('deleteGeneration of a deleted generation', client.deleteGeneration(GEN_A));
+  await client.deleteGeneration(GEN_B);
+  assert.deepEqual(await listGenerations(client), []);
+  await assertKeys(store, [sibling], 'after deleting every generation');
+});
+
+define('concurrency: parallel writes and reads', async (ctx) => {
+  const { client, store } = ctx;
+  const N = 32;
+  type Item = { kind: 'snapshot' | 'segment'; pos: Pos; data: Buffer };
+  const items = (offset: number): Item[] =>
+    Array.from({ length: N }, (_, k) => {
+      const i = k + offset;
+      const generation = i % 2 === 0 ? GEN_A : GEN_B;
+      const kind = i % 4 < 2 ? 'snapshot' : 'segment';
+      return { kind, pos: { generation, index: i, offset: kind === 'segment' ? i * 4096 : 0 }, data: pseudoRandomBytes(`c${i}`, 1000 + i * 997) };
+    });
+  const write = (it: Item) =>
+    it.kind === 'snapshot'
+      ? putSnapshot(ctx, it.pos.generation, it.pos.index, it.data)
+      : putSegment(ctx, it.pos, it.data);
+  const check = async (it: Item) => {
+    const got = it.kind === 'snapshot' ? await readSnapshot(client, it.pos.generation, it.pos.index) : await readSegment(client, it.pos);
+    assert.ok(got.equals(it.data), `concurrent read of ${it.kind} ${it.pos.generation}/${it.pos.index}/${it.pos.offset} returned other bytes`);
+  };
+  const first = items(0);
+  const second = items(N);
+  await Promise.all(first.map(write));
+  // Reads of the first batch, writes of the second batch and listings, all at once.
+  await Promise.all([
+    ...first.map(check),
+    ...second.map(write),
+    client.generations(),
+    client.snapshots(GEN_A),
+    client.walSegments(GEN_B),
+  ]);
+  await Promise.all(second.map(check));
+  const all = [...first, ...second];
+  for (const generation of [GEN_A, GEN_B]) {
+    const mine = all.filter((it) => it.pos.generation === generation);
+    assert.deepEqual(
+      snapRows(await client.snapshots(generation), generation),
+      mine.filter((it) => it.kind === 'snapshot').map((it) => ({ generation, index: it.pos.index, size: it.data.length })).sort(compareRows),
+    );
+    assert.deepEqual(
+      walRows(await client.walSegments(generation), generation),
+      mine.filter((it) => it.kind === 'segment').map((it) => ({ ...it.pos, size: it.data.length })).sort(compareRows),
+    );
+  }
+  assert.equal((await store.listKeys()).length, 2 * N, 'one object per write');
+});
+
+define('pagination: WAL segments', async (ctx) => {
+  const { client, store, paginationObjectCount: n } = ctx;
+  const positions = Array.from({ length: n }, (_, i) => ({ generation: GEN_A, index: Math.floor(i / 100), offset: (i % 100) * 4152 }));
+  await mapLimit(positions, concurrencyOf(client), (p) => client.writeWALSegment(p, bodyOf(Buffer.from(String(p.offset)))));
+  const rows = walRows(await client.walSegments(GEN_A), GEN_A);
+  assert.equal(rows.length, n, `walSegments must list all ${n} segments (more than one listing page)`);
+  assert.deepEqual(rows, positions.map((p) => ({ ...p, size: String(p.offset).length })).sort(compareRows));
+  await client.deleteWALSegments(positions);
+  assert.deepEqual(await client.walSegments(GEN_A), [], `deleteWALSegments of ${n} positions must delete them all`);
+  await assertKeys(store, [], `after deleting ${n} segments`);
+});
+
+define('pagination: snapshots', async (ctx) => {
+  const { client, store, paginationObjectCount: n } = ctx;
+  const indexes = Array.from({ length: n }, (_, i) => i);
+  await mapLimit(indexes, concurrencyOf(client), (i) => client.writeSnapshot(GEN_A, i, bodyOf(Buffer.from(String(i)))));
+  const rows = snapRows(await client.snapshots(GEN_A), GEN_A);
+  assert.equal(rows.length, n, `snapshots must list all ${n} snapshots (more than one listing page)`);
+  assert.deepEqual(rows, indexes.map((i) => ({ generation: GEN_A, index: i, size: String(i).length })));
+  await client.deleteGeneration(GEN_A);
+  assert.deepEqual(await client.snapshots(GEN_A), [], `deleteGeneration must delete all ${n} snapshots`);
+  await assertKeys(store, [], `after deleting a generation of ${n} snapshots`);
+});
+
+define('pagination: generations', async (ctx) => {
+  const { client, paginationObjectCount: n } = ctx;
+  const generations = Array.from({ length: n }, (_, i) => (0xa000_0000_0000 + i).toString(16).padStart(16, '0'));
+  await mapLimit(generations, concurrencyOf(client), (g) => client.writeSnapshot(g, 1, bodyOf(Buffer.from('g'))));
+  const listed = await listGenerations(client);
+  assert.equal(listed.length, n, `generations must list all ${n} generations (more than one listing page)`);
+  assert.deepEqual(listed, generations.slice().sort());
+});
+
+define('close: idempotent', async ({ client }) => {
+  if (!client.close) return;
+  await client.close();
+  await client.close();
+});
+
+// ---------------------------------------------------------------------------------------------
+
+/** Names of every test the suite registers (without `prefix`), in registration order. */
+export const replicaClientTestNames: readonly string[] = Object.freeze(cases.map((c) => c.name));
+
+function positiveInteger(value: number | undefined, fallback: number, name: string): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || value < 1) {
+    throw new InvalidArgumentError(`replicaClientSuite: ${name} must be a positive integer, got ${String(value)}`);
+  }
+  return value;
+}
+
+/**
+ * Registers the ReplicaClient conformance tests with `options.test`. Each test calls
+ * `options.create()` for a fresh client on an empty root, runs, then always calls
+ * `client.close?.()` and `store.cleanup()`; a test failure wins over a cleanup failure.
+ * Assertions use `node:assert` only, so any runner works.
+ *
+ * @throws InvalidArgumentError when an option is invalid or `skip` names an unknown test
+ */
+export function replicaClientSuite(options: ReplicaClientSuiteOptions): void {
+  if (typeof options?.test !== 'function') throw new InvalidArgumentError('replicaClientSuite: test must be a function');
+  if (typeof options.create !== 'function') throw new InvalidArgumentError('replicaClientSuite: create must be a function');
+  const largeObjectBytes = positiveInteger(options.largeObjectBytes, DEFAULT_LARGE_OBJECT_BYTES, 'largeObjectBytes');
+  const paginationObjectCount = positiveInteger(
+    options.paginationObjectCount,
+    DEFAULT_PAGINATION_OBJECT_COUNT,
+    'paginationObjectCount',
+  );
+  const skip = new Set(options.skip ?? []);
+  for (const name of skip) {
+    if (!replicaClientTestNames.includes(name)) {
+      throw new InvalidArgumentError(`replicaClientSuite: unknown test name in skip: ${JSON.stringify(name)}`);
+    }
+  }
+  const prefix = options.prefix ?? '';
+  const create = options.create;
+
+  for (const c of cases) {
+    if (skip.has(c.name)) continue;
+    options.test(prefix + c.name, async () => {
+      const { client, store } = await create();
+      let failed = false;
+      let failure: unknown;
+      try {
+        await c.run({ client: strict(client), store, largeObjectBytes, paginationObjectCount });
+      } catch (err) {
+        failed = true;
+        failure = err;
+      }
+      const cleanupErrors: unknown[] = [];
+      try {
+        await client.close?.();
+      } catch (err) {
+        cleanupErrors.push(err);
+      }
+      try {
+        await store.cleanup();
+      } catch (err) {
+        cleanupErrors.push(err);
+      }
+      if (failed) throw failure;
+      if (cleanupErrors.length > 0) {
+        throw new AggregateError(cleanupErrors, `cleanup failed: ${cleanupErrors.map(describeError).join('; ')}`);
+      }
+    });
+  }
+}

@@ -1,0 +1,57 @@
+import type { ReplicaClient } from '@walship/core';
+
+/**
+ * Raw access to the store behind a client, bypassing the client under test. The suite uses it
+ * to check what really landed in storage (exact keys and bytes), to plant foreign objects and
+ * odd names, and to clean up after each test.
+ *
+ * Keys are relative to the client's root and `/`-separated, e.g.
+ * `generations/0123456789abcdef/wal/00000001_00000000.wal.lz4`.
+ */
+export interface StoreBackdoor {
+  /**
+   * Every object key under the client's root, root-relative, `/`-separated, in any order.
+   * Only objects (files), never folders or directory markers. Empty when the root is absent.
+   */
+  listKeys(): Promise<string[]>;
+  /** The stored bytes of `key`, or `undefined` when it does not exist. */
+  readKey(key: string): Promise<Buffer | undefined>;
+  /** Stores `body` at `key` (creating parent folders where the store has them). */
+  writeKey(key: string, body: Buffer): Promise<void>;
+  /** Removes everything under the root. Must succeed when the root is absent. */
+  cleanup(): Promise<void>;
+}
+
+/** What `create` returns for each test: a fresh client and raw access to its (empty) root. */
+export interface ClientUnderTest {
+  client: ReplicaClient;
+  store: StoreBackdoor;
+}
+
+/**
+ * Registers one test. `node:test`'s `test`, vitest's `it` and jest's `test` all fit. The suite
+ * only uses `node:assert`, so any runner that treats a thrown error as a failure works.
+ */
+export type TestFn = (name: string, fn: () => Promise<void>) => unknown;
+
+/** Options of {@link replicaClientSuite}. */
+export interface ReplicaClientSuiteOptions {
+  /** Registers a test (see {@link TestFn}). */
+  test: TestFn;
+  /**
+   * A fresh client on an empty, unique root, and a backdoor to that root. Called once per
+   * test; the suite always calls `client.close?.()` and `store.cleanup()` afterwards.
+   */
+  create: () => Promise<ClientUnderTest>;
+  /** Size of the large streamed object, in bytes. Default 64 MiB. */
+  largeObjectBytes?: number;
+  /** Objects written for the pagination tests. Default 1100 (more than one 1000-key page). */
+  paginationObjectCount?: number;
+  /**
+   * Names (without `prefix`) of tests not to register; document the reason next to the list.
+   * Unknown names throw, so typos do not silently skip nothing. See `replicaClientTestNames`.
+   */
+  skip?: readonly string[];
+  /** Prepended to every test name, e.g. `'s3: '`. */
+  prefix?: string;
+}

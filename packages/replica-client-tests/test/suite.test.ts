@@ -1,0 +1,127 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { InvalidArgumentError } from '@walship/core';
+import { replicaClientSuite, replicaClientTestNames } from '../src/index.js';
+import type { ReplicaClientSuiteOptions } from '../src/index.js';
+import { MemoryReplicaClient, memoryBackdoor } from './memory-client.js';
+import type { Faults, MemoryStore } from './memory-client.js';
+
+/** Registers the suite into a map instead of a runner, so tests can run (and expect failures of) single cases. */
+function collect(options: Omit<ReplicaClientSuiteOptions, 'test'>): Map<string, () => Promise<void>> {
+  const tests = new Map<string, () => Promise<void>>();
+  replicaClientSuite({
+    largeObjectBytes: 3 * 1024 * 1024 + 17,
+    paginationObjectCount: 120,
+    ...options,
+    test: (name, fn) => {
+      assert.ok(!tests.has(name), `duplicate test name ${name}`);
+      tests.set(name, fn);
+    },
+  });
+  return tests;
+}
+
+function memorySuite(faults: Faults = {}, extra: Partial<ReplicaClientSuiteOptions> = {}) {
+  const stats = { created: 0, cleaned: 0, clients: [] as MemoryReplicaClient[] };
+  const tests = collect({
+    ...extra,
+    create: async () => {
+      stats.created++;
+      const store: MemoryStore = new Map();
+      const client = new MemoryReplicaClient(store, faults);
+      stats.clients.push(client);
+      const backdoor = memoryBackdoor(store);
+      return {
+        client,
+        store: {
+          ...backdoor,
+          cleanup: async () => {
+            stats.cleaned++;
+            await backdoor.cleanup();
+          },
+        },
+      };
+    },
+  });
+  return { tests, stats };
+}
+
+test('a conforming client passes every test', async () => {
+  const { tests, stats } = memorySuite();
+  assert.deepEqual([...tests.keys()], replicaClientTestNames);
+  for (const [name, fn] of tests) {
+    await fn().catch((err: unknown) => assert.fail(`${name}: ${(err as Error).message}`));
+  }
+  assert.equal(stats.created, tests.size);
+  assert.equal(stats.cleaned, tests.size, 'cleanup after every test');
+  assert.ok(stats.clients.every((c) => c.closed >= 1), 'close after every test');
+});
+
+describe('the suite catches contract violations', () => {
+  const cases: Array<[string, Faults, string[]]> = [
+    ['uppercase generation names', { uppercaseGenerations: true }, ['generations: ignores invalid names and plain objects']],
+    ['readers throwing plain ENOENT errors', { plainNotFound: true }, ['readers: missing objects throw NotFoundError']],
+    ['deletes of missing objects failing', { throwOnMissingDelete: true }, ['delete: snapshot, and deletes of missing objects succeed']],
+    ['partial objects left by a failing body', { keepPartialWrite: true }, [
+      'write: failing body rejects and leaves no object',
+      'write: failing body keeps the previous object',
+    ]],
+    ['listings that stop after one page', { pageLimit: 100 }, [
+      'pagination: WAL segments',
+      'pagination: snapshots',
+      'pagination: generations',
+    ]],
+    ['deleting before validating every position', { deleteBeforeValidate: true }, ['invalid arguments: empty generation']],
+    ['deleteGeneration by a prefix without a slash', { prefixDelete: true }, ['delete: generation removes everything under it and nothing else']],
+    ['synchronous throws', { syncThrow: true }, ['invalid arguments: empty generation']],
+    ['offsets truncated to 32 bits', { truncateOffsets: true }, ['offsets above 4 GiB']],
+    ['bogus creation times', { epochCreatedAt: true }, [
+      'snapshots: lists one generation with sizes and creation times',
+      'round trip: small bodies',
+    ]],
+    ['snapshots listed from other folders', { deepListing: true }, ['snapshots: ignores foreign objects']],
+    ["messages other than Litestream's", { wrongMessage: true }, ['invalid arguments: empty generation']],
+  ];
+  for (const [what, faults, names] of cases) {
+    test(what, async () => {
+      const { tests, stats } = memorySuite(faults);
+      for (const name of names) {
+        const fn = tests.get(name);
+        assert.ok(fn, `no test named ${name}`);
+        await assert.rejects(fn(), assert.AssertionError, `${name} must fail for ${what}`);
+      }
+      assert.equal(stats.cleaned, stats.created, 'cleanup runs after failing tests too');
+    });
+  }
+});
+
+describe('options', () => {
+  test('prefix and skip', () => {
+    const { tests } = memorySuite({}, { prefix: 'mem: ', skip: ['pagination: generations'] });
+    assert.equal(tests.size, replicaClientTestNames.length - 1);
+    assert.ok(tests.has('mem: type and capabilities'));
+    assert.ok(!tests.has('mem: pagination: generations'));
+  });
+
+  test('unknown skip names and bad sizes throw InvalidArgumentError', () => {
+    const create = async () => assert.fail('not called');
+    assert.throws(() => collect({ create, skip: ['no such test'] }), InvalidArgumentError);
+    assert.throws(() => collect({ create, largeObjectBytes: 0 }), InvalidArgumentError);
+    assert.throws(() => collect({ create, paginationObjectCount: 1.5 }), InvalidArgumentError);
+  });
+
+  test('a test failure wins over a cleanup failure; a cleanup failure alone fails the test', async () => {
+    const make = (faults: Faults) =>
+      collect({
+        create: async () => {
+          const store: MemoryStore = new Map();
+          return {
+            client: new MemoryReplicaClient(store, faults),
+            store: { ...memoryBackdoor(store), cleanup: async () => { throw new Error('cleanup broke'); } },
+          };
+        },
+      });
+    await assert.rejects(make({ plainNotFound: true }).get('readers: missing objects throw NotFoundError')!(), assert.AssertionError);
+    await assert.rejects(make({}).get('type and capabilities')!(), /cleanup broke/);
+  });
+});

@@ -1,0 +1,88 @@
+// Runs the published ReplicaClient conformance suite against real S3 servers:
+// - s3rver (always; started here), with every test on its own key prefix inside one bucket;
+// - Ceph radosgw (when WALSHIP_RADOSGW_* is set; required under CI=true), with every test on its
+//   own fresh bucket and the client rooted at the bucket root (empty `path`).
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { replicaClientSuite, type StoreBackdoor } from '@walship/replica-client-tests';
+import {
+  clientFor,
+  createBucket,
+  destroyBucket,
+  listAllKeys,
+  radosgwFromEnv,
+  rawClient,
+  readObject,
+  startS3rver,
+  uniqueBucketName,
+  unavailableMode,
+  writeObject,
+  type S3TestServer,
+  type ServerResult,
+} from './helpers/servers.js';
+import { DeleteObjectsCommand, type S3Client } from '@aws-sdk/client-s3';
+
+function backdoor(raw: S3Client, bucket: string, root: string, dropBucket: boolean): StoreBackdoor {
+  const prefix = root === '' ? '' : `${root}/`;
+  return {
+    async listKeys() {
+      const keys = await listAllKeys(raw, bucket, prefix || undefined);
+      return keys.map((k) => k.slice(prefix.length));
+    },
+    readKey: (key) => readObject(raw, bucket, prefix + key),
+    writeKey: (key, body) => writeObject(raw, bucket, prefix + key, body),
+    async cleanup() {
+      if (dropBucket) {
+        await destroyBucket(raw, bucket);
+        return;
+      }
+      const keys = await listAllKeys(raw, bucket, prefix || undefined);
+      for (let i = 0; i < keys.length; i += 1000) {
+        await raw.send(
+          new DeleteObjectsCommand({
+            Bucket: bucket,
+            Delete: { Objects: keys.slice(i, i + 1000).map((Key) => ({ Key })), Quiet: true },
+          }),
+        );
+      }
+    },
+  };
+}
+
+function register(name: string, result: ServerResult, mode: 'prefix' | 'bucket'): void {
+  if (!result.server) {
+    const m = unavailableMode(result.unavailable);
+    if ('skip' in m) test(`${name}: conformance`, { skip: m.skip }, () => {});
+    else test(`${name}: conformance`, () => assert.fail(m.fail));
+    return;
+  }
+  const server: S3TestServer = result.server;
+  const raw = rawClient(server);
+  const shared = uniqueBucketName('conf');
+  let sharedReady: Promise<void> | undefined;
+  after(async () => {
+    if (sharedReady) await destroyBucket(raw, shared).catch(() => {});
+    raw.destroy();
+    await server.stop();
+  });
+  replicaClientSuite({
+    test: (n, fn) => test(n, { timeout: 300_000 }, fn),
+    prefix: `${name}: `,
+    largeObjectBytes: 24 * 1024 * 1024,
+    create: async () => {
+      if (mode === 'bucket') {
+        const bucket = uniqueBucketName('conf');
+        await createBucket(raw, bucket);
+        return { client: clientFor(server, bucket), store: backdoor(raw, bucket, '', true) };
+      }
+      sharedReady ??= createBucket(raw, shared);
+      await sharedReady;
+      const root = `walship/${randomBytes(6).toString('hex')}/db`;
+      return { client: clientFor(server, shared, { path: root }), store: backdoor(raw, shared, root, false) };
+    },
+  });
+}
+
+register('s3rver', await startS3rver(), 'prefix');
+register('radosgw', radosgwFromEnv(), 'bucket');
