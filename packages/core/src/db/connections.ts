@@ -1,6 +1,7 @@
 import fs from 'node:fs/promises';
 import Database from 'better-sqlite3';
 import { ConfigError } from '../errors.js';
+import { sleepSync } from '../util/fs.js';
 
 type Db = Database.Database;
 
@@ -116,16 +117,24 @@ export class DbConnections {
     this.pinRead();
   }
 
-  /** BEGIN IMMEDIATE on the writer with a short busy wait; false when another writer holds the lock. */
+  /**
+   * BEGIN IMMEDIATE on the writer, polling for up to `waitMs`; false when another writer kept
+   * the lock. SQLite's busy handler sleeps in steps of milliseconds, which almost never catches
+   * the microsecond gap between a busy writer's transactions; polling every ~50 µs does.
+   */
   tryLockWrites(waitMs: number): boolean {
-    this.writer.pragma(`busy_timeout = ${Math.max(0, Math.floor(waitMs))}`);
-    try {
-      this.writer.exec('BEGIN IMMEDIATE');
-      return true;
-    } catch (err) {
-      if (this.writer.inTransaction) this.writer.exec('ROLLBACK');
-      if (isBusy(err)) return false;
-      throw err;
+    this.writer.pragma('busy_timeout = 0');
+    const deadline = performance.now() + Math.max(0, waitMs);
+    for (let i = 0; ; i++) {
+      try {
+        this.writer.exec('BEGIN IMMEDIATE');
+        return true;
+      } catch (err) {
+        if (this.writer.inTransaction) this.writer.exec('ROLLBACK');
+        if (!isBusy(err)) throw err;
+      }
+      if (performance.now() >= deadline) return false;
+      if (i > 200) sleepSync(0.05);
     }
   }
 

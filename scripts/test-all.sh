@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs every walship test on a fresh Debian machine: installs the system packages the tests
+# need (lz4, sqlite3, openssh-server, Ceph radosgw), the npm dependencies, starts radosgw,
+# builds, runs all tests, stops radosgw. Usage: npm run test:all   (or: bash scripts/test-all.sh)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(lz4 sqlite3 openssh-server radosgw ceph-mon ceph-osd)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -eq 0 ]]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO=sudo; else
+    echo "test-all: missing Debian packages: ${missing[*]} (install them as root: apt-get install ${missing[*]})" >&2
+    exit 1
+  fi
+  echo "test-all: installing ${missing[*]}" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [[ ! -d node_modules || package-lock.json -nt node_modules/.package-lock.json ]]; then npm ci --no-audit --no-fund; fi
+
+RGW_DIR="${TMPDIR:-/tmp}/walship-rgw-$$"
+cleanup() { packages/s3/test/servers/radosgw.sh stop "$RGW_DIR" >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+eval "$(packages/s3/test/servers/radosgw.sh start "$RGW_DIR")"
+
+npm test
