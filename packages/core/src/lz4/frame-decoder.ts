@@ -1,7 +1,7 @@
 import { Transform, type TransformCallback } from 'node:stream';
-import { uncompress } from 'lz4-napi';
+import { uncompressSync } from 'lz4-napi';
 import { CorruptDataError } from '../errors.js';
-import { decodeLz4Block } from './block.js';
+import { decodeLz4Block, lz4BlockDecodedSize } from './block.js';
 import {
   BLOCK_UNCOMPRESSED_BIT,
   FLG_BLOCK_CHECKSUM,
@@ -24,9 +24,10 @@ import { XxHash32, xxh32 } from './xxhash32.js';
 /** Options of {@link createLz4FrameDecoder}. */
 export interface Lz4FrameDecoderOptions {
   /**
-   * How compressed blocks are decoded: `'native'` (default) with lz4-napi on the libuv threadpool,
-   * overlapping with checksum verification on the main thread; `'js'` with the built-in
-   * pure-JavaScript block decoder on the main thread. Both accept exactly the same frames.
+   * How compressed blocks are decoded: `'native'` (default) with lz4-napi's `uncompressSync`
+   * (lz4_flex, about 1.5× faster), or `'js'` with the built-in pure-JavaScript block decoder.
+   * Both run on the calling thread and accept exactly the same frames. (lz4-napi's async
+   * `uncompress` is not used: in 2.10.0 it leaks its output buffer's memory on every call.)
    */
   blockDecoder?: 'native' | 'js';
 }
@@ -53,21 +54,17 @@ const enum State {
  * - skippable frames (magic `0x184D2A50`–`0x184D2A5F`) before the frame.
  *
  * Exactly one frame is decoded; bytes after it are ignored. An empty input stream decodes to
- * empty output. Memory: at most about two decoded blocks, one compressed block and the 64 KiB
- * window; output respects the readable side's backpressure.
+ * empty output. Memory: the compressed block being assembled, one decoded block (allocated at its
+ * exact size) and, for linked blocks, the 64 KiB window; decoding pauses while the readable side
+ * is full (backpressure).
  *
  * Errors (emitted on the stream) are `CorruptDataError`s naming the problem: bad magic number,
- * legacy LZ4 format, unsupported version or reserved bits, header checksum mismatch, block larger
- * than the declared maximum, malformed block, block checksum mismatch, content size mismatch,
- * content checksum mismatch, truncated frame.
+ * legacy LZ4 format, unsupported version, reserved bits or dictionary, header checksum mismatch,
+ * block larger than the declared maximum, malformed block, block checksum mismatch, content size
+ * mismatch, content checksum mismatch, truncated frame.
  */
 export function createLz4FrameDecoder(options: Lz4FrameDecoderOptions = {}): Transform {
   return new Lz4FrameDecoder(options.blockDecoder ?? 'native');
-}
-
-interface PendingOutput {
-  /** The decoded bytes of one block. */
-  readonly output: Promise<Buffer>;
 }
 
 class Lz4FrameDecoder extends Transform {
@@ -91,8 +88,6 @@ class Lz4FrameDecoder extends Transform {
   private produced = 0;
   /** Last up-to-64 KiB of output (linked blocks only), a private copy. */
   private history: Buffer = Buffer.alloc(0);
-  /** Decoded (or decoding) blocks not yet pushed; at most one. */
-  private readonly pending: PendingOutput[] = [];
   /** Resolves the wait for the consumer to read (backpressure). */
   private readWaiter: (() => void) | null = null;
 
@@ -180,7 +175,6 @@ class Lz4FrameDecoder extends Transform {
           if (this.buffered < 4) return;
           const word = this.readU32();
           if (word === 0) {
-            await this.drain();
             this.checkContentSize();
             this.state = this.contentHash ? State.ContentChecksum : State.Done;
             break;
@@ -258,48 +252,57 @@ class Lz4FrameDecoder extends Transform {
         `LZ4 frame header checksum mismatch: stored 0x${hex8(expected)}, computed 0x${hex8(actual)}`,
       );
     }
+    if (flg & FLG_DICT_ID) {
+      // Neither Litestream nor pierrec/lz4 use dictionaries; without it the data cannot be decoded.
+      const dictId = d.readUInt32LE(flg & FLG_CONTENT_SIZE ? 10 : 2);
+      throw new CorruptDataError(`unsupported LZ4 frame: it needs dictionary 0x${hex32(dictId)}`);
+    }
     this.blockMax = blockMax;
     this.independent = (flg & FLG_BLOCK_INDEPENDENCE) !== 0;
     this.blockChecksum = (flg & FLG_BLOCK_CHECKSUM) !== 0;
     this.contentSize = flg & FLG_CONTENT_SIZE ? d.readBigUInt64LE(2) : null;
     this.contentHash = flg & FLG_CONTENT_CHECKSUM ? new XxHash32() : null;
-    // A dictionary ID (FLG bit 0) is accepted and ignored, like pierrec/lz4: a block that really
-    // needs the dictionary fails with "match offset points before the start".
   }
 
-  /** Decodes (or starts decoding) one block, then pushes the previous one. */
+  /** Decodes one block, verifies what can be verified so far and pushes its output. */
   private async block(data: Buffer, stored: boolean): Promise<void> {
-    if (!this.independent && this.pending.length > 0) {
-      // Linked blocks need the previous block's output as their window.
-      this.updateHistory(await this.pending[0]!.output);
-    }
-    let output: Promise<Buffer>;
+    let output: Buffer;
     if (stored) {
-      output = Promise.resolve(data);
-    } else if (this.useNative) {
-      data.writeUInt32LE(this.blockMax, 0); // lz4-napi: maximum output size
-      output = (this.independent ? uncompress(data) : uncompress(data, this.history)).catch(
-        (err: unknown) => {
-          throw new CorruptDataError(`corrupt LZ4 block: ${(err as Error).message}`, { cause: err });
-        },
-      );
-      output.catch(() => undefined); // observed in emitOldest; avoids an unhandled rejection on destroy
+      output = data;
     } else {
-      output = Promise.resolve(this.decodeJs(data));
+      // Walking the sequence headers first gives the exact output size: the output buffer is
+      // allocated exactly (no 4 MiB buffer for a 4 KiB block) and oversized blocks fail early.
+      const prefix = this.useNative ? 4 : 0;
+      const size = lz4BlockDecodedSize(data, prefix, data.length, this.blockMax);
+      if (size === 0) output = Buffer.alloc(0);
+      else output = this.useNative ? this.decodeNative(data, size) : this.decodeJs(data, size);
     }
-    this.pending.push({ output });
-    while (this.pending.length > 1) await this.emitOldest();
+    if (!this.independent) this.updateHistory(output);
+    await this.pushOutput(output);
   }
 
-  private decodeJs(data: Buffer): Buffer {
+  /** `data` holds the compressed block after 4 spare bytes. */
+  private decodeNative(data: Buffer, size: number): Buffer {
+    data.writeUInt32LE(size, 0); // lz4-napi's size prefix: the exact output size
+    let output: Buffer;
+    try {
+      output = this.independent ? uncompressSync(data) : uncompressSync(data, this.history);
+    } catch (err) {
+      throw new CorruptDataError(`corrupt LZ4 block: ${(err as Error).message}`, { cause: err });
+    }
+    if (output.length !== size) {
+      throw new CorruptDataError(`corrupt LZ4 block: decoded ${output.length} bytes, expected ${size}`);
+    }
+    return output;
+  }
+
+  private decodeJs(data: Buffer, size: number): Buffer {
     const dictLength = this.independent ? 0 : this.history.length;
-    const out = Buffer.allocUnsafe(dictLength + this.blockMax);
+    const out = Buffer.allocUnsafe(dictLength + size);
     if (dictLength > 0) this.history.copy(out, 0);
     const end = decodeLz4Block(data, 0, data.length, out, dictLength, out.length, 0);
-    const length = end - dictLength;
-    // Do not pin a large buffer downstream for a small block.
-    if (length < out.length >>> 1) return Buffer.from(out.subarray(dictLength, end));
-    return out.subarray(dictLength, end);
+    if (end !== out.length) throw new CorruptDataError('corrupt LZ4 block: decoded size mismatch');
+    return dictLength > 0 ? out.subarray(dictLength) : out;
   }
 
   /** Keeps the last 64 KiB of output (history + `output`) as the window for the next block. */
@@ -312,22 +315,16 @@ class Lz4FrameDecoder extends Transform {
     this.history = Buffer.concat([this.history.subarray(this.history.length - keep), output]);
   }
 
-  private async drain(): Promise<void> {
-    while (this.pending.length > 0) await this.emitOldest();
-  }
-
-  /** Waits for the oldest block's output, verifies bookkeeping, pushes it. */
-  private async emitOldest(): Promise<void> {
-    const output = await this.pending[0]!.output;
-    this.pending.shift();
+  /** Accounts for one block's output (content size, checksum) and pushes it, with backpressure. */
+  private async pushOutput(output: Buffer): Promise<void> {
     if (output.length === 0) return;
     this.produced += output.length;
-    this.contentHash?.update(output);
     if (this.contentSize !== null && BigInt(this.produced) > this.contentSize) {
       throw new CorruptDataError(
         `LZ4 content size mismatch: frame declares ${this.contentSize} bytes but holds more`,
       );
     }
+    this.contentHash?.update(output);
     if (!this.push(output)) {
       await new Promise<void>((resolve) => {
         this.readWaiter = resolve;

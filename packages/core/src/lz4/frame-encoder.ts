@@ -40,7 +40,11 @@ interface PendingBlock {
  */
 export function lz4FrameHeader(blockSize: Lz4BlockSize = 4194304, contentChecksum = true): Buffer {
   const bd = LZ4_BLOCK_SIZES.indexOf(blockSize) + 4;
-  if (bd < 4) throw new InvalidArgumentError(`invalid LZ4 block size ${String(blockSize)}`);
+  if (bd < 4) {
+    throw new InvalidArgumentError(
+      `invalid LZ4 block size ${String(blockSize)}: use 65536, 262144, 1048576 or 4194304`,
+    );
+  }
   const header = Buffer.alloc(7);
   header.writeUInt32LE(LZ4_FRAME_MAGIC, 0);
   header[4] = FLG_VERSION_01 | FLG_BLOCK_INDEPENDENCE | (contentChecksum ? FLG_CONTENT_CHECKSUM : 0);
@@ -54,10 +58,13 @@ export function lz4FrameHeader(blockSize: Lz4BlockSize = 4194304, contentChecksu
  * `0x184D2204`, version 01, independent blocks, no block checksums, no content size, content
  * checksum on by default) — the format Litestream v0.3 (pierrec/lz4 v4) reads and writes.
  *
- * Input is cut into blocks of `blockSize` bytes; each block is compressed with lz4-napi on the
- * libuv threadpool (at most two at once) while the main thread hashes it, and is stored
- * uncompressed when compression does not shrink it. Output order always follows input order.
- * Memory stays around three blocks. Empty input yields a valid empty frame.
+ * Input is cut into blocks of `blockSize` bytes; each block is compressed with lz4-napi's async
+ * `compress` on the libuv threadpool (at most two at once) while the main thread hashes it, and is
+ * stored uncompressed when compression does not shrink it. Output order always follows input
+ * order, and output respects backpressure. Memory: three input blocks (reused) plus up to two
+ * compressed outputs. (lz4-napi's outputs keep a worst-case-sized allocation that V8 does not see,
+ * so RSS runs some tens of MB above that until the garbage collector frees them.) Empty input
+ * yields a valid empty frame.
  *
  * @throws InvalidArgumentError (synchronously) when `blockSize` is not one of the four allowed sizes.
  */
@@ -77,6 +84,8 @@ class Lz4FrameEncoder extends Transform {
   private readonly pending: PendingBlock[] = [];
   /** Block buffers whose compression finished and that can be reused. */
   private readonly free: Buffer[] = [];
+  /** Resolves the wait for the consumer to read (backpressure). */
+  private readWaiter: (() => void) | null = null;
 
   constructor(options: Lz4FrameEncoderOptions) {
     super();
@@ -93,6 +102,23 @@ class Lz4FrameEncoder extends Transform {
 
   override _flush(callback: TransformCallback): void {
     this.finish().then(() => callback(), callback);
+  }
+
+  override _read(size: number): void {
+    const waiter = this.readWaiter;
+    if (waiter !== null) {
+      this.readWaiter = null;
+      waiter();
+    }
+    super._read(size);
+  }
+
+  /** Pushes `chunk`; when the readable side is full, waits until the consumer reads. */
+  private async pushAndWait(chunk: Buffer): Promise<void> {
+    if (this.push(chunk)) return;
+    await new Promise<void>((resolve) => {
+      this.readWaiter = resolve;
+    });
   }
 
   private async consume(chunk: Buffer): Promise<void> {
@@ -153,14 +179,14 @@ class Lz4FrameEncoder extends Transform {
     const compressedLength = out.length - 4;
     if (compressedLength < length) {
       out.writeUInt32LE(compressedLength, 0); // replaces lz4-napi's uncompressed-size prefix
-      this.push(out);
       this.free.push(block);
+      await this.pushAndWait(out);
     } else {
       // Incompressible: store it. The block buffer is handed downstream and not reused.
       const word = Buffer.allocUnsafe(4);
       word.writeUInt32LE((length | BLOCK_UNCOMPRESSED_BIT) >>> 0, 0);
       this.push(word);
-      this.push(block.subarray(0, length));
+      await this.pushAndWait(block.subarray(0, length));
     }
   }
 }
