@@ -13,3 +13,4 @@ export type * from './replicator-types.js';
 export { Replicator } from './replicator.js';
 export { defaultMetaPath } from './db/meta-state.js';
 export * from './lz4/index.js';
+export * from './restore/index.js';

@@ -280,7 +280,7 @@ export class FileReplicaClient implements ReplicaClient {
       await fh.close().catch(() => {});
       throw backendError('stat', file, err);
     }
-    return fh.createReadStream({ autoClose: true });
+    return fh.createReadStream({ autoClose: true, highWaterMark: 1024 * 1024 });
   }
 
   /**

@@ -44,7 +44,7 @@ export function describeDamage(d: DamageReport, partialRequested: boolean): stri
   if (d.restorable) {
     const p = d.restorable;
     msg += `; latest restorable point is ${formatPos(p.pos)} (${iso(p.time)}, snapshot ${p.snapshotIndex.toString(16).padStart(8, '0')})`;
-    if (!partialRequested) msg += '; restore up to it with partial: true (walship restore -partial)';
+    if (!partialRequested) msg += '; restore up to it with partial: true';
   } else {
     msg += '; nothing in this generation can be restored up to the damage';
   }

@@ -202,59 +202,56 @@ export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (it
  */
 export async function listGenerations(replicas: readonly RestoreReplica[], opts: ListOptions = {}): Promise<GenerationInfo[]> {
   const now = (opts.now ?? new Date()).getTime();
-  const out: GenerationInfo[] = [];
-  for (const replica of selectReplicas(replicas, opts.replicaName)) {
-    let names = await listGenerationNames(replica, opts.signal);
-    if (opts.generation) names = names.filter((g) => g === opts.generation);
-    const listings = await mapLimit(names, 8, (g) => listGeneration(replica, g, opts.signal));
-    for (const l of listings) {
-      const bounds = generationBounds(l);
-      if (!bounds) continue;
-      let size = 0;
-      for (const s of l.snapshots) size += s.size;
-      for (const s of l.segments) size += s.size;
-      out.push({
-        replicaName: replica.name,
-        generation: l.generation,
+  return perGeneration(replicas, opts, async (replica, g) => {
+    const l = await listGeneration(replica, g, opts.signal);
+    const bounds = generationBounds(l);
+    if (!bounds) return [];
+    let size = 0;
+    for (const s of l.snapshots) size += s.size;
+    for (const s of l.segments) size += s.size;
+    return [
+      {
+        generation: g,
         createdAt: bounds.createdAt,
         updatedAt: bounds.updatedAt,
         lagMs: now - bounds.updatedAt.getTime(),
         snapshotCount: l.snapshots.length,
         walSegmentCount: l.segments.length,
         size,
-      });
-    }
+      },
+    ];
+  });
+}
+
+/** `fetch(replica, generation)` for every selected replica and generation, tagged with the replica name. */
+async function perGeneration<T extends object>(
+  replicas: readonly RestoreReplica[],
+  opts: ListOptions,
+  fetch: (replica: RestoreReplica, generation: string) => Promise<T[]>,
+): Promise<Array<T & { readonly replicaName: string }>> {
+  checkGenerationOption(opts.generation);
+  const out: Array<T & { readonly replicaName: string }> = [];
+  for (const replica of selectReplicas(replicas, opts.replicaName)) {
+    let names = await listGenerationNames(replica, opts.signal);
+    if (opts.generation) names = names.filter((g) => g === opts.generation);
+    const lists = await mapLimit(names, 8, (g) => fetch(replica, g));
+    for (const list of lists) for (const item of list) out.push({ ...item, replicaName: replica.name });
   }
   return out;
 }
 
-/** Snapshots of every replica (or one), sorted by replica (given order), generation, index. */
+/** Snapshots of every replica (or one; or one generation), sorted by replica (given order), generation, index. */
 export async function listSnapshots(replicas: readonly RestoreReplica[], opts: ListOptions = {}): Promise<ReplicaSnapshotInfo[]> {
-  const out: ReplicaSnapshotInfo[] = [];
-  for (const replica of selectReplicas(replicas, opts.replicaName)) {
-    let names = await listGenerationNames(replica, opts.signal);
-    if (opts.generation) names = names.filter((g) => g === opts.generation);
-    const lists = await mapLimit(names, 8, async (g) => {
-      const snaps = await withRetry(() => replica.client.snapshots(g), { signal: opts.signal });
-      return snaps.map((s) => ({ ...s, generation: g })).sort(compareSnapshots);
-    });
-    for (const list of lists) for (const s of list) out.push({ ...s, replicaName: replica.name });
-  }
-  return out;
+  return perGeneration(replicas, opts, async (replica, g) => {
+    const snaps = await withRetry(() => replica.client.snapshots(g), { signal: opts.signal });
+    return snaps.map((s) => ({ ...s, generation: g })).sort(compareSnapshots);
+  });
 }
 
 /** WAL segments of every replica (or one; or one generation), sorted by replica, generation, index, offset. */
 export async function listWalSegments(replicas: readonly RestoreReplica[], opts: ListOptions = {}): Promise<ReplicaWALSegmentInfo[]> {
-  checkGenerationOption(opts.generation);
-  const out: ReplicaWALSegmentInfo[] = [];
-  for (const replica of selectReplicas(replicas, opts.replicaName)) {
-    let names = await listGenerationNames(replica, opts.signal);
-    if (opts.generation) names = names.filter((g) => g === opts.generation);
-    const lists = await mapLimit(names, 8, async (g) => {
-      const segs = await withRetry(() => replica.client.walSegments(g), { signal: opts.signal });
-      return segs.map((s) => ({ ...s, generation: g })).sort(compareSegments);
-    });
-    for (const list of lists) for (const s of list) out.push({ ...s, replicaName: replica.name });
-  }
-  return out;
+  return perGeneration(replicas, opts, async (replica, g) => {
+    const segs = await withRetry(() => replica.client.walSegments(g), { signal: opts.signal });
+    return segs.map((s) => ({ ...s, generation: g })).sort(compareSegments);
+  });
 }

@@ -1,9 +1,12 @@
 import { open, type FileHandle } from 'node:fs/promises';
 
-/** Committed pages kept in memory before they are written to the database file. */
-export const DEFAULT_COMMITTED_BYTES = 64 * 1024 * 1024;
+/**
+ * Committed pages kept in memory before they are written to the database file. (64 MiB gave a
+ * 224 MB peak RSS restoring a 415 MB database; 32 MiB gives 177 MB at the same speed.)
+ */
+export const DEFAULT_COMMITTED_BYTES = 32 * 1024 * 1024;
 /** Pages of the current (uncommitted) transaction kept in memory before spilling to disk. */
-export const DEFAULT_PENDING_BYTES = 32 * 1024 * 1024;
+export const DEFAULT_PENDING_BYTES = 16 * 1024 * 1024;
 /** Slab size of the page pool. */
 const SLAB_BYTES = 4 * 1024 * 1024;
 /** iovecs per writev call (IOV_MAX is 1024 on Linux and macOS). */
@@ -237,6 +240,8 @@ export class PageStore {
   dbPages: number | undefined;
   /** Pages written to the database file so far. */
   pagesWritten = 0;
+  /** Pages staged on disk because their transaction outgrew the in-memory share. */
+  pagesSpilled = 0;
 
   constructor(
     private readonly fh: FileHandle,
@@ -275,6 +280,7 @@ export class PageStore {
       await this.spillFile.overwrite(-cur - 1, src, at);
       return;
     }
+    this.pagesSpilled++;
     const slot = await this.spillFile.append(pgno, src, at);
     this.pending.set(pgno, -slot - 1);
   }

@@ -120,15 +120,10 @@ export function buildPlan(listing: GenerationListing, snapshot: SnapshotInfo, fi
     }
     indexes.push({ index: idx, segments: segs });
   }
-  let baseSegments = 0;
-  const first = indexes[0];
-  if (first && first.index === snapshot.index) {
-    const st = snapshot.createdAt.getTime();
-    for (const s of first.segments) {
-      if (s.createdAt.getTime() <= st) baseSegments++;
-      else break;
-    }
-  }
+  // Counted on the listing, not the plan: if the plan stops before them (damage), the
+  // snapshot alone is not a consistent point either.
+  const st = snapshot.createdAt.getTime();
+  const baseSegments = wanted.filter((s) => s.index === snapshot.index && s.createdAt.getTime() <= st).length;
   let walStoredBytes = 0;
   for (const ip of indexes) for (const s of ip.segments) walStoredBytes += s.size;
   return {

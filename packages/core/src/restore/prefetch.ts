@@ -4,8 +4,8 @@ import { formatPos } from '../pos.js';
 import type { ReplicaClient, WALSegmentInfo } from '../replica-client.js';
 import { resumableObject } from './retry.js';
 
-/** Stored bytes buffered per prefetched segment before its download pauses. */
-export const DEFAULT_SEGMENT_BUFFER_BYTES = 8 * 1024 * 1024;
+/** Stored bytes buffered by all prefetched segments together (split evenly among them). */
+export const PREFETCH_BUDGET_BYTES = 32 * 1024 * 1024;
 
 /** The buffered stored bytes of one segment, filled by a producer and drained by the consumer. */
 class SegmentBuffer {
@@ -72,6 +72,7 @@ export interface PrefetcherOptions {
   segments: readonly WALSegmentInfo[];
   /** Downloads in flight / buffered at once (≥ 1). */
   parallelism: number;
+  /** Per-segment buffer (default: 32 MiB / parallelism, at least 1 MiB). */
   bufferBytes?: number;
   signal?: AbortSignal;
   logger: Logger;
@@ -81,10 +82,12 @@ export interface PrefetcherOptions {
  * Downloads WAL segments ahead of the consumer: up to `parallelism` segments at once, each
  * buffered up to `bufferBytes` of stored bytes (larger objects pause until the consumer gets to
  * them), with retries and resume on transient errors. Segments must be taken in order with
- * {@link take}. Memory is bounded by `parallelism × bufferBytes` plus one chunk each.
+ * {@link take} (in order, or out of order within the window). Memory is bounded by `parallelism × bufferBytes` plus one chunk each.
  */
 export class SegmentPrefetcher {
   private readonly buffers: Array<SegmentBuffer | undefined>;
+  private readonly taken: boolean[];
+  private readonly finished: boolean[];
   private next = 0;
   private head = 0;
   private readonly ac = new AbortController();
@@ -93,7 +96,9 @@ export class SegmentPrefetcher {
 
   constructor(private readonly opts: PrefetcherOptions) {
     this.buffers = new Array(opts.segments.length);
-    this.cap = opts.bufferBytes ?? DEFAULT_SEGMENT_BUFFER_BYTES;
+    this.taken = new Array<boolean>(opts.segments.length).fill(false);
+    this.finished = new Array<boolean>(opts.segments.length).fill(false);
+    this.cap = opts.bufferBytes ?? Math.max(1024 * 1024, Math.floor(PREFETCH_BUDGET_BYTES / opts.parallelism));
     if (opts.signal) {
       if (opts.signal.aborted) this.ac.abort(opts.signal.reason);
       else opts.signal.addEventListener('abort', this.onParentAbort, { once: true });
@@ -135,21 +140,31 @@ export class SegmentPrefetcher {
     }
   }
 
-  /** Stored bytes of segment `i` (must be the next one in order). */
+  /**
+   * Stored bytes of segment `i`. Segments may be taken out of order within the window of
+   * started downloads (`i` below the first unfinished segment + `parallelism`); the window
+   * moves when the lowest unfinished segment has been taken to its end (or abandoned).
+   */
   take(i: number): AsyncGenerator<Buffer, void, undefined> {
-    if (i !== this.head) throw new Error(`segments must be taken in order (expected ${this.head}, got ${i})`);
     const buf = this.buffers[i];
-    if (!buf) throw new Error(`segment ${i} was not started`);
+    if (!buf || this.taken[i]) throw new Error(`segment ${i} is not available (window starts at ${this.head})`);
+    this.taken[i] = true;
     const self = this;
     return (async function* () {
       try {
         yield* buf.drain();
       } finally {
         self.buffers[i] = undefined;
-        self.head = i + 1;
+        self.finished[i] = true;
+        while (self.head < self.finished.length && self.finished[self.head]) self.head++;
         self.fill();
       }
     })();
+  }
+
+  /** True when segment `i` has been started and not yet taken. */
+  ready(i: number): boolean {
+    return this.buffers[i] !== undefined && !this.taken[i];
   }
 
   /** Stops every download. */

@@ -5,7 +5,7 @@ import { addAbortSignal, Readable } from 'node:stream';
 import { CorruptDataError, isNotFoundError } from '../errors.js';
 import { silentLogger, type Logger } from '../logger.js';
 import { formatHex8, MAX_INDEX } from '../naming.js';
-import { decodeObject } from '../pipeline.js';
+import { decodeObject, lz4Stage, type ObjectStage } from '../pipeline.js';
 import { formatPos } from '../pos.js';
 import type { SnapshotInfo, WALSegmentInfo } from '../replica-client.js';
 import { describeDamage, RestoreError } from './errors.js';
@@ -16,7 +16,9 @@ import { buildPlan, segmentObjectName, snapshotCandidates, snapshotObjectName, t
 import { SegmentPrefetcher } from './prefetch.js';
 import { resumableObject, throwIfAborted } from './retry.js';
 import type { DamageLocation, DamageReport, RestorablePoint, RestoreOptions, RestoreProgress, RestoreReplica, RestoreResult } from './types.js';
+import { SegmentVerifier } from './segment-verifier.js';
 import { WalDamage, WalIndexApplier } from './wal-applier.js';
+import { defaultWorkerCount, WorkerDecodePipeline } from './worker-decoder.js';
 
 /** Default number of segment downloads in flight. */
 export const DEFAULT_RESTORE_PARALLELISM = 8;
@@ -28,6 +30,18 @@ export interface RestoreInternals {
   committedBytes?: number;
   pendingBytes?: number;
   segmentBufferBytes?: number;
+  /** Decode worker threads (default 0 = decode on the main thread; see defaultWorkerCount). */
+  workers?: number;
+  /** Use workers only when the planned stored WAL is at least this large (default 16 MiB). */
+  workerThresholdBytes?: number;
+}
+
+/** Below this much stored WAL, starting workers costs more than it saves. */
+const WORKER_THRESHOLD_BYTES = 16 * 1024 * 1024;
+
+/** True when objects are plain LZ4 frames (what the decode workers handle). */
+function isDefaultStages(stages: readonly ObjectStage[] | undefined): boolean {
+  return stages === undefined || (stages.length === 1 && stages[0] === lz4Stage);
 }
 
 interface PassContext {
@@ -344,6 +358,20 @@ async function runPass(ctx: PassContext, listing: GenerationListing, plan: Resto
         logger,
       })
     : undefined;
+  // Decode workers for large WALs written with the default (LZ4) stages.
+  const workerCount = ctx.internals.workers ?? defaultWorkerCount();
+  const storedBySegment = new Array<number>(segments.length).fill(0);
+  let walStored = 0;
+  const onStored = (i: number, n: number) => {
+    storedBySegment[i]! += n;
+    walStored += n;
+    ctx.progress.report({ phase: 'wal', bytesDone: walStored, bytesTotal: plan.walStoredBytes });
+  };
+  const workersPromise =
+    prefetcher && workerCount > 0 && isDefaultStages(replica.stages) && plan.walStoredBytes >= (ctx.internals.workerThresholdBytes ?? WORKER_THRESHOLD_BYTES)
+      ? WorkerDecodePipeline.start({ prefetcher, offsets: segments.map((s) => s.offset), workers: workerCount, logger, onStoredBytes: onStored })
+      : undefined;
+  let workers: WorkerDecodePipeline | undefined;
   let store: PageStore | undefined;
   try {
     // -- snapshot ---------------------------------------------------------------------------
@@ -405,6 +433,8 @@ async function runPass(ctx: PassContext, listing: GenerationListing, plan: Resto
     }
 
     // -- WAL ----------------------------------------------------------------------------------
+    workers = await workersPromise;
+    workers?.begin(pageSize);
     store = new PageStore(fh, pageSize, {
       spillPath: ctx.spillPath,
       ...(ctx.internals.committedBytes ? { committedBytes: ctx.internals.committedBytes } : {}),
@@ -413,7 +443,6 @@ async function runPass(ctx: PassContext, listing: GenerationListing, plan: Resto
     let reached = snapshotPoint;
     let consistent = plan.baseSegments === 0;
     let walBytes = 0;
-    let walStored = 0;
     let k = 0;
     const damageAt = async (d: DamageLocation): Promise<PassResult> => {
       store!.discardPending();
@@ -450,21 +479,28 @@ async function runPass(ctx: PassContext, listing: GenerationListing, plan: Resto
           });
         }
         applier.segmentTime = seg.createdAt;
-        let segStored = 0;
-        const counted = countBytes(prefetcher!.take(k++), (n) => {
-          segStored += n;
-          walStored += n;
-          ctx.progress.report({ phase: 'wal', bytesDone: walStored, bytesTotal: plan.walStoredBytes });
-        });
+        const si2 = k++;
         const before = applier.consumed;
         try {
-          const decoded = decodeObject(Readable.from(counted, { objectMode: false }), replica.stages);
-          for await (const raw of decoded) {
-            const chunk = raw as Buffer;
-            walBytes += chunk.length;
-            await applier.write(chunk);
+          if (workers) {
+            applier.setTrust(SegmentVerifier.trustedFrom(seg.offset, pageSize));
+            for await (const chunk of workers.take(si2)) {
+              if (chunk.badAt >= 0) applier.limitTrust(chunk.badAt);
+              if (chunk.bigEndian !== undefined && applier.bigEndian !== undefined && chunk.bigEndian !== applier.bigEndian) applier.limitTrust(-1);
+              walBytes += chunk.buf.length;
+              await applier.write(chunk.buf);
+            }
+          } else {
+            applier.setTrust(Infinity);
+            const counted = countBytes(prefetcher!.take(si2), (n) => onStored(si2, n));
+            const decoded = decodeObject(Readable.from(counted, { objectMode: false }), replica.stages);
+            for await (const raw of decoded) {
+              const chunk = raw as Buffer;
+              walBytes += chunk.length;
+              await applier.write(chunk);
+            }
           }
-          if (segStored === 0) throw new CorruptDataError('wal segment object is empty (0 bytes)');
+          if (storedBySegment[si2] === 0) throw new CorruptDataError('wal segment object is empty (0 bytes)');
           if (applier.consumed === before) {
             return damageAt({ ...segBase, kind: 'corrupt-segment', offset: seg.offset, detail: 'wal segment decodes to 0 bytes' });
           }
@@ -500,7 +536,14 @@ async function runPass(ctx: PassContext, listing: GenerationListing, plan: Resto
       }
       await store.flush();
       if (store.dbPages !== undefined) await fh.truncate(store.dbPages * pageSize);
-      logger.debug('applied wal', { generation: gen, index: formatHex8(idx), frames: applier.frames, bytes: applier.consumed });
+      logger.debug('applied wal', {
+        generation: gen,
+        index: formatHex8(idx),
+        frames: applier.frames,
+        bytes: applier.consumed,
+        pagesWritten: store.pagesWritten,
+        pagesSpilled: store.pagesSpilled,
+      });
     }
     ctx.progress.report({ phase: 'wal', bytesDone: walStored, bytesTotal: plan.walStoredBytes }, true);
     if (plan.damage) {
@@ -510,6 +553,7 @@ async function runPass(ctx: PassContext, listing: GenerationListing, plan: Resto
     return { plan, reached, consistent: true, walBytes, pageSize };
   } finally {
     prefetcher?.close();
+    await (workers ?? (await workersPromise?.catch(() => undefined)))?.close();
     await store?.close();
     await fh.sync().catch(() => {});
     await fh.close().catch(() => {});

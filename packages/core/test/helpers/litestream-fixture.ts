@@ -142,7 +142,6 @@ export class LitestreamFixture {
   private shipped = 0;
   private lastCk: [number, number] = [0, 0];
   private beCk: [number, number] = [0, 0];
-  private beHeader: Buffer | undefined;
   /** Salts of the previous epoch: until the header changes, the WAL has not restarted. */
   private staleSalts: string | undefined;
 
@@ -210,7 +209,7 @@ export class LitestreamFixture {
 
   /** Starts a new generation (as after a lost position): TRUNCATE checkpoint, index 0, fresh snapshot. */
   newGeneration(): string {
-    this.ship();
+    if (this.generation !== '') this.ship();
     this.db.pragma('wal_checkpoint(TRUNCATE)');
     this.generation = randomBytes(8).toString('hex');
     this.generations.push(this.generation);
@@ -274,6 +273,16 @@ export class LitestreamFixture {
    * syncWAL does). Returns the point, or undefined when nothing new is committed.
    */
   ship(): FixturePoint | undefined {
+    if (this.epoch) {
+      // SQLite restarts the WAL on its own when a writer starts after a checkpoint back-filled
+      // every frame (e.g. a PASSIVE checkpoint with no reader): that begins the next index.
+      // Everything of the old epoch was shipped before the checkpoint.
+      const h = readHeader(this.walBytes(0, 32));
+      if (h && (h.salt1 !== this.epoch.salt1 || h.salt2 !== this.epoch.salt2)) {
+        this.index++;
+        this.resetEpoch();
+      }
+    }
     if (!this.epoch) {
       const h = readHeader(this.walBytes(0, 32));
       if (!h) return undefined;
@@ -340,7 +349,6 @@ export class LitestreamFixture {
       const c = cksum(out, 0, 24, true, 0, 0);
       out.writeUInt32BE(c[0], 24);
       out.writeUInt32BE(c[1], 28);
-      this.beHeader = Buffer.from(out.subarray(0, 32));
       this.beCk = c;
       at = 32;
     }
@@ -352,6 +360,22 @@ export class LitestreamFixture {
       this.beCk = c;
     }
     return out;
+  }
+
+  private reader: Database.Database | undefined;
+
+  /**
+   * Starts a read transaction on a second connection (as Litestream's long-lived read lock):
+   * a checkpoint cannot back-fill past it and the WAL cannot restart while it is held.
+   */
+  beginReader(): void {
+    this.reader ??= new Database(this.dbPath, { readonly: true });
+    this.reader.exec('BEGIN');
+    this.reader.prepare('SELECT count(*) FROM sqlite_master').get();
+  }
+
+  endReader(): void {
+    this.reader?.exec('COMMIT');
   }
 
   /** Runs `fn` in one transaction. */
@@ -370,6 +394,7 @@ export class LitestreamFixture {
 
   close(): void {
     this.ship();
+    this.reader?.close();
     this.db.close();
     if (this.walFd !== undefined) fs.closeSync(this.walFd);
     fs.closeSync(this.dbFd);
