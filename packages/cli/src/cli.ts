@@ -1,0 +1,191 @@
+import { errorMessage } from '@walship/core';
+import { parseArgs, stringFlag, boolFlag, type ParsedArgs } from './args.js';
+import { adHocConfig, loadConfigFile, locateConfig, replicaFromUrl, type CliConfig, type DbSpec, type ReplicaSpec } from './config.js';
+import { UsageError, isUserError } from './errors.js';
+import { createLogger, scrubString, type CliLogger } from './logger.js';
+import { absPath, looksLikeUrl } from './paths.js';
+import { BackendRegistry } from './registry.js';
+import { commandUsage, findCommand, mainUsage, type CommandSpec } from './usage.js';
+import { cliVersion } from './version.js';
+
+/** Everything a command touches outside itself (replaceable for embedding). */
+export interface CliIo {
+  readonly stdout: NodeJS.WritableStream & { isTTY?: boolean };
+  readonly stderr: NodeJS.WritableStream & { isTTY?: boolean };
+  readonly env: Record<string, string | undefined>;
+  readonly cwd: string;
+  readonly registry: BackendRegistry;
+}
+
+export function defaultIo(): CliIo {
+  return {
+    stdout: process.stdout,
+    stderr: process.stderr,
+    env: process.env,
+    cwd: process.cwd(),
+    registry: new BackendRegistry(),
+  };
+}
+
+/** A parsed invocation of one command. */
+export interface Invocation {
+  readonly spec: CommandSpec;
+  readonly args: ParsedArgs;
+  readonly io: CliIo;
+}
+
+/**
+ * Runs the CLI with `argv` (without node and script) and resolves with the exit code:
+ * 0 success, 1 any error (one line on stderr: `walship: <message>`), or — for
+ * `replicate -exec` — the child's exit code.
+ */
+export async function main(argv: readonly string[], io: CliIo = defaultIo()): Promise<number> {
+  copyLitestreamCredentials(io.env);
+  const [command, ...rest] = argv;
+  try {
+    if (command === undefined) {
+      io.stderr.write(mainUsage());
+      return 1;
+    }
+    if (command === 'help' || command === '-h' || command === '--help' || command === '-help') {
+      const topic = command === 'help' ? rest[0] : undefined;
+      const spec = topic ? findCommand(topic) : undefined;
+      if (topic && !spec) throw new UsageError(`unknown help topic ${JSON.stringify(topic)} (see walship help)`);
+      io.stdout.write(spec ? commandUsage(spec) : mainUsage());
+      return 0;
+    }
+    if (command === '--version' || command === '-version') {
+      io.stdout.write(`${cliVersion()}\n`);
+      return 0;
+    }
+    if (command.startsWith('-')) throw new UsageError(`flags go after the command: walship <command> ${command} … (see walship help)`);
+    const spec = findCommand(command);
+    if (!spec) throw new UsageError(`unknown command ${JSON.stringify(command)} (see walship help)`);
+    const args = parseArgs(command, spec.flags, rest);
+    if (args.help) {
+      io.stdout.write(commandUsage(spec));
+      return 0;
+    }
+    const inv: Invocation = { spec, args, io };
+    switch (command) {
+      case 'version':
+        if (args.positionals.length > 0) throw new UsageError('too many arguments');
+        io.stdout.write(`${cliVersion()}\n`);
+        return 0;
+      case 'databases':
+        return await (await import('./commands/list.js')).databasesCommand(inv);
+      case 'generations':
+        return await (await import('./commands/list.js')).generationsCommand(inv);
+      case 'snapshots':
+        return await (await import('./commands/list.js')).snapshotsCommand(inv);
+      case 'wal':
+        return await (await import('./commands/list.js')).walCommand(inv);
+      case 'restore':
+        return await (await import('./commands/restore.js')).restoreCommand(inv);
+      case 'replicate':
+        return await (await import('./commands/replicate.js')).replicateCommand(inv);
+      default:
+        throw new UsageError(`unknown command ${JSON.stringify(command)} (see walship help)`);
+    }
+  } catch (err) {
+    reportError(err, io);
+    return 1;
+  }
+}
+
+/** Prints an error: one line for user errors, plus a stack trace hint (or trace) otherwise. */
+export function reportError(err: unknown, io: Pick<CliIo, 'stderr' | 'env'>): void {
+  const message = scrubString(errorMessage(err));
+  if (isUserError(err)) {
+    io.stderr.write(`walship: ${message}\n`);
+    if (io.env.WALSHIP_DEBUG && err.stack) io.stderr.write(`${err.stack}\n`);
+    return;
+  }
+  if (io.env.WALSHIP_DEBUG) {
+    io.stderr.write(`walship: ${message}\n${err instanceof Error && err.stack ? `${err.stack}\n` : ''}`);
+    return;
+  }
+  io.stderr.write(`walship: ${message} (run with WALSHIP_DEBUG=1 for a stack trace)\n`);
+}
+
+/** Litestream copies LITESTREAM_ACCESS_KEY_ID/LITESTREAM_SECRET_ACCESS_KEY into AWS_* when those are unset. */
+export function copyLitestreamCredentials(env: Record<string, string | undefined>): void {
+  if (!env.AWS_ACCESS_KEY_ID && env.LITESTREAM_ACCESS_KEY_ID) env.AWS_ACCESS_KEY_ID = env.LITESTREAM_ACCESS_KEY_ID;
+  if (!env.AWS_SECRET_ACCESS_KEY && env.LITESTREAM_SECRET_ACCESS_KEY) env.AWS_SECRET_ACCESS_KEY = env.LITESTREAM_SECRET_ACCESS_KEY;
+}
+
+/** Loads the config file chosen by `-config`/environment/defaults. */
+export async function loadConfig(inv: Invocation): Promise<CliConfig> {
+  const { io, args } = inv;
+  const file = locateConfig(stringFlag(args, 'config'), io.env, io.cwd);
+  return loadConfigFile(file, { registry: io.registry, env: io.env, cwd: io.cwd, expandEnv: !boolFlag(args, 'no-expand-env') });
+}
+
+/** A database and replicas chosen by a positional DB_PATH (config mode) or REPLICA_URL. */
+export interface Target {
+  readonly config: CliConfig | undefined;
+  /** The config database (config mode) or an ad-hoc one (URL mode). */
+  readonly db: DbSpec | undefined;
+  readonly dbPath: string | undefined;
+  readonly replicas: readonly ReplicaSpec[];
+  readonly urlMode: boolean;
+}
+
+/**
+ * Resolves the single positional argument of restore/generations/snapshots/wal: a replica URL
+ * (then `-config` is an error) or a database path looked up in the config file.
+ * `-replica NAME` restricts the replicas.
+ */
+export async function resolveTarget(inv: Invocation, missingMessage: string): Promise<Target> {
+  const { args, io } = inv;
+  if (args.positionals.length === 0) throw new UsageError(missingMessage);
+  if (args.positionals.length > 1) throw new UsageError('too many arguments');
+  const arg = args.positionals[0]!;
+  const replicaName = stringFlag(args, 'replica');
+  if (looksLikeUrl(arg)) {
+    if (stringFlag(args, 'config') !== undefined) throw new UsageError('cannot specify a replica URL and the -config flag');
+    const replica = await replicaFromUrl(arg, { registry: io.registry, env: io.env, cwd: io.cwd });
+    if (replicaName !== undefined && replicaName !== replica.name) {
+      throw new UsageError(`replica ${JSON.stringify(replicaName)} not found for database ${JSON.stringify(arg)}`);
+    }
+    return { config: undefined, db: undefined, dbPath: undefined, replicas: [replica], urlMode: true };
+  }
+  let config: CliConfig;
+  try {
+    config = await loadConfig(inv);
+  } catch (err) {
+    if (stringFlag(args, 'config') === undefined && !io.env.WALSHIP_CONFIG && !io.env.LITESTREAM_CONFIG && /^config file not found/.test(errorMessage(err))) {
+      throw new UsageError(`${errorMessage(err)} (to read a replica directly, pass its URL, e.g. file:///backups/db)`);
+    }
+    throw err;
+  }
+  const dbPath = absPath(arg, io.cwd);
+  const db = config.dbs.find((d) => d.path === dbPath);
+  if (!db) throw new UsageError(`database not found in config: ${dbPath}`);
+  let replicas = db.replicas;
+  if (replicaName !== undefined) {
+    replicas = replicas.filter((r) => r.name === replicaName);
+    if (replicas.length === 0) throw new UsageError(`replica ${JSON.stringify(replicaName)} not found for database ${JSON.stringify(dbPath)}`);
+  }
+  return { config, db, dbPath, replicas, urlMode: false };
+}
+
+/** Logger for commands other than replicate: config settings, but stderr unless configured otherwise. */
+export function commandLogger(inv: Invocation, config: CliConfig | undefined, options: { stream?: 'stdout' | 'stderr'; debug?: boolean } = {}): CliLogger {
+  const logging = config?.logging;
+  const stream = options.stream ?? (logging?.stderr ? 'stderr' : 'stdout');
+  const logger = createLogger({
+    level: options.debug ? 'DEBUG' : logging?.level ?? 'INFO',
+    format: logging?.format ?? 'text',
+    stream: stream === 'stderr' ? inv.io.stderr : inv.io.stdout,
+  });
+  for (const w of config?.warnings ?? []) logger.warn(w);
+  return logger;
+}
+
+/** Closes every replica client (best effort). */
+export async function closeClients(replicas: readonly ReplicaSpec[]): Promise<void> {
+  await Promise.allSettled(replicas.map((r) => r.client.close?.()));
+}
+
+export { adHocConfig };

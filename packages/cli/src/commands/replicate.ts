@@ -1,0 +1,359 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import type { EventEmitter } from 'node:events';
+import { accessSync, constants, statSync } from 'node:fs';
+import type { Server } from 'node:http';
+import { constants as osConstants } from 'node:os';
+import { delimiter, dirname, isAbsolute, join, resolve } from 'node:path';
+import { childLogger, errorMessage, formatGoDuration, parseGoDuration, Replicator, type ReplicatorOptions } from '@walship/core';
+import { boolFlag, stringFlag } from '../args.js';
+import { adHocConfig, loadConfig, type Invocation } from '../cli.js';
+import { splitAddr, type CliConfig, type DbSpec } from '../config.js';
+import { CliError, UsageError } from '../errors.js';
+import { createLogger, redactValue, type CliLogger } from '../logger.js';
+import { Metrics, startMetricsServer } from '../metrics.js';
+import { splitShellWords } from '../shellwords.js';
+import { cliVersion } from '../version.js';
+
+/** How long each replica may take to answer the start-up reachability check. */
+export const PROBE_TIMEOUT_MS = 30_000;
+
+type Signal = 'SIGINT' | 'SIGTERM';
+
+/** `walship replicate [flags]` or `walship replicate [flags] DB_PATH REPLICA_URL...`. */
+export async function replicateCommand(inv: Invocation): Promise<number> {
+  const { args, io } = inv;
+  const positionals = args.positionals;
+  let config: CliConfig;
+  if (positionals.length > 0) {
+    if (stringFlag(args, 'config') !== undefined) throw new UsageError('cannot specify a replica URL and the -config flag');
+    if (positionals.length === 1) throw new UsageError(`must specify at least one replica URL for ${positionals[0]}`);
+    config = await adHocConfig(positionals[0]!, positionals.slice(1), { registry: io.registry, env: io.env, cwd: io.cwd });
+  } else {
+    config = await loadConfig(inv);
+  }
+
+  // Flags override the file.
+  const execFlag = stringFlag(args, 'exec');
+  const addrFlag = stringFlag(args, 'addr');
+  const timeoutFlag = stringFlag(args, 'shutdown-sync-timeout');
+  let shutdownSyncTimeoutMs = config.shutdownSyncTimeoutMs;
+  if (timeoutFlag !== undefined) {
+    try {
+      shutdownSyncTimeoutMs = parseGoDuration(timeoutFlag);
+    } catch {
+      throw new UsageError(`invalid value ${JSON.stringify(timeoutFlag)} for -shutdown-sync-timeout: use a Go duration such as 30s or 1m`);
+    }
+    if (shutdownSyncTimeoutMs < 0) throw new UsageError('-shutdown-sync-timeout must not be negative');
+  }
+  const exec = execFlag !== undefined ? execFlag : config.exec;
+  const addr = addrFlag !== undefined ? addrFlag : config.addr;
+  const bind = addr ? splitAddrOrUsage(addr) : undefined;
+
+  const dryRun = boolFlag(args, 'dry-run');
+  const logger = createLogger({
+    level: config.logging.level,
+    format: config.logging.format,
+    // A dry run prints JSON on stdout; keep logs off it.
+    stream: config.logging.stderr || dryRun ? io.stderr : io.stdout,
+  });
+  for (const w of config.warnings) logger.warn(w);
+
+  if (dryRun) {
+    io.stdout.write(JSON.stringify(describeConfig(config, { exec, addr, shutdownSyncTimeoutMs }), null, 2) + '\n');
+    return 0;
+  }
+
+  // --- Pre-flight: nothing has started yet; every failure here is a one-line user error.
+  let execArgv: string[] | undefined;
+  if (exec && exec.trim() !== '') {
+    execArgv = splitShellWords(exec);
+    if (execArgv.length === 0) execArgv = undefined;
+    else execArgv[0] = findExecutable(execArgv[0]!, io.env, io.cwd);
+  }
+  for (const db of config.dbs) checkDatabaseDirectory(db);
+  await probeReplicas(config.dbs);
+
+  const metrics = new Metrics();
+  let server: Server | undefined;
+  let metricsUrl: string | undefined;
+  if (bind) {
+    const started = await startMetricsServer(metrics, bind.host, bind.port);
+    server = started.server;
+    metricsUrl = started.url;
+  }
+
+  // --- Run.
+  const run = new ReplicateRun(logger, config.dbs, shutdownSyncTimeoutMs, metrics, server);
+  return run.start(execArgv, metricsUrl);
+}
+
+function splitAddrOrUsage(addr: string): { host: string; port: number } {
+  try {
+    return splitAddr(addr);
+  } catch (err) {
+    throw new UsageError(errorMessage(err));
+  }
+}
+
+/** The database's directory must exist (SQLite creates the file, not its directory). */
+function checkDatabaseDirectory(db: DbSpec): void {
+  const dir = dirname(db.path);
+  let isDir = false;
+  try {
+    isDir = statSync(dir).isDirectory();
+  } catch {
+    throw new CliError(`database directory does not exist: ${dir} (create it or fix the path of ${db.path})`);
+  }
+  if (!isDir) throw new CliError(`database directory is not a directory: ${dir} (fix the path of ${db.path})`);
+}
+
+/** Resolves the exec program like execvp, so a typo fails before anything starts. */
+function findExecutable(cmd: string, env: Record<string, string | undefined>, cwd: string): string {
+  const ok = (p: string) => {
+    try {
+      accessSync(p, constants.X_OK);
+      return statSync(p).isFile();
+    } catch {
+      return false;
+    }
+  };
+  if (cmd.includes('/')) {
+    const p = isAbsolute(cmd) ? cmd : resolve(cwd, cmd);
+    if (!ok(p)) throw new UsageError(`exec: command not found or not executable: ${cmd}`);
+    return cmd;
+  }
+  for (const dir of (env.PATH ?? '').split(delimiter)) {
+    if (ok(join(dir || '.', cmd))) return cmd;
+  }
+  throw new UsageError(`exec: command not found: ${cmd} (not in PATH)`);
+}
+
+/** Lists generations on every replica (in parallel, bounded in time) to fail fast on bad credentials or hosts. */
+async function probeReplicas(dbs: readonly DbSpec[]): Promise<void> {
+  const checks = dbs.flatMap((db) =>
+    db.replicas.map(async (r) => {
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        await Promise.race([
+          r.client.generations(),
+          new Promise((_, reject) => {
+            timer = setTimeout(() => reject(new Error(`no answer within ${formatGoDuration(PROBE_TIMEOUT_MS)}`)), PROBE_TIMEOUT_MS);
+          }),
+        ]);
+      } catch (err) {
+        throw new CliError(`cannot reach replica ${JSON.stringify(r.name)} (${r.type}) of db ${db.path}: ${errorMessage(err)}`);
+      } finally {
+        clearTimeout(timer);
+      }
+    }),
+  );
+  const results = await Promise.allSettled(checks);
+  const failed = results.find((x): x is PromiseRejectedResult => x.status === 'rejected');
+  if (failed) throw failed.reason;
+}
+
+function describeConfig(config: CliConfig, overrides: { exec: string | undefined; addr: string | undefined; shutdownSyncTimeoutMs: number }) {
+  const d = (ms: number) => formatGoDuration(ms);
+  return {
+    config: config.file ?? null,
+    addr: overrides.addr ?? null,
+    exec: overrides.exec ?? null,
+    shutdownSyncTimeout: d(overrides.shutdownSyncTimeoutMs),
+    logging: config.logging,
+    dbs: config.dbs.map((db) => ({
+      path: db.path,
+      metaPath: db.metaPath ?? null,
+      monitorInterval: d(db.monitorIntervalMs),
+      checkpointInterval: d(db.checkpointIntervalMs),
+      minCheckpointPageCount: db.minCheckpointPageCount,
+      maxCheckpointPageCount: db.maxCheckpointPageCount,
+      truncatePageCount: db.truncatePageCount ?? null,
+      busyTimeout: db.busyTimeoutMs !== undefined ? d(db.busyTimeoutMs) : null,
+      replicas: db.replicas.map((r) => ({
+        name: r.name,
+        type: r.type,
+        syncInterval: d(r.syncIntervalMs),
+        retention: d(r.retentionMs),
+        retentionCheckInterval: d(r.retentionCheckIntervalMs),
+        snapshotInterval: d(r.snapshotIntervalMs),
+        validationInterval: d(r.validationIntervalMs),
+        config: redactValue('', r.config),
+      })),
+    })),
+  };
+}
+
+function replicatorOptions(db: DbSpec, logger: CliLogger): ReplicatorOptions {
+  return {
+    replicas: db.replicas.map((r) => ({
+      client: r.client,
+      name: r.name,
+      syncInterval: r.syncIntervalMs,
+      retention: r.retentionMs,
+      retentionCheckInterval: r.retentionCheckIntervalMs,
+      snapshotInterval: r.snapshotIntervalMs,
+      validationInterval: r.validationIntervalMs,
+    })),
+    ...(db.metaPath !== undefined ? { metaPath: db.metaPath } : {}),
+    monitorInterval: db.monitorIntervalMs,
+    checkpointInterval: db.checkpointIntervalMs,
+    minCheckpointPageCount: db.minCheckpointPageCount,
+    maxCheckpointPageCount: db.maxCheckpointPageCount,
+    ...(db.truncatePageCount !== undefined ? { truncatePageCount: db.truncatePageCount } : {}),
+    ...(db.busyTimeoutMs !== undefined ? { busyTimeout: db.busyTimeoutMs } : {}),
+    logger: childLogger(logger, { db: db.path }),
+  };
+}
+
+function signalExitCode(signal: NodeJS.Signals | null): number {
+  const n = signal ? (osConstants.signals as Record<string, number>)[signal] : undefined;
+  return n ? 128 + n : 1;
+}
+
+/** The running state of `replicate`: replicators, optional child, signals and shutdown. */
+class ReplicateRun {
+  readonly #replicators: { db: DbSpec; replicator: Replicator }[] = [];
+  #child: ChildProcess | undefined;
+  #childExited = false;
+  #signal: Signal | undefined;
+  #shuttingDown = false;
+  #resolveExit: (code: number) => void = () => {};
+  #keepAlive: NodeJS.Timeout | undefined;
+  readonly #handlers = new Map<Signal, () => void>();
+
+  constructor(
+    private readonly logger: CliLogger,
+    private readonly dbs: readonly DbSpec[],
+    private readonly shutdownSyncTimeoutMs: number,
+    private readonly metrics: Metrics,
+    private readonly server: Server | undefined,
+  ) {}
+
+  async start(execArgv: string[] | undefined, metricsUrl: string | undefined): Promise<number> {
+    const exited = new Promise<number>((resolve) => {
+      this.#resolveExit = resolve;
+    });
+    this.#keepAlive = setInterval(() => {}, 1 << 30);
+    for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+      const h = () => this.#onSignal(sig);
+      this.#handlers.set(sig, h);
+      process.on(sig, h);
+    }
+    const { logger } = this;
+    logger.info('walship', { version: cliVersion() });
+    if (this.dbs.length === 0) logger.error('no databases specified in configuration');
+    for (const db of this.dbs) {
+      if (this.#shuttingDown) break;
+      const replicator = new Replicator(db.path, replicatorOptions(db, logger));
+      this.metrics.watch(db.path, replicator, new Map(db.replicas.map((r) => [r.name, r.type])));
+      (replicator as EventEmitter).on('error', (err: unknown) => logger.error('replicator error', { db: db.path, error: errorMessage(err) }));
+      this.#replicators.push({ db, replicator });
+      try {
+        await replicator.start();
+      } catch (err) {
+        this.#replicators.pop();
+        await this.#stopAll(this.shutdownSyncTimeoutMs);
+        this.#cleanup();
+        throw new CliError(`cannot start replication of ${db.path}: ${errorMessage(err)}`, { cause: err });
+      }
+      logger.info('initialized db', { path: db.path });
+      for (const r of db.replicas) {
+        let described: Record<string, string> = {};
+        try {
+          described = r.backend.describe?.(r.config) ?? {};
+        } catch {
+          // describe is cosmetic.
+        }
+        logger.info('replicating to', { name: r.name, type: r.type, 'sync-interval': formatGoDuration(r.syncIntervalMs), ...described });
+      }
+    }
+    if (metricsUrl) logger.info('serving metrics on', { url: metricsUrl });
+    if (execArgv && !this.#shuttingDown) this.#startChild(execArgv);
+    if (this.#signal && !this.#shuttingDown) void this.#shutdown(0);
+    return exited;
+  }
+
+  #startChild(argv: string[]): void {
+    const [cmd, ...rest] = argv;
+    this.logger.debug('starting exec process', { command: cmd });
+    const child = spawn(cmd!, rest, { stdio: 'inherit', env: process.env });
+    this.#child = child;
+    child.on('error', (err) => {
+      if (this.#childExited) return;
+      this.#childExited = true;
+      this.logger.error('cannot run exec process', { error: errorMessage(err) });
+      void this.#shutdown(1);
+    });
+    child.on('exit', (code, signal) => {
+      this.#childExited = true;
+      let exitCode: number;
+      if (code !== null) exitCode = code;
+      else if (this.#signal && signal === this.#signal) exitCode = 0; // ended by the signal we forwarded, as Litestream
+      else exitCode = signalExitCode(signal);
+      if (!this.#signal) this.logger.info('subprocess exited, walship shutting down', { code: code ?? signal });
+      else this.logger.info('exec process exited', { code: code ?? signal });
+      void this.#shutdown(exitCode);
+    });
+  }
+
+  #onSignal(sig: Signal): void {
+    if (this.#signal || this.#shuttingDown) {
+      this.logger.warn('second signal received, exiting immediately', { signal: sig });
+      if (this.#child && !this.#childExited) this.#child.kill(sig);
+      this.#cleanup();
+      process.exit(sig === 'SIGINT' ? 130 : 143);
+    }
+    this.#signal = sig;
+    this.logger.info('signal received, walship shutting down', { signal: sig });
+    if (this.#child && !this.#childExited) {
+      this.#child.kill(sig);
+      this.logger.info('waiting for exec process to close');
+      return; // the child's exit triggers the shutdown
+    }
+    if (this.#replicators.length > 0 || this.dbs.length === 0) void this.#shutdown(0);
+    // else: still starting; start() shuts down once the current replicator is up.
+  }
+
+  async #stopAll(timeoutMs: number): Promise<number> {
+    let failures = 0;
+    await Promise.all(
+      this.#replicators.map(async ({ db, replicator }) => {
+        let timer: NodeJS.Timeout | undefined;
+        try {
+          await Promise.race([
+            replicator.stop({ timeout: timeoutMs }),
+            new Promise((_, reject) => {
+              timer = setTimeout(() => reject(new Error(`stop did not finish within ${formatGoDuration(timeoutMs + 5000)}`)), timeoutMs + 5000);
+            }),
+          ]);
+        } catch (err) {
+          failures++;
+          this.logger.error('final sync failed', { db: db.path, error: errorMessage(err) });
+        } finally {
+          clearTimeout(timer);
+        }
+      }),
+    );
+    return failures;
+  }
+
+  async #shutdown(code: number): Promise<void> {
+    if (this.#shuttingDown) return;
+    this.#shuttingDown = true;
+    const failures = await this.#stopAll(this.shutdownSyncTimeoutMs);
+    if (this.server) {
+      this.server.closeAllConnections?.();
+      await new Promise<void>((resolve) => this.server!.close(() => resolve()));
+    }
+    this.logger.info('walship shut down');
+    this.#cleanup();
+    this.#resolveExit(code === 0 && failures > 0 ? 1 : code);
+  }
+
+  #cleanup(): void {
+    for (const [sig, h] of this.#handlers) process.off(sig, h);
+    this.#handlers.clear();
+    if (this.#keepAlive) clearInterval(this.#keepAlive);
+    this.#keepAlive = undefined;
+  }
+}

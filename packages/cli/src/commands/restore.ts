@@ -1,0 +1,159 @@
+import { stringFlag, boolFlag } from '../args.js';
+import { closeClients, commandLogger, resolveTarget, type Invocation } from '../cli.js';
+import { restore, type RestoreOptions, type RestoreProgress } from '@walship/core';
+import { CliError, UsageError } from '../errors.js';
+import { formatBytes } from '../format.js';
+import { absPath } from '../paths.js';
+
+const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-](\d{2}):(\d{2}))$/;
+
+/**
+ * Parses an RFC 3339 time as Go's time.Parse(time.RFC3339) accepts it.
+ * @throws UsageError `invalid -timestamp, must specify in ISO 8601 format (e.g. 2000-01-01T00:00:00Z)`
+ */
+export function parseTimestamp(s: string): Date {
+  const bad = () => new UsageError('invalid -timestamp, must specify in ISO 8601 format (e.g. 2000-01-01T00:00:00Z)');
+  const m = RFC3339.exec(s);
+  if (!m) throw bad();
+  const [, y, mo, d, h, mi, sec, , , oh, om] = m;
+  const month = Number(mo);
+  const day = Number(d);
+  const daysInMonth = new Date(Date.UTC(Number(y), month, 0)).getUTCDate();
+  if (month < 1 || month > 12 || day < 1 || day > daysInMonth || Number(h) > 23 || Number(mi) > 59 || Number(sec) > 59) throw bad();
+  if (oh !== undefined && (Number(oh) > 23 || Number(om) > 59)) throw bad();
+  const date = new Date(s.toUpperCase());
+  if (Number.isNaN(date.getTime())) throw bad();
+  return date;
+}
+
+/**
+ * Parses `-index` as Go's strconv.ParseInt(s, 16, 32): hex digits, no `0x`; negative values
+ * are rejected too.
+ * @throws UsageError `invalid hexadecimal format`
+ */
+export function parseHexIndex(s: string): number {
+  if (!/^\+?[0-9a-fA-F]+$/.test(s)) throw new UsageError('invalid hexadecimal format');
+  const n = parseInt(s.replace(/^\+/, ''), 16);
+  if (!Number.isSafeInteger(n) || n > 0x7fffffff) throw new UsageError('invalid hexadecimal format');
+  return n;
+}
+
+/** `walship restore [flags] DB_PATH|REPLICA_URL`. */
+export async function restoreCommand(inv: Invocation): Promise<number> {
+  const { args, io } = inv;
+  // Validate every flag before touching config or storage.
+  const indexStr = stringFlag(args, 'index');
+  const timestampStr = stringFlag(args, 'timestamp');
+  const index = indexStr !== undefined ? parseHexIndex(indexStr) : undefined;
+  const timestamp = timestampStr !== undefined ? parseTimestamp(timestampStr) : undefined;
+  if (index !== undefined && timestamp !== undefined) throw new UsageError('cannot specify index & timestamp to restore');
+  let parallelism: number | undefined;
+  const parStr = stringFlag(args, 'parallelism');
+  if (parStr !== undefined) {
+    if (!/^[+-]?\d+$/.test(parStr)) throw new UsageError(`invalid value ${JSON.stringify(parStr)} for -parallelism: use a whole number such as 8`);
+    parallelism = Math.max(1, Number(parStr));
+  }
+  const verify = stringFlag(args, 'verify');
+  if (verify !== undefined && verify !== 'integrity' && verify !== 'quick' && verify !== 'none') {
+    throw new UsageError(`invalid value ${JSON.stringify(verify)} for -verify: use integrity, quick or none`);
+  }
+  const overwrite = boolFlag(args, 'overwrite');
+  const ifDbNotExists = boolFlag(args, 'if-db-not-exists');
+  if (overwrite && ifDbNotExists) throw new UsageError('cannot combine -overwrite and -if-db-not-exists: choose one');
+  const generation = stringFlag(args, 'generation');
+  const outputFlag = stringFlag(args, 'output');
+  if (outputFlag === '') throw new UsageError('output path required');
+  const target = await resolveTarget(inv, 'database path or replica URL required');
+  if (target.replicas.length === 0) throw new UsageError(`database ${target.dbPath} has no replicas in ${target.config?.file}: nothing to restore from`);
+  try {
+    let outputPath: string;
+    if (outputFlag !== undefined) outputPath = absPath(outputFlag, io.cwd);
+    else if (target.dbPath) outputPath = target.dbPath;
+    else throw new UsageError('output path required');
+    const logger = commandLogger(inv, target.config, { debug: boolFlag(args, 'verbose') });
+    const progressFlag = args.flags['progress'];
+    const showProgress = progressFlag === undefined ? Boolean(io.stderr.isTTY) : progressFlag === true;
+    const progress = showProgress ? new ProgressLine(io.stderr) : undefined;
+    const options: RestoreOptions = {
+      outputPath,
+      replicas: target.replicas.map((r) => ({ name: r.name, client: r.client })),
+      logger,
+      ...(stringFlag(args, 'replica') !== undefined ? { replicaName: stringFlag(args, 'replica')! } : {}),
+      ...(generation !== undefined ? { generation } : {}),
+      ...(index !== undefined ? { index } : {}),
+      ...(timestamp !== undefined ? { timestamp } : {}),
+      ...(parallelism !== undefined ? { parallelism } : {}),
+      ...(overwrite ? { overwrite } : {}),
+      ...(ifDbNotExists ? { ifDbNotExists } : {}),
+      ...(boolFlag(args, 'if-replica-exists') ? { ifReplicaExists: true } : {}),
+      ...(verify !== undefined ? { verify: verify as RestoreOptions['verify'] } : {}),
+      ...(boolFlag(args, 'partial') ? { partial: true } : {}),
+      ...(progress ? { onProgress: (p: RestoreProgress) => progress.update(p) } : {}),
+    };
+    // Ctrl-C aborts cleanly: restore removes its temporary files, then we exit 130/143.
+    const abort = new AbortController();
+    let interrupted: NodeJS.Signals | undefined;
+    const onSignal = (sig: NodeJS.Signals) => {
+      if (interrupted) process.exit(sig === 'SIGINT' ? 130 : 143);
+      interrupted = sig;
+      abort.abort(new CliError(`restore interrupted by ${sig}`));
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    try {
+      // Core logs the outcome through `logger`: `database already exists, skipping`,
+      // `no matching backups found`, `restore finished`, damage warnings.
+      await restore({ ...options, signal: abort.signal });
+    } catch (err) {
+      if (interrupted) {
+        progress?.finish();
+        logger.error('restore interrupted; no output written', { signal: interrupted });
+        return interrupted === 'SIGINT' ? 130 : 143;
+      }
+      if ((err as { code?: unknown }).code === 'WALSHIP_RESTORE_OUTPUT_EXISTS') {
+        // Same error, in the command line's words.
+        throw new CliError(`cannot restore, output path already exists: ${outputPath} (use --overwrite to replace it or -if-db-not-exists to skip)`, { cause: err });
+      }
+      throw err;
+    } finally {
+      progress?.finish();
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    }
+    return 0;
+  } finally {
+    await closeClients(target.replicas);
+  }
+}
+
+/** One `\r`-updated status line on a terminal: phase, bytes, percent, speed. */
+class ProgressLine {
+  readonly #out: NodeJS.WritableStream;
+  readonly #start = Date.now();
+  #last = 0;
+  #width = 0;
+  #shown = false;
+
+  constructor(out: NodeJS.WritableStream) {
+    this.#out = out;
+  }
+
+  update(p: RestoreProgress): void {
+    const now = Date.now();
+    const done = p.bytesTotal > 0 && p.bytesDone >= p.bytesTotal;
+    if (!done && now - this.#last < 100) return;
+    this.#last = now;
+    const seconds = Math.max((now - this.#start) / 1000, 0.001);
+    const pct = p.bytesTotal > 0 ? `${Math.min(100, Math.floor((p.bytesDone / p.bytesTotal) * 100))}%` : '';
+    const total = p.bytesTotal > 0 ? ` / ${formatBytes(p.bytesTotal)}` : '';
+    const line = `${p.phase}  ${formatBytes(p.bytesDone)}${total}  ${pct}  ${formatBytes(Math.round(p.bytesDone / seconds))}/s`.replace(/ {3,}/g, '  ');
+    this.#out.write(`\r${line}${' '.repeat(Math.max(0, this.#width - line.length))}`);
+    this.#width = line.length;
+    this.#shown = true;
+  }
+
+  finish(): void {
+    if (this.#shown) this.#out.write('\n');
+    this.#shown = false;
+  }
+}

@@ -1,0 +1,580 @@
+import { readFileSync, statSync } from 'node:fs';
+import type { BackendContext, ReplicaBackend, ReplicaClient } from '@walship/core';
+import { ConfigError, errorMessage, parseGoDuration } from '@walship/core';
+import { expandEnv } from './expand-env.js';
+import { parseLogLevel, type LogFormat, type LogLevel } from './logger.js';
+import { absPath, looksLikeUrl } from './paths.js';
+import { BackendRegistry, LITESTREAM_BACKEND_KEYS } from './registry.js';
+import { didYouMean, Locator, parseYamlTree, type YMap, type YNode } from './yaml-tree.js';
+
+/** Litestream v0.3 defaults (db.go, replica.go), in milliseconds. */
+export const DEFAULTS = {
+  monitorIntervalMs: 1_000,
+  checkpointIntervalMs: 60_000,
+  minCheckpointPageCount: 1000,
+  maxCheckpointPageCount: 10_000,
+  syncIntervalMs: 1_000,
+  retentionMs: 24 * 3_600_000,
+  retentionCheckIntervalMs: 3_600_000,
+  snapshotIntervalMs: 0,
+  validationIntervalMs: 0,
+  shutdownSyncTimeoutMs: 30_000,
+} as const;
+
+/** Config file names tried, in order, when neither `-config` nor an environment variable names one. */
+export const DEFAULT_CONFIG_PATHS = ['/etc/walship.yml', '/etc/litestream.yml'] as const;
+
+export const TOP_LEVEL_KEYS = ['dbs', 'addr', 'exec', 'access-key-id', 'secret-access-key', 'logging', 'shutdown-sync-timeout'] as const;
+export const LOGGING_KEYS = ['level', 'type', 'stderr'] as const;
+export const DB_KEYS = [
+  'path',
+  'meta-path',
+  'monitor-interval',
+  'checkpoint-interval',
+  'min-checkpoint-page-count',
+  'max-checkpoint-page-count',
+  'truncate-page-count',
+  'truncate-page-n',
+  'busy-timeout',
+  'replicas',
+] as const;
+/** Replica keys every type accepts (handled by the CLI/engine, not the backend). */
+export const COMMON_REPLICA_KEYS = [
+  'type',
+  'name',
+  'url',
+  'path',
+  'retention',
+  'retention-check-interval',
+  'snapshot-interval',
+  'validation-interval',
+  'sync-interval',
+  'age',
+] as const;
+const STRING_REPLICA_KEYS = new Set([
+  'type', 'name', 'url', 'path', 'access-key-id', 'secret-access-key', 'region', 'bucket', 'endpoint',
+  'account-name', 'account-key', 'host', 'user', 'password', 'key-path',
+]);
+const BOOL_REPLICA_KEYS = new Set(['force-path-style', 'skip-verify']);
+/** URL parts that may not also be given as keys (Litestream: `cannot specify url & path for s3 replica`). */
+const URL_CONFLICT_KEYS = ['path', 'bucket', 'host'] as const;
+
+/** One replica, validated, with its client built (no I/O done yet). */
+export interface ReplicaSpec {
+  readonly name: string;
+  readonly type: string;
+  /** Backend config: URL-derived keys merged with explicit keys (explicit win) and global credentials. */
+  readonly config: Readonly<Record<string, unknown>>;
+  readonly backend: ReplicaBackend;
+  readonly client: ReplicaClient;
+  readonly syncIntervalMs: number;
+  readonly retentionMs: number;
+  readonly retentionCheckIntervalMs: number;
+  readonly snapshotIntervalMs: number;
+  readonly validationIntervalMs: number;
+  /** `file:line: key path` of the replica, for messages. */
+  readonly where: string;
+}
+
+export interface DbSpec {
+  /** Absolute database path. */
+  readonly path: string;
+  readonly metaPath: string | undefined;
+  readonly monitorIntervalMs: number;
+  readonly checkpointIntervalMs: number;
+  readonly minCheckpointPageCount: number;
+  readonly maxCheckpointPageCount: number;
+  readonly truncatePageCount: number | undefined;
+  readonly busyTimeoutMs: number | undefined;
+  readonly replicas: readonly ReplicaSpec[];
+  readonly where: string;
+}
+
+export interface LoggingSpec {
+  readonly level: LogLevel;
+  readonly format: LogFormat;
+  readonly stderr: boolean;
+}
+
+/** A fully validated configuration (from a file or from command-line URLs). */
+export interface CliConfig {
+  /** Absolute config file path; undefined in ad-hoc (URL) mode. */
+  readonly file: string | undefined;
+  readonly addr: string | undefined;
+  readonly exec: string | undefined;
+  readonly shutdownSyncTimeoutMs: number;
+  readonly logging: LoggingSpec;
+  readonly dbs: readonly DbSpec[];
+  /** Non-fatal remarks to log once a logger exists. */
+  readonly warnings: readonly string[];
+}
+
+export interface ConfigOptions {
+  readonly registry: BackendRegistry;
+  readonly env: Readonly<Record<string, string | undefined>>;
+  readonly cwd: string;
+  /** Default true; `-no-expand-env` turns it off. */
+  readonly expandEnv?: boolean;
+}
+
+/**
+ * Chooses the config file: `-config`, then `WALSHIP_CONFIG`, then `LITESTREAM_CONFIG`, then the
+ * first of /etc/walship.yml and /etc/litestream.yml that exists.
+ * @throws ConfigError `config file not found: <path>`
+ */
+export function locateConfig(flagPath: string | undefined, env: ConfigOptions['env'], cwd: string): string {
+  const explicit = flagPath || env.WALSHIP_CONFIG || env.LITESTREAM_CONFIG;
+  if (explicit) {
+    const p = absPath(explicit, cwd);
+    if (!isFile(p)) throw new ConfigError(`config file not found: ${p}`);
+    return p;
+  }
+  for (const p of DEFAULT_CONFIG_PATHS) if (isFile(p)) return p;
+  throw new ConfigError(
+    `config file not found: tried ${DEFAULT_CONFIG_PATHS.join(' and ')}; pass -config FILE or set WALSHIP_CONFIG`,
+  );
+}
+
+function isFile(p: string): boolean {
+  try {
+    return statSync(p).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Reads, expands (`$VAR`/`${VAR}` unless `expandEnv` is false) and validates a config file.
+ * Every problem is a ConfigError `<file>:<line>: <key path>: <message>`.
+ */
+export async function loadConfigFile(file: string, options: ConfigOptions): Promise<CliConfig> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${file}: ${errorMessage(err)}`);
+  }
+  return parseConfigText(text, file, options);
+}
+
+/** Validates config text as if read from `file` (see loadConfigFile). */
+export async function parseConfigText(text: string, file: string, options: ConfigOptions): Promise<CliConfig> {
+  const expanded = options.expandEnv === false ? text : expandEnv(text, options.env);
+  const root = parseYamlTree(expanded, file);
+  const loc = new Locator(file);
+  const warnings: string[] = [];
+  const top = root === undefined ? undefined : asMap(loc, root, 'the top level of the config');
+  if (top) checkKeys(loc, top, TOP_LEVEL_KEYS, 'top-level key');
+
+  const addr = optString(loc, top, 'addr');
+  if (addr) validateAddr(loc, top!.entries.get('addr')!.node, addr);
+  const exec = optString(loc, top, 'exec');
+  const accessKeyId = optString(loc, top, 'access-key-id');
+  const secretAccessKey = optString(loc, top, 'secret-access-key');
+  const shutdownSyncTimeoutMs = optDuration(loc, top, 'shutdown-sync-timeout', warnings) ?? DEFAULTS.shutdownSyncTimeoutMs;
+
+  let logging: LoggingSpec = { level: 'INFO', format: 'text', stderr: false };
+  const logNode = top?.entries.get('logging')?.node;
+  if (logNode && !isNull(logNode)) {
+    const lm = asMap(loc, logNode, 'logging');
+    checkKeys(loc, lm, LOGGING_KEYS, 'logging key');
+    const levelStr = optString(loc, lm, 'level');
+    let level: LogLevel = 'INFO';
+    if (levelStr) {
+      const parsed = parseLogLevel(levelStr);
+      if (parsed) level = parsed;
+      else warnings.push(`${loc.where('logging.level', lm.entries.get('level')!.node.line)}: unknown level ${JSON.stringify(levelStr)}, using INFO (use DEBUG, INFO, WARN or ERROR)`);
+    }
+    const typeStr = optString(loc, lm, 'type');
+    if (typeStr && typeStr !== 'text' && typeStr !== 'json') {
+      throw loc.error(lm.entries.get('type')!.node, `unknown log type ${JSON.stringify(typeStr)}: use text or json`);
+    }
+    logging = { level, format: typeStr === 'json' ? 'json' : 'text', stderr: optBool(loc, lm, 'stderr') ?? false };
+  }
+
+  const pc: ParseContext = { loc, options, context: backendContext(options.env, warnings), globals: { accessKeyId, secretAccessKey }, warnings };
+  const dbs: DbSpec[] = [];
+  const dbsNode = top?.entries.get('dbs')?.node;
+  if (dbsNode && !isNull(dbsNode)) {
+    if (dbsNode.kind !== 'seq') throw loc.error(dbsNode, 'dbs must be a list of databases (each item starting with "- path:")');
+    for (const item of dbsNode.items) {
+      const db = await parseDb(pc, item);
+      const dup = dbs.find((d) => d.path === db.path);
+      if (dup) throw loc.error(item, `duplicate database path ${db.path} (also at ${dup.where}): list each database once`);
+      dbs.push(db);
+    }
+  }
+  return { file, addr, exec, shutdownSyncTimeoutMs, logging, dbs, warnings };
+}
+
+/**
+ * Builds the configuration of ad-hoc mode (`walship replicate DB URL…`): one database with one
+ * replica per URL, all with default settings. A plain path is a file replica.
+ */
+export async function adHocConfig(dbPath: string, urls: readonly string[], options: ConfigOptions): Promise<CliConfig> {
+  const warnings: string[] = [];
+  const context = backendContext(options.env, warnings);
+  const path = absPath(dbPath, options.cwd);
+  const replicas: ReplicaSpec[] = [];
+  for (const url of urls) {
+    let r = await replicaFromUrl(url, options, context);
+    // URLs cannot carry names: the second replica of a type is "<type>-2", and so on.
+    for (let n = 2; replicas.some((x) => x.name === r.name); n++) r = { ...r, name: `${r.type}-${n}` };
+    replicas.push(r);
+  }
+  return {
+    file: undefined,
+    addr: undefined,
+    exec: undefined,
+    shutdownSyncTimeoutMs: DEFAULTS.shutdownSyncTimeoutMs,
+    logging: { level: 'INFO', format: 'text', stderr: false },
+    dbs: [dbWithDefaults(path, replicas, `database ${path}`)],
+    warnings,
+  };
+}
+
+/**
+ * One replica from a command-line URL (`s3://bkt/db`, `file:///backups/db`, or a plain path),
+ * with default settings and the name of its type.
+ * @throws ConfigError `replica URL "<url>": <problem>`
+ */
+export async function replicaFromUrl(url: string, options: ConfigOptions, context?: BackendContext): Promise<ReplicaSpec> {
+  const where = `replica URL ${JSON.stringify(url)}`;
+  const raw: Record<string, unknown> = looksLikeUrl(url) ? { url } : { path: url };
+  try {
+    return await resolveReplica(raw, { where, options, context: context ?? backendContext(options.env, []) });
+  } catch (err) {
+    if (err instanceof ConfigError && !err.message.startsWith(where)) throw new ConfigError(`${where}: ${err.message}`);
+    throw err;
+  }
+}
+
+function backendContext(env: ConfigOptions['env'], warnings: string[]): BackendContext {
+  return { env, warn: (message: string) => warnings.push(message) };
+}
+
+function dbWithDefaults(path: string, replicas: ReplicaSpec[], where: string): DbSpec {
+  return {
+    path,
+    metaPath: undefined,
+    monitorIntervalMs: DEFAULTS.monitorIntervalMs,
+    checkpointIntervalMs: DEFAULTS.checkpointIntervalMs,
+    minCheckpointPageCount: DEFAULTS.minCheckpointPageCount,
+    maxCheckpointPageCount: DEFAULTS.maxCheckpointPageCount,
+    truncatePageCount: undefined,
+    busyTimeoutMs: undefined,
+    replicas,
+    where,
+  };
+}
+
+/** What parsing one database or replica entry needs. */
+interface ParseContext {
+  readonly loc: Locator;
+  readonly options: ConfigOptions;
+  readonly context: BackendContext;
+  readonly globals: { accessKeyId: string | undefined; secretAccessKey: string | undefined };
+  readonly warnings: string[];
+}
+
+async function parseDb(pc: ParseContext, node: YNode): Promise<DbSpec> {
+  const { loc, options, warnings } = pc;
+  const m = asMap(loc, node, 'a database entry');
+  checkKeys(loc, m, DB_KEYS, 'database key');
+  const rawPath = optString(loc, m, 'path');
+  if (!rawPath) throw loc.error(m, 'database path required: add "path: /path/to/db.sqlite" to this entry');
+  const path = absPath(rawPath, options.cwd);
+  const where = loc.where(m.path, m.line);
+  const metaPathStr = optString(loc, m, 'meta-path');
+  if (m.entries.has('truncate-page-count') && m.entries.has('truncate-page-n')) {
+    throw loc.error(m.entries.get('truncate-page-n')!.node, 'truncate-page-n is another name for truncate-page-count: keep only one');
+  }
+  const minPages = optInt(loc, m, 'min-checkpoint-page-count') ?? DEFAULTS.minCheckpointPageCount;
+  const maxPages = optInt(loc, m, 'max-checkpoint-page-count') ?? DEFAULTS.maxCheckpointPageCount;
+  if (minPages > maxPages && m.entries.has('max-checkpoint-page-count')) {
+    throw loc.error(m.entries.get('max-checkpoint-page-count')!.node, `max-checkpoint-page-count (${maxPages}) must not be below min-checkpoint-page-count (${minPages})`);
+  }
+  const replicas: ReplicaSpec[] = [];
+  const repNode = m.entries.get('replicas')?.node;
+  if (repNode && !isNull(repNode)) {
+    if (repNode.kind !== 'seq') throw loc.error(repNode, 'replicas must be a list (each item starting with "- url:" or "- type:")');
+    for (const item of repNode.items) {
+      const r = await parseReplica(pc, item);
+      const dup = replicas.find((x) => x.name === r.name);
+      if (dup) {
+        throw loc.error(item, `duplicate replica name ${JSON.stringify(r.name)} for db ${path}: give each replica a unique name: key (e.g. "name: ${r.name}-2")`);
+      }
+      replicas.push(r);
+    }
+  }
+  if (replicas.length === 0) warnings.push(`${where}: database ${path} has no replicas; nothing will be replicated`);
+  return {
+    path,
+    metaPath: metaPathStr ? absPath(metaPathStr, options.cwd) : undefined,
+    monitorIntervalMs: optDuration(loc, m, 'monitor-interval', warnings, true) ?? DEFAULTS.monitorIntervalMs,
+    checkpointIntervalMs: optDuration(loc, m, 'checkpoint-interval', warnings) ?? DEFAULTS.checkpointIntervalMs,
+    minCheckpointPageCount: minPages,
+    maxCheckpointPageCount: maxPages,
+    truncatePageCount: optInt(loc, m, 'truncate-page-count') ?? optInt(loc, m, 'truncate-page-n'),
+    busyTimeoutMs: optDuration(loc, m, 'busy-timeout', warnings),
+    replicas,
+    where,
+  };
+}
+
+async function parseReplica(pc: ParseContext, node: YNode): Promise<ReplicaSpec> {
+  const { loc, options, context, globals, warnings } = pc;
+  const m = asMap(loc, node, 'a replica entry');
+  const raw: Record<string, unknown> = {};
+  for (const [key, entry] of m.entries) {
+    if (isNull(entry.node)) continue;
+    if (STRING_REPLICA_KEYS.has(key)) raw[key] = optString(loc, m, key);
+    else if (BOOL_REPLICA_KEYS.has(key)) raw[key] = optBool(loc, m, key);
+    else if (key === 'age') throw loc.error(entry.node, 'age encryption is not supported by walship yet: remove the age key (replicas are stored unencrypted)');
+    else raw[key] = toPlain(entry.node);
+  }
+  const durations: Record<string, number | undefined> = {};
+  for (const key of ['sync-interval', 'retention', 'retention-check-interval', 'snapshot-interval', 'validation-interval']) {
+    durations[key] = optDuration(loc, m, key, warnings, key === 'sync-interval');
+  }
+  const where = loc.where(m.path, m.line);
+  try {
+    return await resolveReplica(raw, {
+      where,
+      options,
+      context,
+      globals,
+      durations,
+      checkKey: (key, allowed, type) => {
+        if (allowed.has(key)) return;
+        const entry = m.entries.get(key)!;
+        const elsewhere = Object.entries(LITESTREAM_BACKEND_KEYS).filter(([, keys]) => keys.includes(key)).map(([t]) => t);
+        if (elsewhere.length > 0) {
+          warnings.push(`${loc.where(entry.node.path, entry.keyLine)}: key ${JSON.stringify(key)} does not apply to ${type} replicas (only ${elsewhere.join(', ')}); ignored`);
+          return;
+        }
+        throw unknownKey(loc, m.path, key, entry.keyLine, allowed, 'replica key');
+      },
+    });
+  } catch (err) {
+    if (err instanceof ConfigError && !err.message.startsWith(loc.file)) throw loc.error(m, err.message);
+    throw err;
+  }
+}
+
+interface ResolveContext {
+  readonly where: string;
+  readonly options: ConfigOptions;
+  readonly context: BackendContext;
+  readonly globals?: { accessKeyId: string | undefined; secretAccessKey: string | undefined };
+  readonly durations?: Record<string, number | undefined>;
+  /** Called for each explicit key with the set of keys the type accepts. */
+  readonly checkKey?: (key: string, allowed: ReadonlySet<string>, type: string) => void;
+}
+
+/**
+ * Turns explicit replica keys into a ReplicaSpec: type from the URL scheme (else `type`, else
+ * `file`), URL keys merged under explicit keys, Litestream's conflict and path checks, global
+ * credentials, then `backend.createClient`.
+ */
+async function resolveReplica(raw: Record<string, unknown>, rc: ResolveContext): Promise<ReplicaSpec> {
+  const { registry } = rc.options;
+  const url = typeof raw.url === 'string' && raw.url !== '' ? raw.url : undefined;
+  const explicitPath = typeof raw.path === 'string' ? raw.path : undefined;
+  if (explicitPath && looksLikeUrl(explicitPath)) {
+    throw new ConfigError(`replica path cannot be a url, please use the 'url' field instead: ${explicitPath}`);
+  }
+  const explicitType = typeof raw.type === 'string' && raw.type !== '' ? raw.type : undefined;
+  let type = explicitType ?? 'file';
+  let urlKeys: Record<string, unknown> = {};
+  let schemeless = false;
+  if (url) {
+    const m = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//.exec(url);
+    if (m) {
+      const scheme = m[1]!.toLowerCase();
+      const t = registry.typeForScheme(scheme);
+      if (!t) throw new ConfigError(`unknown replica type in config: ${JSON.stringify(scheme)} (use one of ${registry.types.join(', ')})`);
+      type = t;
+    } else {
+      schemeless = true;
+      if (type !== 'file') throw new ConfigError(`invalid replica url ${JSON.stringify(url)}: expected ${type}://…`);
+    }
+  }
+  if (!registry.isKnownType(type)) {
+    throw new ConfigError(`unknown replica type in config: ${JSON.stringify(type)} (use one of ${registry.types.join(', ')})`);
+  }
+  const backend = await registry.load(type);
+  const allowed = new Set<string>([...COMMON_REPLICA_KEYS, ...backend.configKeys]);
+  for (const key of Object.keys(raw)) {
+    if (rc.checkKey) rc.checkKey(key, allowed, type);
+  }
+  if (url) {
+    urlKeys = schemeless ? { path: url } : { ...backendCall(() => backend.parseUrl(url)) };
+    for (const key of URL_CONFLICT_KEYS) {
+      if (allowed.has(key) && raw[key] !== undefined && raw[key] !== '') throw new ConfigError(`cannot specify url & ${key} for ${type} replica`);
+    }
+  }
+  const config: Record<string, unknown> = { ...urlKeys };
+  for (const [k, v] of Object.entries(raw)) {
+    if (v === undefined) continue;
+    if (!allowed.has(k)) continue;
+    config[k] = v;
+  }
+  // Litestream: a URL can switch path-style addressing on, never off.
+  if (urlKeys['force-path-style'] === true) config['force-path-style'] = true;
+  config.type = type;
+  if (type === 'file' && typeof config.path === 'string' && config.path !== '') {
+    config.path = absPath(config.path, rc.options.cwd);
+  }
+  if (rc.globals) {
+    if (rc.globals.accessKeyId && config['access-key-id'] === undefined && allowed.has('access-key-id')) {
+      config['access-key-id'] = rc.globals.accessKeyId;
+    }
+    if (rc.globals.secretAccessKey && config['secret-access-key'] === undefined && allowed.has('secret-access-key')) {
+      config['secret-access-key'] = rc.globals.secretAccessKey;
+    }
+  }
+  const name = typeof raw.name === 'string' && raw.name !== '' ? raw.name : type;
+  const client = backendCall(() => backend.createClient(config, rc.context));
+  const d = rc.durations ?? {};
+  return {
+    name,
+    type,
+    config,
+    backend,
+    client,
+    syncIntervalMs: d['sync-interval'] ?? DEFAULTS.syncIntervalMs,
+    retentionMs: d['retention'] ?? DEFAULTS.retentionMs,
+    retentionCheckIntervalMs: d['retention-check-interval'] ?? DEFAULTS.retentionCheckIntervalMs,
+    snapshotIntervalMs: d['snapshot-interval'] ?? DEFAULTS.snapshotIntervalMs,
+    validationIntervalMs: d['validation-interval'] ?? DEFAULTS.validationIntervalMs,
+    where: rc.where,
+  };
+}
+
+/** Runs a backend hook, turning any failure into a one-line ConfigError. */
+function backendCall<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    throw new ConfigError(errorMessage(err), { cause: err });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Typed accessors over the located YAML tree.
+
+function isNull(node: YNode): boolean {
+  return node.kind === 'scalar' && (node.value === null || node.value === undefined);
+}
+
+function asMap(loc: Locator, node: YNode, what: string): YMap {
+  if (node.kind !== 'map') throw loc.error(node, `expected key: value pairs for ${what}`);
+  return node;
+}
+
+function unknownKey(loc: Locator, parentPath: string, key: string, line: number | undefined, allowed: Iterable<string>, what: string): ConfigError {
+  const suggestion = didYouMean(key, allowed);
+  const path = parentPath ? `${parentPath}.${key}` : key;
+  const fix = suggestion ? `did you mean ${JSON.stringify(suggestion)}?` : `remove it or check the spelling`;
+  return new ConfigError(`${loc.where(path, line)}: unknown ${what} ${JSON.stringify(key)}: ${fix}`);
+}
+
+function checkKeys(loc: Locator, m: YMap, allowed: readonly string[], what: string): void {
+  for (const [key, entry] of m.entries) {
+    if (!allowed.includes(key)) throw unknownKey(loc, m.path, key, entry.keyLine, allowed, what);
+  }
+}
+
+function scalarText(node: YNode): string | undefined {
+  if (node.kind !== 'scalar') return undefined;
+  const v = node.value;
+  if (v === null || v === undefined) return undefined;
+  if (typeof v === 'string') return v;
+  // A non-string scalar used where a string is expected: keep it as written (yaml.v2 does).
+  return node.source ?? String(v);
+}
+
+function optString(loc: Locator, m: YMap | undefined, key: string): string | undefined {
+  const node = m?.entries.get(key)?.node;
+  if (!node || isNull(node)) return undefined;
+  if (node.kind !== 'scalar') throw loc.error(node, `expected a string value`);
+  return scalarText(node);
+}
+
+function optBool(loc: Locator, m: YMap | undefined, key: string): boolean | undefined {
+  const node = m?.entries.get(key)?.node;
+  if (!node || isNull(node)) return undefined;
+  if (node.kind !== 'scalar' || typeof node.value !== 'boolean') {
+    throw loc.error(node, `expected true or false, got ${JSON.stringify(scalarText(node) ?? node.kind)}`);
+  }
+  return node.value;
+}
+
+function optInt(loc: Locator, m: YMap | undefined, key: string): number | undefined {
+  const node = m?.entries.get(key)?.node;
+  if (!node || isNull(node)) return undefined;
+  const v = node.kind === 'scalar' ? node.value : undefined;
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) {
+    throw loc.error(node, `expected a whole number ≥ 0, got ${JSON.stringify(scalarText(node) ?? node.kind)}`);
+  }
+  return v;
+}
+
+/**
+ * A Go duration string (`10s`, `1h30m`), or a bare integer read as nanoseconds like Litestream
+ * (with a warning unless 0). Negative durations are rejected.
+ */
+function optDuration(loc: Locator, m: YMap | undefined, key: string, warnings: string[], positive = false): number | undefined {
+  const node = m?.entries.get(key)?.node;
+  if (!node || isNull(node)) return undefined;
+  const bad = (why: string) => loc.error(node, why);
+  if (node.kind !== 'scalar') throw bad('expected a duration such as 10s, 5m or 24h');
+  let ms: number;
+  if (typeof node.value === 'number') {
+    if (!Number.isSafeInteger(node.value)) {
+      throw bad(`invalid duration ${JSON.stringify(scalarText(node))}: use a Go duration such as 10s, 5m or 24h`);
+    }
+    ms = node.value / 1e6;
+    if (node.value !== 0) {
+      warnings.push(`${loc.where(node.path, node.line)}: bare number ${node.value} is read as nanoseconds (as Litestream does); write a unit, e.g. ${node.value}s`);
+    }
+  } else {
+    const text = scalarText(node) ?? '';
+    try {
+      ms = parseGoDuration(text);
+    } catch {
+      throw bad(`invalid duration ${JSON.stringify(text)}: use a Go duration such as 10s, 5m or 24h (units ns, us, ms, s, m, h)`);
+    }
+  }
+  if (ms < 0) throw bad(`duration must not be negative: ${JSON.stringify(scalarText(node))}`);
+  if (positive && ms === 0) throw bad(`duration must be greater than 0: ${JSON.stringify(scalarText(node))}`);
+  return ms;
+}
+
+function validateAddr(loc: Locator, node: YNode, addr: string): void {
+  const m = /^(\[[^\]]*\]|[^:]*):([^:]*)$/.exec(addr);
+  if (!m || m[2] === '') throw loc.error(node, `must specify port for bind address: ${JSON.stringify(addr)} (e.g. ":9090" or "127.0.0.1:9090")`);
+  const port = Number(m[2]);
+  if (!/^\d+$/.test(m[2]!) || port > 65535) throw loc.error(node, `invalid port in bind address: ${JSON.stringify(addr)}`);
+}
+
+/** Splits a `host:port` bind address (host may be empty or a bracketed IPv6 address). */
+export function splitAddr(addr: string): { host: string; port: number } {
+  const m = /^(\[[^\]]*\]|[^:]*):(\d+)$/.exec(addr);
+  if (!m) throw new ConfigError(`must specify port for bind address: ${JSON.stringify(addr)}`);
+  return { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) };
+}
+
+function toPlain(node: YNode): unknown {
+  if (node.kind === 'scalar') {
+    const v = node.value;
+    if (v instanceof Date || typeof v === 'symbol' || typeof v === 'bigint') return node.source ?? String(v);
+    return v;
+  }
+  if (node.kind === 'seq') return node.items.map(toPlain);
+  const out: Record<string, unknown> = {};
+  for (const [k, e] of node.entries) out[k] = toPlain(e.node);
+  return out;
+}

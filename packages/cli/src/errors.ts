@@ -1,0 +1,31 @@
+import { WalshipError } from '@walship/core';
+
+/**
+ * A mistake on the command line (unknown flag, missing argument, bad flag value) or any other
+ * problem the user can fix. Printed as one line (`walship: <message>`), exit code 1.
+ */
+export class UsageError extends WalshipError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('WALSHIP_USAGE', message, options);
+  }
+}
+
+/**
+ * A user-fixable problem met while running a command (missing database directory,
+ * unreachable replica, bind address in use, …). Printed as one line, exit code 1.
+ */
+export class CliError extends WalshipError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('WALSHIP_CLI', message, options);
+  }
+}
+
+/**
+ * True when `err` is an expected, user-facing error: any walship error (they carry a
+ * `WALSHIP_*` code and a one-line message). Everything else is an internal error.
+ */
+export function isUserError(err: unknown): err is Error & { code: string } {
+  if (err instanceof WalshipError) return true;
+  const code = (err as { code?: unknown } | null)?.code;
+  return err instanceof Error && typeof code === 'string' && code.startsWith('WALSHIP_');
+}
