@@ -25,4 +25,13 @@ cleanup() { packages/s3/test/servers/radosgw.sh stop "$RGW_DIR" >/dev/null 2>&1 
 trap cleanup EXIT
 eval "$(packages/s3/test/servers/radosgw.sh start "$RGW_DIR")"
 
-npm test
+LOG="${TMPDIR:-/tmp}/walship-test-all-$$.log"
+set +e
+npm test 2>&1 | tee "$LOG"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line over every package's node:test summary.
+sum() { grep -Eo "ℹ $1 [0-9]+" "$LOG" | awk '{s += $3} END {print s + 0}'; }
+echo "walship: $(sum pass) passed, $(sum fail) failed, $(sum skipped) skipped"
+rm -f "$LOG"
+exit "$status"
