@@ -1,4 +1,5 @@
-import { Transform, type TransformCallback } from 'node:stream';
+import type { Transform } from 'node:stream';
+import { AsyncTransform } from './async-transform.js';
 import { uncompressSync } from 'lz4-napi';
 import { CorruptDataError } from '../errors.js';
 import { decodeLz4Block, lz4BlockDecodedSize } from './block.js';
@@ -67,7 +68,7 @@ export function createLz4FrameDecoder(options: Lz4FrameDecoderOptions = {}): Tra
   return new Lz4FrameDecoder(options.blockDecoder ?? 'native');
 }
 
-class Lz4FrameDecoder extends Transform {
+class Lz4FrameDecoder extends AsyncTransform {
   private readonly useNative: boolean;
   private state = State.Magic;
 
@@ -89,39 +90,21 @@ class Lz4FrameDecoder extends Transform {
   /** Last up-to-64 KiB of output (linked blocks only), a private copy. */
   private history: Buffer = Buffer.alloc(0);
   /** Resolves the wait for the consumer to read (backpressure). */
-  private readWaiter: (() => void) | null = null;
-
   constructor(decoder: 'native' | 'js') {
     super();
     this.useNative = decoder === 'native';
   }
 
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    if (this.state === State.Done) {
-      callback(); // trailing bytes after the frame are ignored
-      return;
-    }
+  protected override async transformAsync(chunk: Buffer): Promise<void> {
+    if (this.state === State.Done) return; // trailing bytes after the frame are ignored
     if (chunk.length > 0) {
       this.chunks.push(chunk);
       this.buffered += chunk.length;
     }
-    this.run().then(() => callback(), callback);
+    await this.run();
   }
 
-  override _flush(callback: TransformCallback): void {
-    this.finish().then(() => callback(), callback);
-  }
-
-  override _read(size: number): void {
-    const waiter = this.readWaiter;
-    if (waiter !== null) {
-      this.readWaiter = null;
-      waiter();
-    }
-    super._read(size);
-  }
-
-  private async finish(): Promise<void> {
+  protected override async flushAsync(): Promise<void> {
     await this.run();
     if (this.state === State.Done) return;
     if (this.state === State.Magic && this.buffered === 0) return; // empty stream (or only skippable frames)
@@ -325,11 +308,7 @@ class Lz4FrameDecoder extends Transform {
       );
     }
     this.contentHash?.update(output);
-    if (!this.push(output)) {
-      await new Promise<void>((resolve) => {
-        this.readWaiter = resolve;
-      });
-    }
+    await this.pushAndWait(output);
   }
 
   private checkContentSize(): void {

@@ -1,4 +1,5 @@
-import { Transform, type TransformCallback } from 'node:stream';
+import type { Transform } from 'node:stream';
+import { AsyncTransform } from './async-transform.js';
 import { compress } from 'lz4-napi';
 import { InvalidArgumentError } from '../errors.js';
 import {
@@ -72,7 +73,7 @@ export function createLz4FrameEncoder(options: Lz4FrameEncoderOptions = {}): Tra
   return new Lz4FrameEncoder(options);
 }
 
-class Lz4FrameEncoder extends Transform {
+class Lz4FrameEncoder extends AsyncTransform {
   private readonly blockSize: number;
   private readonly header: Buffer;
   private readonly hash: XxHash32 | null;
@@ -84,8 +85,6 @@ class Lz4FrameEncoder extends Transform {
   private readonly pending: PendingBlock[] = [];
   /** Block buffers whose compression finished and that can be reused. */
   private readonly free: Buffer[] = [];
-  /** Resolves the wait for the consumer to read (backpressure). */
-  private readWaiter: (() => void) | null = null;
 
   constructor(options: Lz4FrameEncoderOptions) {
     super();
@@ -96,32 +95,7 @@ class Lz4FrameEncoder extends Transform {
     this.hash = contentChecksum ? new XxHash32() : null;
   }
 
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.consume(chunk).then(() => callback(), callback);
-  }
-
-  override _flush(callback: TransformCallback): void {
-    this.finish().then(() => callback(), callback);
-  }
-
-  override _read(size: number): void {
-    const waiter = this.readWaiter;
-    if (waiter !== null) {
-      this.readWaiter = null;
-      waiter();
-    }
-    super._read(size);
-  }
-
-  /** Pushes `chunk`; when the readable side is full, waits until the consumer reads. */
-  private async pushAndWait(chunk: Buffer): Promise<void> {
-    if (this.push(chunk)) return;
-    await new Promise<void>((resolve) => {
-      this.readWaiter = resolve;
-    });
-  }
-
-  private async consume(chunk: Buffer): Promise<void> {
+  protected override async transformAsync(chunk: Buffer): Promise<void> {
     this.writeHeader();
     let p = 0;
     while (p < chunk.length) {
@@ -140,7 +114,7 @@ class Lz4FrameEncoder extends Transform {
     }
   }
 
-  private async finish(): Promise<void> {
+  protected override async flushAsync(): Promise<void> {
     this.writeHeader();
     if (this.current !== null && this.fill > 0) this.submit();
     this.current = null;
