@@ -85,7 +85,7 @@ export class Replicator extends EventEmitter<ReplicatorEvents> {
     if (!dbPath) throw new ConfigError('database path required');
     this.dbPath = path.resolve(dbPath);
     const o = camelKeys(options, DB_KEYS, 'database') as unknown as ReplicatorOptions;
-    if (!Array.isArray(o.replicas) || o.replicas.length === 0) throw new ConfigError(`at least one replica required for ${this.dbPath}`);
+    if (!Array.isArray(o.replicas)) throw new ConfigError(`replicas must be a list for ${this.dbPath}`);
     this.#log = o.logger ?? silentLogger;
     this.#monitorIntervalMs = toMillis(o.monitorInterval, 1000, 'monitor-interval');
     const minPages = positiveInt(o.minCheckpointPageCount, 1000, 'min-checkpoint-page-count', false);

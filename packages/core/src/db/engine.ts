@@ -7,6 +7,7 @@ import { CorruptDataError, WalshipError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { MAX_INDEX, newGenerationName } from '../naming.js';
 import { comparePos, type Pos, ZERO_POS } from '../pos.js';
+import { Mutex } from '../util/async.js';
 import { fsyncDirSync, readFullAt, sleepSync, statOrUndefined } from '../util/fs.js';
 import type { Checksum } from '../wal/checksum.js';
 import { calcWalSize, parseWalHeader, WAL_HEADER_SIZE, type WalHeader } from '../wal/format.js';
@@ -103,6 +104,7 @@ export class WalEngine extends EventEmitter {
   #spills = new Map<number, SpillRecord>();
   #pinnedEnd = 0;
   #snapshotDepth = 0;
+  #snapshotMutex = new Mutex();
   #lastCheckpointAt = Date.now();
   #lastChangeAt = Date.now();
   #positions: () => Array<Pos | undefined>;
@@ -696,35 +698,38 @@ export class WalEngine extends EventEmitter {
    * `pos` into the database file) and a stream of the database file's bytes.
    */
   async withSnapshot<T>(fn: (snap: { pos: Pos; size: number; stream: Readable }) => Promise<T>): Promise<T> {
-    const conns = this.connections;
-    const db = conns.snapshotReader;
-    // Copy what the pin allows into the database file first, so no checkpoint has anything
-    // left to write into it while the snapshot streams (the pin does not move meanwhile).
-    conns.checkpoint('PASSIVE');
-    this.#snapshotDepth++;
-    db.exec('BEGIN');
-    try {
-      db.prepare('SELECT COUNT(1) FROM _litestream_seq').get();
-      await this.scan();
-      const pos = this.pos;
-      const size = (await conns.dbFile.stat()).size;
-      const fh = conns.dbFile;
-      async function* gen() {
-        let off = 0;
-        while (off < size) {
-          const n = Math.min(READ_CHUNK, size - off);
-          const buf = Buffer.allocUnsafe(n);
-          const got = await readFullAt(fh, buf, 0, n, off);
-          if (got === 0) break; // truncated by a checkpoint: the WAL replay restores the rest
-          off += got;
-          yield got === n ? buf : buf.subarray(0, got);
+    // One snapshot at a time: they share the snapshot connection's read transaction.
+    return this.#snapshotMutex.run(async () => {
+      const conns = this.connections;
+      const db = conns.snapshotReader;
+      // Copy what the pin allows into the database file first, so no checkpoint has anything
+      // left to write into it while the snapshot streams (the pin does not move meanwhile).
+      conns.checkpoint('PASSIVE');
+      db.exec('BEGIN');
+      this.#snapshotDepth++;
+      try {
+        db.prepare('SELECT COUNT(1) FROM _litestream_seq').get();
+        await this.scan();
+        const pos = this.pos;
+        const size = (await conns.dbFile.stat()).size;
+        const fh = conns.dbFile;
+        async function* gen() {
+          let off = 0;
+          while (off < size) {
+            const n = Math.min(READ_CHUNK, size - off);
+            const buf = Buffer.allocUnsafe(n);
+            const got = await readFullAt(fh, buf, 0, n, off);
+            if (got === 0) break; // truncated by a checkpoint: the WAL replay restores the rest
+            off += got;
+            yield got === n ? buf : buf.subarray(0, got);
+          }
         }
+        return await fn({ pos, size, stream: Readable.from(gen(), { objectMode: false }) });
+      } finally {
+        this.#snapshotDepth--;
+        if (db.inTransaction) db.exec('COMMIT');
       }
-      return await fn({ pos, size, stream: Readable.from(gen(), { objectMode: false }) });
-    } finally {
-      db.exec('COMMIT');
-      this.#snapshotDepth--;
-    }
+    });
   }
 
   /**

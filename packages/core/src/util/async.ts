@@ -6,7 +6,6 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
       signal?.removeEventListener('abort', onAbort);
       resolve();
     }, ms);
-    t.unref?.();
     const onAbort = () => {
       clearTimeout(t);
       reject(signal!.reason);
@@ -61,11 +60,11 @@ export class Signal {
       };
       this.#waiters.push(done);
       if (ms !== undefined) {
+        // Referenced on purpose: a running replicator keeps the process alive until stop().
         t = setTimeout(() => {
           this.#waiters = this.#waiters.filter((f) => f !== done);
           resolve();
         }, ms);
-        t.unref?.();
       }
     });
   }

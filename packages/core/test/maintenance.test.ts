@@ -1,0 +1,187 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { test } from 'node:test';
+import { BackendError, type Pos, type ReplicaClient, Replicator } from '@walship/core';
+import { FileReplicaClient } from '@walship/file';
+import { insertRows, openApp, tempDir, until } from './support/db.js';
+import { rebuildLikeLitestream, rows } from './support/replica-check.js';
+
+/** A real file client behind an outage switch: while `down`, every call fails like a network error. */
+class OutageClient implements ReplicaClient {
+  down = true;
+  readonly type = 'file';
+  constructor(private readonly inner: ReplicaClient) {}
+  #check(): void {
+    if (this.down) throw new BackendError('connection refused (simulated outage)', { retryable: true });
+  }
+  async generations() { this.#check(); return this.inner.generations(); }
+  async deleteGeneration(g: string) { this.#check(); return this.inner.deleteGeneration(g); }
+  async snapshots(g: string) { this.#check(); return this.inner.snapshots(g); }
+  async writeSnapshot(g: string, i: number, body: Readable) { this.#check(); return this.inner.writeSnapshot(g, i, body); }
+  async snapshotReader(g: string, i: number) { this.#check(); return this.inner.snapshotReader(g, i); }
+  async deleteSnapshot(g: string, i: number) { this.#check(); return this.inner.deleteSnapshot(g, i); }
+  async walSegments(g: string) { this.#check(); return this.inner.walSegments(g); }
+  async writeWALSegment(p: Pos, body: Readable) { this.#check(); return this.inner.writeWALSegment(p, body); }
+  async walSegmentReader(p: Pos) { this.#check(); return this.inner.walSegmentReader(p); }
+  async deleteWALSegments(ps: readonly Pos[]) { this.#check(); return this.inner.deleteWALSegments(ps); }
+}
+
+async function spillFiles(metaPath: string): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (d: string) => {
+    for (const e of await fs.readdir(d, { withFileTypes: true }).catch(() => [])) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) await walk(p);
+      else if (e.name.endsWith('.wal')) out.push(p);
+    }
+  };
+  await walk(path.join(metaPath, 'generations'));
+  return out;
+}
+
+test('one failing replica never stops the others, and catches up when it comes back', async () => {
+  const dir = await tempDir();
+  const dbPath = path.join(dir, 'app.db');
+  const good = new FileReplicaClient({ path: path.join(dir, 'good') });
+  const flaky = new OutageClient(new FileReplicaClient({ path: path.join(dir, 'flaky') }));
+  const app = openApp(dbPath);
+  const rep = new Replicator(dbPath, {
+    monitorInterval: 30,
+    minCheckpointPageCount: 20,
+    maxCheckpointPageCount: 40,
+    replicas: [
+      { name: 'good', client: good, syncInterval: 30 },
+      { name: 'flaky', client: flaky, syncInterval: 30 },
+    ],
+  });
+  let errors = 0;
+  rep.on('replica-error', (e) => e.replica === 'flaky' && errors++);
+  await rep.start();
+  for (let i = 0; i < 30; i++) {
+    insertRows(app, 5, 500);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  await until(() => {
+    const s = rep.status();
+    const g = s.replicas.find((r) => r.name === 'good')!;
+    return g.pos.generation === s.pos.generation && g.pos.index === s.pos.index && g.pos.offset === s.pos.offset;
+  }, 15_000, 'good replica caught up');
+  const st = rep.status().replicas.find((r) => r.name === 'flaky')!;
+  assert.ok(errors > 0, 'the outage was reported');
+  assert.match(st.lastError ?? '', /simulated outage/);
+  assert.equal(st.healthy, false);
+  const goodCopy = await rebuildLikeLitestream(good, path.join(dir, 'rebuild-good'));
+  assert.deepEqual(rows(goodCopy), rows(dbPath));
+
+  flaky.down = false;
+  await rep.sync({ timeout: 30_000 });
+  const after = rep.status().replicas.find((r) => r.name === 'flaky')!;
+  assert.equal(after.lastError, undefined);
+  assert.equal(after.healthy, true);
+  await rep.stop();
+  const flakyCopy = await rebuildLikeLitestream(new FileReplicaClient({ path: path.join(dir, 'flaky') }), path.join(dir, 'rebuild-flaky'));
+  assert.deepEqual(rows(flakyCopy), rows(dbPath));
+  app.close();
+});
+
+test('kept WAL tails are pruned once every replica has them', async () => {
+  const dir = await tempDir();
+  const dbPath = path.join(dir, 'app.db');
+  const metaPath = path.join(dir, 'meta');
+  const fast = new FileReplicaClient({ path: path.join(dir, 'fast') });
+  const slow = new FileReplicaClient({ path: path.join(dir, 'slow') });
+  const app = openApp(dbPath);
+  const rep = new Replicator(dbPath, {
+    metaPath,
+    monitorInterval: 20,
+    minCheckpointPageCount: 10,
+    maxCheckpointPageCount: 20,
+    replicas: [
+      { name: 'fast', client: fast, syncInterval: 20 },
+      { name: 'slow', client: slow, syncInterval: 60_000 },
+    ],
+  });
+  await rep.start();
+  await rep.sync();
+  for (let i = 0; i < 30; i++) {
+    insertRows(app, 4, 1000);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  await until(async () => (await spillFiles(metaPath)).length > 0, 10_000, 'tails kept for the slow replica');
+  await rep.sync(); // the slow replica catches up
+  insertRows(app, 30, 1000);
+  await rep.sync();
+  assert.equal(await rep.checkpoint(), true, 'controlled restart');
+  assert.deepEqual(await spillFiles(metaPath), [], 'nothing kept once every replica has it');
+  await rep.stop();
+  const out = await rebuildLikeLitestream(slow, path.join(dir, 'rebuild'));
+  assert.deepEqual(rows(out), rows(dbPath));
+  app.close();
+});
+
+test('with no replicas the WAL and the meta directory stay small', async () => {
+  const dir = await tempDir();
+  const dbPath = path.join(dir, 'app.db');
+  const app = openApp(dbPath);
+  const rep = new Replicator(dbPath, { monitorInterval: 20, minCheckpointPageCount: 50, replicas: [] });
+  await rep.start();
+  let maxWal = 0;
+  for (let i = 0; i < 100; i++) {
+    insertRows(app, 20, 1000);
+    maxWal = Math.max(maxWal, (await fs.stat(`${dbPath}-wal`)).size);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  await rep.sync();
+  await rep.stop();
+  assert.ok(maxWal < 20 * 1024 * 1024, `wal stayed bounded: ${maxWal} bytes after 8 MB of writes`);
+  assert.deepEqual(await spillFiles(path.join(dir, '.app.db-walship')), []);
+  app.close();
+});
+
+test('snapshot-interval takes snapshots; retention deletes old generations, snapshots and WAL but never what the newest snapshot needs', async () => {
+  const dir = await tempDir();
+  const dbPath = path.join(dir, 'app.db');
+  const client = new FileReplicaClient({ path: path.join(dir, 'replica') });
+  // An older generation on the same replica.
+  let app = openApp(dbPath);
+  let rep = new Replicator(dbPath, { monitorInterval: 20, replicas: [{ client, syncInterval: 20 }] });
+  await rep.start();
+  insertRows(app, 5);
+  const old = await rep.sync();
+  await rep.stop();
+  app.close();
+  for (const s of ['', '-wal', '-shm']) await fs.rm(dbPath + s, { force: true });
+
+  app = openApp(dbPath);
+  rep = new Replicator(dbPath, {
+    monitorInterval: 20,
+    minCheckpointPageCount: 10,
+    replicas: [{ client, syncInterval: 20, snapshotInterval: 250, retention: 700, retentionCheckInterval: 150 }],
+  });
+  let snapshots = 0;
+  rep.on('snapshot', () => snapshots++);
+  await rep.start();
+  const deadline = Date.now() + 3000;
+  while (Date.now() < deadline) {
+    insertRows(app, 3, 800);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  const now = await rep.sync();
+  await new Promise((r) => setTimeout(r, 400)); // let a retention pass run after the last writes
+  await rep.sync();
+  await rep.stop();
+  assert.notEqual(now.generation, old.generation);
+  assert.ok(snapshots >= 5, `snapshot-interval produced ${snapshots} snapshots`);
+  assert.deepEqual(await client.generations(), [now.generation], 'old generation deleted');
+  const snaps = (await client.snapshots(now.generation)).sort((a, b) => a.index - b.index);
+  assert.ok(snaps.length >= 1 && snaps.length < snapshots, `old snapshots deleted (${snaps.length} of ${snapshots} left)`);
+  const minIndex = snaps[0]!.index;
+  const segs = await client.walSegments(now.generation);
+  assert.ok(segs.every((s) => s.index >= minIndex), 'no WAL below the oldest kept snapshot');
+  assert.ok(segs.some((s) => s.index === minIndex), 'the oldest kept snapshot still has its WAL');
+  const out = await rebuildLikeLitestream(client, path.join(dir, 'rebuild'));
+  assert.deepEqual(rows(out), rows(dbPath));
+  app.close();
+});
