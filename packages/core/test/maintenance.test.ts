@@ -63,6 +63,8 @@ test('one failing replica never stops the others, and catches up when it comes b
     insertRows(app, 5, 500);
     await new Promise((r) => setTimeout(r, 20));
   }
+  // Writes are over; give the monitor (30 ms) time to see the last commit before comparing.
+  await new Promise((r) => setTimeout(r, 300));
   await until(() => {
     const s = rep.status();
     const g = s.replicas.find((r) => r.name === 'good')!;

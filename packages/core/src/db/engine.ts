@@ -482,9 +482,12 @@ export class WalEngine extends EventEmitter {
     const emergency = s.truncatePageCount > 0 && pages >= s.truncatePageCount;
     const forced = s.maxCheckpointPageCount > 0 && pages >= s.maxCheckpointPageCount;
     const due = pages >= s.minCheckpointPageCount && behind <= Math.max(4 * 1024 * 1024, (e.end - WAL_HEADER_SIZE) / 4);
-    if (emergency || forced || due || (idle && behind === 0)) {
+    if (emergency || forced || due) {
       await this.restartWal(emergency ? 'TRUNCATE' : 'PASSIVE');
-    } else if (pages >= s.minCheckpointPageCount) {
+    } else if (pages >= s.minCheckpointPageCount || idle) {
+      // An idle database only gets a PASSIVE checkpoint: a restart would write a frame that
+      // then has to be uploaded, and idle databases make no storage requests.
+      this.#lastCheckpointAt = Date.now();
       // Cheap, concurrent with writers: copy what the read lock allows into the database file.
       const t = Date.now();
       const r = this.#conns.checkpoint('PASSIVE');
@@ -676,7 +679,8 @@ export class WalEngine extends EventEmitter {
     let min = Number.POSITIVE_INFINITY;
     for (const p of ps) {
       if (!p || p.generation !== this.#generation) continue; // needs a new snapshot anyway
-      min = Math.min(min, p.index);
+      // At the end of a closed index a replica continues at the next index's start.
+      min = Math.min(min, this.#closedEnds.get(p.index) === p.offset ? p.index + 1 : p.index);
     }
     for (const [index] of this.#spills) {
       if (index < min) {
@@ -709,7 +713,7 @@ export class WalEngine extends EventEmitter {
       this.#snapshotDepth++;
       try {
         db.prepare('SELECT COUNT(1) FROM _litestream_seq').get();
-        await this.scan();
+        // The pin does not move while snapshotting, so the file holds nothing past `pos`.
         const pos = this.pos;
         const size = (await conns.dbFile.stat()).size;
         const fh = conns.dbFile;

@@ -154,12 +154,14 @@ export async function scanCommittedFrames(
   limit = Number.POSITIVE_INFINITY,
 ): Promise<ScanResult> {
   const sc = new CommitScanner(header, start, seed);
-  const buf = chunkFor(header);
+  // Probe one frame first: an idle database is scanned every second and usually has none.
+  let buf: Buffer = Buffer.allocUnsafe(sc.fsz);
   for (;;) {
     const want = Math.min(buf.length, Math.floor(Math.max(0, start + limit - sc.pos) / sc.fsz) * sc.fsz);
     if (want <= 0) break;
     const n = await read(buf, want, sc.pos);
     if (!sc.feed(buf, n) || n < want) break;
+    if (buf.length === sc.fsz) buf = chunkFor(header);
   }
   return sc.result;
 }
@@ -172,10 +174,11 @@ export function scanCommittedFramesSync(
   seed: Checksum,
 ): ScanResult {
   const sc = new CommitScanner(header, start, seed);
-  const buf = chunkFor(header);
+  let buf: Buffer = Buffer.allocUnsafe(sc.fsz);
   for (;;) {
     const n = read(buf, buf.length, sc.pos);
     if (!sc.feed(buf, n) || n < buf.length) break;
+    if (buf.length === sc.fsz) buf = chunkFor(header);
   }
   return sc.result;
 }

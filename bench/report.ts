@@ -1,0 +1,12 @@
+// Re-renders the compact table of a results file: node --import tsx bench/report.ts bench/results/<file>.json
+import { readFileSync } from 'node:fs';
+import { summarizeLag, table } from './lib/report.js';
+
+const file = process.argv[2];
+if (!file) {
+  process.stderr.write('usage: node --import tsx bench/report.ts bench/results/<timestamp>.json\n');
+  process.exit(1);
+}
+const R = JSON.parse(readFileSync(file, 'utf8'));
+if (R.lag?.runs) Object.assign(R.lag, summarizeLag(R.lag.runs, R.params.lag.loads, R.lag.syncIntervalMs));
+process.stdout.write(`${table(R)}\n`);
