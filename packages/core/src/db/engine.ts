@@ -613,7 +613,7 @@ export class WalEngine extends EventEmitter {
         this.#epoch = await this.#scanNewEpoch(e.index + 1, after!, ah);
         this.#pinnedEnd = this.#epoch.end;
         this.#lastCheckpointAt = Date.now();
-        this.#pruneSpills();
+        await this.#pruneSpills();
         await this.#persist();
         this.emit('restart', { index: this.#epoch.index, durationMs: Date.now() - t0 });
         return true;
@@ -673,7 +673,7 @@ export class WalEngine extends EventEmitter {
   }
 
   /** Deletes spilled tails every replica has moved past. */
-  #pruneSpills(): void {
+  async #pruneSpills(): Promise<void> {
     if (this.#spills.size === 0) return;
     const ps = this.#positions();
     let min = Number.POSITIVE_INFINITY;
@@ -685,7 +685,7 @@ export class WalEngine extends EventEmitter {
     for (const [index] of this.#spills) {
       if (index < min) {
         this.#spills.delete(index);
-        void fs.rm(spillFile(this.settings.metaPath, this.#generation, index), { force: true });
+        await fs.rm(spillFile(this.settings.metaPath, this.#generation, index), { force: true });
       }
     }
   }
@@ -693,7 +693,7 @@ export class WalEngine extends EventEmitter {
   /** Called after replicas advance: prune spills and forget closed ends nobody needs. */
   async onReplicasAdvanced(): Promise<void> {
     const before = this.#spills.size;
-    this.#pruneSpills();
+    await this.#pruneSpills();
     if (this.#spills.size !== before && this.#epoch) await this.#persist();
   }
 
