@@ -102,7 +102,6 @@ export class WalEngine extends EventEmitter {
   /** Closed indexes whose end is known (index → end). */
   #closedEnds = new Map<number, number>();
   #spills = new Map<number, SpillRecord>();
-  #pinnedEnd = 0;
   #snapshotDepth = 0;
   #snapshotMutex = new Mutex();
   #lastCheckpointAt = Date.now();
@@ -269,7 +268,6 @@ export class WalEngine extends EventEmitter {
       this.#spills.clear();
       this.#epoch = await this.#scanNewEpoch(0, after, ah);
     }
-    this.#pinnedEnd = this.#epoch.end;
     this.#pageSize = this.#epoch.header.pageSize;
     await this.#persist();
     await removeOtherGenerations(this.settings.metaPath, this.#generation);
@@ -361,7 +359,6 @@ export class WalEngine extends EventEmitter {
       // sent before the snapshot.
       if (this.#snapshotDepth === 0) {
         this.#conns.repin();
-        this.#pinnedEnd = e.end;
       }
     }
     return changed;
@@ -388,7 +385,6 @@ export class WalEngine extends EventEmitter {
     this.#closedEnds.clear();
     this.#epoch = await this.#scanNewEpoch(0, hb, h);
     this.#pageSize = h.pageSize;
-    this.#pinnedEnd = this.#epoch.end;
     await this.#persist();
     await removeOtherGenerations(this.settings.metaPath, this.#generation);
     this.emit('generation', { generation: this.#generation, reason });
@@ -554,7 +550,6 @@ export class WalEngine extends EventEmitter {
           // Move the pin to the end (not everything is copied yet, so it gets a WAL read mark),
           // then copy everything up to it.
           conns.repin();
-          this.#pinnedEnd = e.end;
           r = conns.checkpoint('PASSIVE');
           const deadline = Date.now() + this.settings.busyTimeoutMs;
           while (mode === 'TRUNCATE' && !isFull() && Date.now() < deadline) {
@@ -611,7 +606,6 @@ export class WalEngine extends EventEmitter {
         }
         const ah = parseWalHeader(after!);
         this.#epoch = await this.#scanNewEpoch(e.index + 1, after!, ah);
-        this.#pinnedEnd = this.#epoch.end;
         this.#lastCheckpointAt = Date.now();
         await this.#pruneSpills();
         await this.#persist();
@@ -788,15 +782,5 @@ export class WalEngine extends EventEmitter {
     this.#conns = undefined;
     await this.#wal.close();
     await c?.close();
-  }
-
-  /** Positions comparator helper for callers. */
-  static before(a: Pos, b: Pos): boolean {
-    return comparePos(a, b) < 0;
-  }
-
-  /** Parses a header for tests/diagnostics. */
-  static header(bytes: Buffer): WalHeader {
-    return parseWalHeader(bytes);
   }
 }

@@ -90,11 +90,6 @@ export class WalFile {
     return this.readAtSync(buf, 0, WAL_HEADER_SIZE, 0) === WAL_HEADER_SIZE ? buf : undefined;
   }
 
-  /** Current size, synchronously (0 when the file was removed). */
-  sizeSync(): number {
-    return fsSync.fstatSync(this.handle.fd).size;
-  }
-
   async close(): Promise<void> {
     const fh = this.#fh;
     this.#fh = undefined;
