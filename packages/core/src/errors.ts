@@ -11,6 +11,7 @@
  * | `BackendError`          | `WALSHIP_BACKEND`           | a storage request failed (network, auth, 5xx, …)     |
  * | `RestoreError`          | `WALSHIP_RESTORE_*`         | restore cannot proceed (see `RestoreError.code`)     |
  * | `ClosedError`           | `WALSHIP_CLOSED`            | an operation was called on a stopped replicator      |
+ * | `LockedError`           | `WALSHIP_LOCKED`            | another walship already replicates the database      |
  */
 export class WalshipError extends Error {
   /** Stable machine-readable code, e.g. `WALSHIP_NOT_FOUND`. */
@@ -68,6 +69,17 @@ export class BackendError extends WalshipError {
 export class ClosedError extends WalshipError {
   constructor(message = 'replicator is stopped') {
     super('WALSHIP_CLOSED', message);
+  }
+}
+
+/**
+ * Another replicator (another process, or another `Replicator` in this one) already holds the
+ * database's lock in its meta directory. A killed holder's lock is released by the kernel, so
+ * this always means a live one.
+ */
+export class LockedError extends WalshipError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('WALSHIP_LOCKED', message, options);
   }
 }
 

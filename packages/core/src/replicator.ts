@@ -3,6 +3,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { type EngineSettings, WalEngine } from './db/engine.js';
 import { defaultMetaPath } from './db/meta-state.js';
+import { ProcessLock } from './db/process-lock.js';
 import { toMillis } from './duration.js';
 import { ClosedError, ConfigError, errorMessage, WalshipError } from './errors.js';
 import { childLogger, type Logger, silentLogger } from './logger.js';
@@ -79,6 +80,8 @@ export class Replicator extends EventEmitter<ReplicatorEvents> {
   #marks: CommitMark[] = [];
   #engineBusy: Promise<unknown> = Promise.resolve();
   #sizes = { dbSizeBytes: 0, walSizeBytes: 0 };
+  #lock: ProcessLock | undefined;
+  #kicks = new Map<Replica, Promise<void>>();
 
   constructor(dbPath: string, options: ReplicatorOptions) {
     super();
@@ -146,6 +149,7 @@ export class Replicator extends EventEmitter<ReplicatorEvents> {
    * generation, and starts the background loops. When the database file does not exist yet,
    * replication starts as soon as it appears.
    * @throws ConfigError when the database's directory does not exist
+   * @throws LockedError (`WALSHIP_LOCKED`) when another walship already replicates the database
    */
   async start(): Promise<void> {
     if (this.#running) return;
@@ -157,6 +161,7 @@ export class Replicator extends EventEmitter<ReplicatorEvents> {
       if (err instanceof ConfigError) throw err;
       throw new ConfigError(`database directory does not exist: ${dir}: create it or fix the database path`);
     }
+    this.#lock = await ProcessLock.acquire(this.#engine.settings.metaPath, this.dbPath);
     this.#running = true;
     this.#stopping = false;
     this.#abort = new AbortController();
@@ -168,6 +173,7 @@ export class Replicator extends EventEmitter<ReplicatorEvents> {
       }
     } catch (err) {
       this.#running = false;
+      await this.#releaseLock();
       throw err;
     }
     this.#loops = [this.#monitorLoop(), ...this.#replicas.map((r) => this.#replicaLoop(r))];
@@ -300,7 +306,9 @@ export class Replicator extends EventEmitter<ReplicatorEvents> {
 
   /**
    * Resolves once every transaction committed before the call is durable on every replica
-   * (synchronous replication on demand). Resolves with the position reached.
+   * (synchronous replication on demand). Resolves with the position reached; while the
+   * replicator waits for its database file to appear, at once with the zero position (nothing
+   * has been committed). A replica that keeps failing is retried with backoff meanwhile.
    * @throws ClosedError if the replicator stops first
    * @throws WalshipError `WALSHIP_TIMEOUT` after `timeout` ms
    */
@@ -308,8 +316,12 @@ export class Replicator extends EventEmitter<ReplicatorEvents> {
     if (!this.#running) throw new ClosedError();
     const deadline = opts.timeout !== undefined ? Date.now() + opts.timeout : Number.POSITIVE_INFINITY;
     await this.#scanOnce();
+    // Waiting for the database file to appear: nothing has been committed, nothing to sync.
+    if (!this.#engine.isOpen) return ZERO_POS;
     let target = this.#engine.pos;
-    await Promise.all(this.#replicas.map((r) => this.#syncReplica(r)));
+    // Replica syncs run beside this wait, never awaited directly: an upload that hangs must
+    // not keep `timeout` from firing.
+    for (const r of this.#replicas) this.#kickReplica(r);
     for (;;) {
       if (this.#engine.generation !== target.generation) target = this.#engine.pos;
       const done = this.#replicas.every((r) => r.pos && r.pos.generation === target.generation && comparePos(r.pos, target) >= 0);
@@ -322,8 +334,15 @@ export class Replicator extends EventEmitter<ReplicatorEvents> {
         throw new WalshipError('WALSHIP_TIMEOUT', `sync timed out waiting for replicas: ${lagging.join(', ')}`);
       }
       await this.#progress.wait(Math.min(left, 250));
-      for (const r of this.#replicas) if (!r.pos || comparePos(r.pos, target) < 0) await this.#syncReplica(r);
+      // A failing replica is retried by its own loop, with backoff; kick only the healthy ones.
+      for (const r of this.#replicas) if (r.lastError === undefined && (!r.pos || comparePos(r.pos, target) < 0)) this.#kickReplica(r);
     }
+  }
+
+  /** Starts a sync of `r` unless one started by `sync()` is still running. */
+  #kickReplica(r: Replica): void {
+    if (this.#kicks.has(r)) return;
+    this.#kicks.set(r, this.#syncReplica(r).finally(() => this.#kicks.delete(r)));
   }
 
   /**
@@ -335,6 +354,8 @@ export class Replicator extends EventEmitter<ReplicatorEvents> {
     if (!this.#running || this.#stopping) return;
     this.#stopping = true;
     const timeout = opts.timeout ?? 30_000;
+    // The database may have appeared since the last scan: open it, so the final sync includes it.
+    if (!this.#engine.isOpen) await this.#scanOnce();
     if (this.#engine.isOpen) {
       try {
         await this.sync({ timeout });
@@ -347,8 +368,15 @@ export class Replicator extends EventEmitter<ReplicatorEvents> {
     this.#kick.notify();
     this.#changed.notify();
     this.#progress.notify();
-    await Promise.allSettled(this.#loops);
+    await Promise.allSettled([...this.#loops, ...this.#kicks.values()]);
     await this.#withEngine(() => this.#engine.close({ clean: true }));
+    await this.#releaseLock();
+  }
+
+  async #releaseLock(): Promise<void> {
+    const lock = this.#lock;
+    this.#lock = undefined;
+    await lock?.release();
   }
 
   /** Current position of the local WAL (zero before the database is opened). */

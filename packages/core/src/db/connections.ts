@@ -1,7 +1,8 @@
-import fs from 'node:fs/promises';
+import type fs from 'node:fs/promises';
 import Database from 'better-sqlite3';
 import { ConfigError } from '../errors.js';
 import { sleepSync } from '../util/fs.js';
+import { heldFd, heldFileHandle } from '../util/held-files.js';
 
 type Db = Database.Database;
 
@@ -21,9 +22,9 @@ export interface CheckpointResult {
  * - `pin`: read-only; holds the long-lived read transaction that stops anyone else from
  *   restarting the WAL. Closed last, so closing never checkpoints or deletes the `-wal`.
  * - `snapshotReader`: read-only; holds a read transaction while a snapshot streams.
- * - `dbFile`: one long-lived descriptor on the database file for reading snapshots. It is
- *   closed only after every connection is closed (closing a descriptor drops the process's
- *   POSIX locks on the file).
+ * - `dbFile`: a descriptor on the database file for reading snapshots, and `shmFd` one on the
+ *   `-shm` for reading the wal-index. Both are never closed (see `util/held-files.ts`): closing
+ *   a descriptor drops every POSIX lock the process holds on the file, the application's too.
  */
 export class DbConnections {
   readonly writer: Db;
@@ -31,12 +32,18 @@ export class DbConnections {
   readonly pin: Db;
   readonly snapshotReader: Db;
   readonly dbFile: fs.FileHandle;
+  /** Read-only descriptor on the `-shm` file, for `readWalIndexSync`; never closed. */
+  readonly shmFd: number;
+  /** Page number of `_litestream_seq`'s root (its only page): what walship's restarting write changes. */
+  readonly seqPage: number;
   #pinned = false;
   #closed = false;
   readonly #upsert: Database.Statement;
 
-  private constructor(writer: Db, checkpointer: Db, pin: Db, snapshotReader: Db, dbFile: fs.FileHandle) {
+  private constructor(writer: Db, checkpointer: Db, pin: Db, snapshotReader: Db, dbFile: fs.FileHandle, seqPage: number, shmFd: number) {
     this.writer = writer;
+    this.shmFd = shmFd;
+    this.seqPage = seqPage;
     this.checkpointer = checkpointer;
     this.pin = pin;
     this.snapshotReader = snapshotReader;
@@ -52,7 +59,7 @@ export class DbConnections {
    * @throws ConfigError when the database cannot be put in WAL mode
    */
   static async open(dbPath: string, opts: { busyTimeoutMs: number; journalSizeLimit: number }): Promise<DbConnections> {
-    const dbFile = await fs.open(dbPath, 'r');
+    const dbFile = await heldFileHandle(dbPath);
     const opened: Db[] = [];
     try {
       const rw = (): Db => {
@@ -63,16 +70,23 @@ export class DbConnections {
       const writer = rw();
       const mode = String(await retryBusy(() => writer.pragma('journal_mode = wal', { simple: true }), opts.busyTimeoutMs)).toLowerCase();
       if (mode !== 'wal') throw new ConfigError(`enable wal failed, mode=${JSON.stringify(mode)}: the database must be in WAL mode`);
+      // WAL mode is on, so the -shm exists.
+      const shmFd = heldFd(`${dbPath}-shm`);
       writer.pragma('wal_autocheckpoint = 0');
+      // The writer only writes `_litestream_seq`, to restart the WAL. Without fsyncs in its
+      // commit, the moment between SQLite rewriting the WAL header and walship recording the
+      // restart (which a kill -9 there would turn into a new generation) lasts microseconds.
+      writer.pragma('synchronous = NORMAL');
       writer.pragma(`journal_size_limit = ${Math.max(0, Math.floor(opts.journalSizeLimit))}`);
       const checkpointer = rw();
       checkpointer.pragma('wal_autocheckpoint = 0');
       await retryBusy(() => ensureHelperTables(writer), opts.busyTimeoutMs);
+      const seqPage = Number(writer.prepare(`SELECT rootpage FROM sqlite_master WHERE type = 'table' AND name = '_litestream_seq'`).pluck().get());
       const pin = new Database(dbPath, { readonly: true, fileMustExist: true, timeout: opts.busyTimeoutMs });
       opened.push(pin);
       const snapshotReader = new Database(dbPath, { readonly: true, fileMustExist: true, timeout: opts.busyTimeoutMs });
       opened.push(snapshotReader);
-      return new DbConnections(writer, checkpointer, pin, snapshotReader, dbFile);
+      return new DbConnections(writer, checkpointer, pin, snapshotReader, dbFile, seqPage, shmFd);
     } catch (err) {
       // Read-write connections first, read-only last (keeps the -wal in place).
       for (const d of opened) {
@@ -83,7 +97,6 @@ export class DbConnections {
           /* closing after a failed open */
         }
       }
-      await dbFile.close();
       throw err;
     }
   }
@@ -177,7 +190,6 @@ export class DbConnections {
       /* best effort */
     }
     this.#pinned = false;
-    await this.dbFile.close();
   }
 }
 

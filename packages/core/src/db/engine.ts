@@ -9,8 +9,10 @@ import { MAX_INDEX, newGenerationName } from '../naming.js';
 import { comparePos, type Pos, ZERO_POS } from '../pos.js';
 import { Mutex } from '../util/async.js';
 import { fsyncDirSync, readFullAt, sleepSync, statOrUndefined } from '../util/fs.js';
+import { heldFileHandle } from '../util/held-files.js';
 import type { Checksum } from '../wal/checksum.js';
 import { calcWalSize, parseWalHeader, WAL_HEADER_SIZE, type WalHeader } from '../wal/format.js';
+import { readWalIndexSync } from '../wal/wal-index.js';
 import { scanCommittedFrames, scanCommittedFramesSync, tryParseWalHeader, WalFile } from '../wal/wal-file.js';
 import { DbConnections } from './connections.js';
 import {
@@ -24,6 +26,7 @@ import {
   type SpillRecord,
   spillFile,
   writeMetaState,
+  writeMetaStateSync,
 } from './meta-state.js';
 
 /** Engine settings, already normalised to milliseconds / counts. */
@@ -70,6 +73,20 @@ function readWalHeaderSync(walPath: string): Buffer | undefined {
   } finally {
     fsSync.closeSync(fd);
   }
+}
+
+/**
+ * True when `after` is the header SQLite writes when it restarts the WAL whose header was
+ * `before` (salt-1 incremented, same page size). Called only after walship's own restarting
+ * write under its write lock, so nobody else can have restarted it in between.
+ *
+ * The checkpoint sequence is deliberately not compared: SQLite keeps it per connection and
+ * only the connection that ran WAL recovery knows the real value (after a kill -9, or when
+ * walship's connections join an application that opened the database first, walship's writer
+ * restarts the WAL with a sequence of 1).
+ */
+function isRestartOf(after: WalHeader, before: WalHeader): boolean {
+  return after.salt1 === ((before.salt1 + 1) >>> 0) && after.pageSize === before.pageSize;
 }
 
 /** Largest WAL segment walship uploads as one object (uncompressed); a single larger transaction is kept whole. */
@@ -156,14 +173,8 @@ export class WalEngine extends EventEmitter {
     const state = await readMetaState(metaPath);
 
     // Fingerprint before SQLite touches anything: proves "unchanged since a clean stop".
-    const fhProbe = await fs.open(this.dbPath, 'r');
-    let fingerprint: DbFingerprint;
-    try {
-      fingerprint = await fingerprintOf(fhProbe);
-    } finally {
-      // No SQLite connection of ours is open yet, so closing this descriptor drops no locks.
-      await fhProbe.close();
-    }
+    // (Through the never-closed handle: the application's connections may hold locks on it.)
+    const fingerprint: DbFingerprint = await fingerprintOf(await heldFileHandle(this.dbPath));
 
     const conns = await DbConnections.open(this.dbPath, {
       busyTimeoutMs: this.settings.busyTimeoutMs,
@@ -200,6 +211,11 @@ export class WalEngine extends EventEmitter {
       // Same epoch: everything up to the replicas' positions is still in the WAL.
       this.#adoptState(state);
       epoch = await this.#scanNewEpoch(state.index, headerBytes, header);
+    } else if (header && headerBytes && (await this.#restartedByUs(state, headerBytes, header))) {
+      // walship restarted the WAL right before a kill -9, too soon to record it: next index.
+      this.#adoptState(state);
+      this.#closedEnds.set(state.index, state.restartIntent!.end);
+      epoch = await this.#scanNewEpoch(state.index + 1, headerBytes, header);
     } else if (state.cleanStop && sameFingerprint(state.cleanStop.fingerprint, fingerprint)) {
       // Unchanged database since a clean stop: the current WAL (if any) holds only later commits.
       this.#adoptState(state);
@@ -237,7 +253,15 @@ export class WalEngine extends EventEmitter {
         closedEnd = epoch.end;
       }
       if (!changedBeforeLock) {
+        if (epoch && this.#epoch === epoch) this.#recordRestartIntentSync(epoch);
         conns.commitSeqWrite();
+        // Record a restart our write caused before anything else (even the pin, whose read can
+        // wait on locks), so a kill -9 finds a state that matches the WAL.
+        const written = readWalHeaderSync(this.walPath);
+        const wh = tryParseWalHeader(written);
+        if (epoch && written && wh && !written.equals(epoch.headerBytes) && isRestartOf(wh, epoch.header)) {
+          this.#persistRestartSync(epoch.index, closedEnd, written, wh);
+        }
         conns.pinRead();
         after = readWalHeaderSync(this.walPath);
       }
@@ -258,7 +282,7 @@ export class WalEngine extends EventEmitter {
     } else if (after.equals(epoch.headerBytes)) {
       this.#epoch = epoch;
       await this.#scanMore();
-    } else if (ah.checkpointSeq === ((epoch.header.checkpointSeq + 1) >>> 0) && ah.salt1 === ((epoch.header.salt1 + 1) >>> 0)) {
+    } else if (isRestartOf(ah, epoch.header)) {
       this.#closedEnds.set(epoch.index, closedEnd);
       this.#epoch = await this.#scanNewEpoch(epoch.index + 1, after, ah);
     } else {
@@ -277,8 +301,35 @@ export class WalEngine extends EventEmitter {
     }
   }
 
+  /**
+   * True when the WAL (header `hb`) is the one walship's own restarting write began after the
+   * recorded state: the state holds a restart intent for its header, `hb` is a restart of it,
+   * and the WAL's first transaction is a single valid commit frame of `_litestream_seq`'s page —
+   * the write walship was making. An application that restarted the WAL itself (after walship
+   * died, possibly losing frames) would have written its own pages first.
+   */
+  async #restartedByUs(state: MetaState, hb: Buffer, h: WalHeader): Promise<boolean> {
+    const intent = state.restartIntent;
+    const prev = tryParseWalHeader(Buffer.from(state.walHeader, 'hex'));
+    if (!intent || !prev || !isRestartOf(h, prev) || intent.seqPage !== this.connections.seqPage) return false;
+    const fh = Buffer.alloc(24);
+    if ((await this.#wal.readAt(fh, 0, 24, WAL_HEADER_SIZE)) !== 24) return false;
+    const pgno = fh.readUInt32BE(0);
+    const commitSize = fh.readUInt32BE(4);
+    if (pgno !== intent.seqPage || commitSize === 0) return false;
+    const first = await scanCommittedFrames((b, n, p) => this.#wal.readAt(b, 0, n, p), h, WAL_HEADER_SIZE, h.checksum);
+    return first.commits > 0 && first.end >= WAL_HEADER_SIZE + 24 + h.pageSize;
+  }
+
+  /** Records, under the write lock and right before walship's restarting write, what it restarts. */
+  #recordRestartIntentSync(e: Epoch): void {
+    const extra = { restartIntent: { end: e.end, seqPage: this.connections.seqPage } };
+    writeMetaStateSync(this.settings.metaPath, this.#stateOf(e.index, e.headerBytes, e.header.pageSize, extra));
+  }
+
   #adoptState(state: MetaState): void {
     this.#generation = state.generation;
+    if (state.prevIndexEnd !== undefined) this.#closedEnds.set(state.index - 1, state.prevIndexEnd);
     for (const s of state.spills) {
       this.#spills.set(s.index, s);
       this.#closedEnds.set(s.index, s.end);
@@ -311,20 +362,34 @@ export class WalEngine extends EventEmitter {
     return true;
   }
 
-  async #persist(extra?: Partial<MetaState>): Promise<void> {
-    const e = this.#epoch!;
-    const state: MetaState = {
+  #stateOf(index: number, headerBytes: Buffer, pageSize: number, extra?: Partial<MetaState>): MetaState {
+    return {
       version: 1,
       generation: this.#generation,
-      index: e.index,
-      walHeader: e.headerBytes.toString('hex'),
-      pageSize: e.header.pageSize,
+      index,
+      walHeader: headerBytes.toString('hex'),
+      pageSize,
       dbDev: this.#dbDev,
       dbIno: this.#dbIno,
       spills: [...this.#spills.values()].sort((a, b) => a.index - b.index),
+      prevIndexEnd: this.#closedEnds.get(index - 1),
       ...extra,
     };
-    await writeMetaState(this.settings.metaPath, state);
+  }
+
+  async #persist(extra?: Partial<MetaState>): Promise<void> {
+    const e = this.#epoch!;
+    await writeMetaState(this.settings.metaPath, this.#stateOf(e.index, e.headerBytes, e.header.pageSize, extra));
+  }
+
+  /**
+   * Records, synchronously and right after walship's own restarting write, that index `index`
+   * (header `headerBytes`) follows the one that ended at `closedEnd`: a kill -9 from here on
+   * still finds a state that matches the WAL, and the generation continues.
+   */
+  #persistRestartSync(prevIndex: number, closedEnd: number, headerBytes: Buffer, header: WalHeader): void {
+    this.#closedEnds.set(prevIndex, closedEnd);
+    writeMetaStateSync(this.settings.metaPath, this.#stateOf(prevIndex + 1, headerBytes, header.pageSize));
   }
 
   /**
@@ -357,8 +422,11 @@ export class WalEngine extends EventEmitter {
       // Move the read lock forward so checkpoints (ours or the app's) can copy the new frames.
       // Not while a snapshot streams: the database file must not get ahead of what the replica
       // sent before the snapshot.
+      // Not when every frame is already in the database file either: a read lock taken then
+      // would not keep the WAL from being restarted (see readWalIndexSync); the current one does.
       if (this.#snapshotDepth === 0) {
-        this.#conns.repin();
+        const wi = readWalIndexSync(this.#conns.shmFd);
+        if (!wi || wi.mxFrame > wi.nBackfill) this.#conns.repin();
       }
     }
     return changed;
@@ -422,29 +490,50 @@ export class WalEngine extends EventEmitter {
   }
 
   /**
-   * Streams bytes [start, end) of a source. WAL reads end with a header re-check: if the WAL was
-   * restarted while reading, the stream errors instead of ending, so no torn segment is stored.
+   * Streams bytes [start, end) of a source. Reading from the WAL, the header is re-read after
+   * every chunk: SQLite rewrites the header before it overwrites any frame, so an unchanged
+   * header proves the chunk predates any restart. When a controlled restart ends the index
+   * while the stream is open, the rest is read from the tail the restart kept for this replica
+   * in the meta dir (it always covers a lagging replica's unsent bytes); only when no such tail
+   * exists does the stream fail (and the upload is retried), so no torn segment is stored.
    */
   openSegment(src: Extract<SegmentSource, { kind: 'data' }>): Readable {
     const expectedHeader = this.#epoch!.headerBytes;
+    const generation = this.#generation;
+    const metaPath = this.settings.metaPath;
+    const spillFor = (index: number): SpillRecord | undefined => (this.#generation === generation ? this.#spills.get(index) : undefined);
+    const { start, end, index } = src;
+    const log = this.#log;
     const walPath = this.walPath;
-    const file = src.from === 'wal' ? walPath : spillFile(this.settings.metaPath, this.#generation, src.index);
-    const { start, end } = src;
     async function* gen() {
-      const fh = await fs.open(file, 'r');
+      let from = src.from;
+      let file = from === 'wal' ? walPath : spillFile(metaPath, generation, index);
+      let fh = await fs.open(file, 'r');
+      const hb = Buffer.alloc(WAL_HEADER_SIZE);
       try {
         let pos = start;
         while (pos < end) {
           const n = Math.min(READ_CHUNK, end - pos);
           const buf = Buffer.allocUnsafe(n);
           const got = await readFullAt(fh, buf, 0, n, pos);
-          if (got !== n) throw new CorruptDataError(`short read of ${file} at ${pos}: wanted ${n} bytes, got ${got}`);
-          pos += n;
-          if (pos >= end && src.from === 'wal') {
-            const hb = Buffer.alloc(WAL_HEADER_SIZE);
-            await readFullAt(fh, hb, 0, WAL_HEADER_SIZE, 0);
-            if (!hb.equals(expectedHeader)) throw new CorruptDataError('wal restarted while reading a segment');
+          if (from === 'wal') {
+            const h = await readFullAt(fh, hb, 0, WAL_HEADER_SIZE, 0);
+            if (got !== n || h !== WAL_HEADER_SIZE || !hb.equals(expectedHeader)) {
+              const spill = spillFor(index);
+              if (!spill || spill.start > pos || spill.end < end) {
+                throw new CorruptDataError(`wal index ${index.toString(16).padStart(8, '0')} restarted while reading a segment and no local copy of its tail was kept`);
+              }
+              log.debug('wal restarted while reading a segment; continuing from the kept tail', { index, pos });
+              await fh.close();
+              from = 'spill';
+              file = spillFile(metaPath, generation, index);
+              fh = await fs.open(file, 'r');
+              continue;
+            }
+          } else if (got !== n) {
+            throw new CorruptDataError(`short read of ${file} at ${pos}: wanted ${n} bytes, got ${got}`);
           }
+          pos += n;
           yield buf;
         }
       } finally {
@@ -571,14 +660,21 @@ export class WalEngine extends EventEmitter {
         }
         if (full) {
           closedEnd = e.end;
+          this.#recordRestartIntentSync(e);
           conns.unpin();
           conns.commitSeqWrite();
+          // Record the restart before anything else (even the pin, whose read can wait on
+          // locks), so a kill -9 from here on finds a state that matches the WAL.
+          const written = this.#wal.readHeaderBytesSync();
+          const wh = tryParseWalHeader(written);
+          const restarted = !!written && !!wh && !written.equals(e.headerBytes) && isRestartOf(wh, e.header);
+          if (restarted && e.index + 1 < MAX_INDEX) this.#persistRestartSync(e.index, closedEnd, written!, wh!);
           conns.pinRead();
           after = this.#wal.readHeaderBytesSync();
           const ah = tryParseWalHeader(after);
           if (!after || !ah) outcome = 'lost';
           else if (after.equals(e.headerBytes)) outcome = 'appended';
-          else if (ah.checkpointSeq === ((e.header.checkpointSeq + 1) >>> 0) && ah.salt1 === ((e.header.salt1 + 1) >>> 0)) outcome = 'restarted';
+          else if (restarted && after.equals(written!)) outcome = 'restarted';
           else outcome = 'lost';
         }
       }
@@ -672,7 +768,10 @@ export class WalEngine extends EventEmitter {
     const ps = this.#positions();
     let min = Number.POSITIVE_INFINITY;
     for (const p of ps) {
-      if (!p || p.generation !== this.#generation) continue; // needs a new snapshot anyway
+      // A replica whose position is not known yet (not computed from the remote since the
+      // start) may need any kept tail: pruning it would cost that replica a full snapshot.
+      if (!p) return;
+      if (p.generation !== this.#generation) continue; // needs a new snapshot anyway
       // At the end of a closed index a replica continues at the next index's start.
       min = Math.min(min, this.#closedEnds.get(p.index) === p.offset ? p.index + 1 : p.index);
     }

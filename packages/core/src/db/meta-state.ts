@@ -1,3 +1,4 @@
+import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { isGenerationName } from '../naming.js';
@@ -36,6 +37,15 @@ export interface MetaState {
   readonly dbDev: number;
   readonly dbIno: number;
   readonly spills: readonly SpillRecord[];
+  /**
+   * Written just before walship's own restarting write: the WAL (header `walHeader`) ends at
+   * `end`, fully copied into the database, and the write that may restart it changes only
+   * page `seqPage`. A kill -9 before the restart is recorded leaves this, and the next start
+   * recognises the restarted WAL as the next index (see the engine's continuity rules).
+   */
+  readonly restartIntent?: { readonly end: number; readonly seqPage: number } | undefined;
+  /** End of index `index - 1`, when known: a replica standing there continues at `index`. */
+  readonly prevIndexEnd?: number | undefined;
   /**
    * Set by a clean stop that checkpointed every frame of `index` (which ended at `end`) into
    * the database file and recorded the file's fingerprint: if the file is unchanged at the next
@@ -80,6 +90,19 @@ export async function writeMetaState(metaPath: string, state: MetaState): Promis
   await writeFileAtomic(stateFile(metaPath), JSON.stringify(state, null, 2) + '\n');
   // A plain-text copy of the generation, as Litestream keeps one, for people inspecting the dir.
   await writeFileAtomic(path.join(metaPath, 'generation'), state.generation + '\n');
+}
+
+/**
+ * Replaces the state synchronously by a rename, without fsync: for the microseconds right
+ * after a WAL restart, so a `kill -9` cannot leave a state that names the previous WAL
+ * header. (A power loss may still lose it; the next start then begins a new generation, which
+ * is safe.) The asynchronous `writeMetaState` that follows makes it durable.
+ */
+export function writeMetaStateSync(metaPath: string, state: MetaState): void {
+  const file = stateFile(metaPath);
+  const tmp = `${file}.sync.tmp`;
+  fsSync.writeFileSync(tmp, JSON.stringify(state, null, 2) + '\n', { mode: 0o600 });
+  fsSync.renameSync(tmp, file);
 }
 
 /** Removes leftovers of interrupted writes (`*.tmp`) anywhere under the meta dir. */

@@ -9,6 +9,15 @@ import { comparePos, formatPos, type Pos } from '../pos.js';
 import type { ReplicaClient, SnapshotInfo, WALSegmentInfo } from '../replica-client.js';
 import { backoffDelay, Mutex, sleep } from '../util/async.js';
 
+/**
+ * A generation's first object is written at least this long after the replica's previous write
+ * (or after the replica was created, which covers the previous process's last writes). Stores
+ * that list whole seconds (S3, Azure, SFTP) then give every object of the new generation a
+ * later time than every object of the old one, so a restore by time — walship's or Litestream
+ * v0.3's, which keeps the first of two generations with the same time — picks the new one.
+ */
+export const NEW_GENERATION_GAP_MS = 1100;
+
 export interface ReplicaSettings {
   readonly name: string;
   readonly client: ReplicaClient;
@@ -43,6 +52,8 @@ export class Replica {
   #lastRetentionAt = Date.now();
   /** Generation known to have a snapshot on this replica. */
   #snapshotGeneration: string | undefined;
+  /** performance.now() of the last completed write (creation time before the first). */
+  #lastWriteAt = performance.now();
   inflight = 0;
 
   constructor(settings: ReplicaSettings, engine: WalEngine, events: EventEmitter) {
@@ -128,6 +139,7 @@ export class Replica {
     } finally {
       this.inflight--;
     }
+    this.#lastWriteAt = performance.now();
     this.#op('PUT', info.size);
     this.pos = { generation, index: src.index, offset: src.end };
     this.#log.debug('wal segment written', { replica: this.name, pos: formatPos(start), sz: src.end - src.start, elapsed: Date.now() - t0 });
@@ -146,6 +158,11 @@ export class Replica {
   async #snapshot(): Promise<SnapshotInfo> {
     const t0 = Date.now();
     const engine = this.#engine;
+    if (!this.pos || this.pos.generation !== engine.generation) {
+      // The first object of a generation on this replica: order it after the previous one's.
+      const wait = this.#lastWriteAt + NEW_GENERATION_GAP_MS - performance.now();
+      if (wait > 0) await sleep(wait);
+    }
     return engine.withSnapshot(async ({ pos, stream }) => {
       // If this replica already holds WAL of this generation, send the WAL of the snapshot's
       // index up to the snapshot's read point first: a point-in-time restore that includes the
@@ -162,6 +179,7 @@ export class Replica {
         }
       }
       const info = await this.client.writeSnapshot(pos.generation, pos.index, encodeObject(stream, this.settings.stages));
+      this.#lastWriteAt = performance.now();
       this.#op('PUT', info.size);
       this.#snapshotGeneration = pos.generation;
       if (!shipFirst) this.pos = { generation: pos.generation, index: pos.index, offset: 0 };

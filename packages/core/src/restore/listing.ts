@@ -134,9 +134,22 @@ export interface TargetChoice extends RestoreTarget {
 }
 
 /**
+ * True when generation bounds `a` are newer than `b`: a later `updatedAt` wins (Litestream's
+ * rule); on a tie — stores that list whole seconds (S3, Azure, SFTP) make a generation that
+ * began within the second of the previous one's last upload tie with it — the generation that
+ * began later wins, because one database's generations follow each other in time. A complete
+ * tie keeps `b` (the first, as Litestream does).
+ */
+export function newerGeneration(a: TimeBounds, b: TimeBounds): boolean {
+  const d = a.updatedAt.getTime() - b.updatedAt.getTime();
+  return d > 0 || (d === 0 && a.createdAt.getTime() > b.createdAt.getTime());
+}
+
+/**
  * Chooses the generation to restore (format reference §6.1): per replica, the generation with
- * the latest `updatedAt` among those passing the `generation` and `timestamp` filters; across
- * replicas, the one whose choice is latest (strictly later wins; ties keep the first).
+ * the latest `updatedAt` among those passing the `generation` and `timestamp` filters (a tie
+ * goes to the one that began later, see `newerGeneration`); across replicas, the one whose
+ * choice is latest (strictly later wins; ties keep the first).
  * Generations without any snapshot cannot be restored and are skipped with a warning.
  * Any listing error aborts.
  */
@@ -153,6 +166,7 @@ export async function chooseTarget(options: RestoreTargetOptions): Promise<Targe
     if (options.generation) names = names.filter((g) => g === options.generation);
     const listings = await mapLimit(names, 8, (g) => listGeneration(replica, g, options.signal, logger));
     let replicaBest: TargetChoice | undefined;
+    let bestCreatedAt = 0;
     for (const listing of listings) {
       const bounds = generationBounds(listing);
       if (!bounds) continue;
@@ -161,8 +175,9 @@ export async function chooseTarget(options: RestoreTargetOptions): Promise<Targe
         continue;
       }
       if (ts !== undefined && (ts < bounds.createdAt.getTime() || ts > bounds.updatedAt.getTime())) continue;
-      if (!replicaBest || bounds.updatedAt.getTime() > replicaBest.updatedAt.getTime()) {
+      if (!replicaBest || newerGeneration(bounds, { createdAt: new Date(bestCreatedAt), updatedAt: replicaBest.updatedAt })) {
         replicaBest = { replicaName: replica.name, generation: listing.generation, updatedAt: bounds.updatedAt, listing };
+        bestCreatedAt = bounds.createdAt.getTime();
       }
     }
     if (replicaBest && (!best || replicaBest.updatedAt.getTime() > best.updatedAt.getTime())) best = replicaBest;

@@ -1,0 +1,49 @@
+import fsSync from 'node:fs';
+import fs from 'node:fs/promises';
+
+/**
+ * Read-only descriptors on files SQLite locks (the database file, its `-shm`), opened once per
+ * file (device and inode) and never closed while the process runs.
+ *
+ * POSIX advisory locks belong to the process: closing any descriptor of a file drops every lock
+ * the process holds on it — also those of the application's own SQLite connections in the same
+ * process, which walship cannot see. So walship never closes such a descriptor: a stopped and
+ * restarted replicator reuses the one it had, and a file that was replaced gets a new one (the
+ * old one stays open too, since a connection may still lock the old file).
+ */
+const handles = new Map<string, Promise<fs.FileHandle>>();
+const fds = new Map<string, number>();
+
+function keyOf(st: { dev: number | bigint; ino: number | bigint }): string {
+  return `${st.dev}:${st.ino}`;
+}
+
+/** A shared, never-closed read-only handle on `path` (do not close it). */
+export async function heldFileHandle(path: string): Promise<fs.FileHandle> {
+  const key = keyOf(await fs.stat(path));
+  let h = handles.get(key);
+  if (!h) {
+    h = fs.open(path, 'r');
+    handles.set(key, h);
+    h.catch(() => handles.delete(key));
+  }
+  const fh = await h;
+  // The path may have been replaced between the stat and the open: make sure it is this file.
+  if (keyOf(await fh.stat()) !== key) return heldFileHandle(path);
+  return fh;
+}
+
+/** A shared, never-closed read-only descriptor on `path` (do not close it). */
+export function heldFd(path: string): number {
+  const key = keyOf(fsSync.statSync(path));
+  let fd = fds.get(key);
+  if (fd === undefined) {
+    fd = fsSync.openSync(path, 'r');
+    if (keyOf(fsSync.fstatSync(fd)) !== key) {
+      fsSync.closeSync(fd); // not the file we looked at; it was replaced in between (no lock of ours on it yet)
+      return heldFd(path);
+    }
+    fds.set(key, fd);
+  }
+  return fd;
+}
