@@ -1,4 +1,6 @@
 import { after, before, test } from 'node:test';
+import { createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
@@ -48,6 +50,41 @@ async function blobNames(prefix = ''): Promise<string[]> {
   const names: string[] = [];
   for await (const b of srv().service.getContainerClient(container).listBlobsFlat({ prefix })) names.push(b.name);
   return names.sort();
+}
+
+/**
+ * A loopback HTTP proxy in front of Azurite that records every request it forwards (method,
+ * path and query, response status): what the client really sent, seen from the wire.
+ */
+async function recordingProxy(target: string): Promise<{ endpoint: string; requests: Array<{ line: string; status: number }>; close(): Promise<void> }> {
+  const t = new URL(target);
+  const requests: Array<{ line: string; status: number }> = [];
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const up = request(
+      { host: t.hostname, port: t.port, method: req.method, path: req.url, headers: { ...req.headers, host: t.host } },
+      (upRes) => {
+        requests.push({ line: `${req.method} ${req.url}`, status: upRes.statusCode ?? 0 });
+        res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+        upRes.pipe(res);
+      },
+    );
+    up.on('error', (err) => {
+      requests.push({ line: `${req.method} ${req.url}`, status: 0 });
+      res.destroy(err);
+    });
+    req.pipe(up);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    endpoint: `http://127.0.0.1:${port}${t.pathname}`,
+    requests,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
 }
 
 /** Runs `fn` and counts blobs deleted through successful batch requests meanwhile. */
@@ -114,6 +151,43 @@ test('write, list and read snapshots and WAL segments', { skip }, async () => {
   await c.deleteGeneration(GEN2);
   assert.deepEqual(await c.generations(), []);
   assert.deepEqual(await blobNames(), []);
+});
+
+test('listed createdAt is the blob creation time Azure stores, not the listing time', { skip }, async () => {
+  const c = client({ path: 'times' });
+  const blobs = srv().service.getContainerClient(container);
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  const pos = { generation: GEN, index: 1, offset: 0 };
+  await c.writeSnapshot(GEN, 1, Readable.from([Buffer.from('older')]));
+  await sleep(1100); // creation times are whole seconds: the next blob gets a later one
+  await c.writeWALSegment(pos, Readable.from([Buffer.from('newer')]));
+  // Planted with the raw SDK: the client never saw it written.
+  await blobs.getBlockBlobClient(`times/generations/${GEN}/snapshots/00000002.snapshot.lz4`).upload('planted', 7);
+  const created = async (name: string): Promise<number> => {
+    const props = await blobs.getBlobClient(`times/generations/${GEN}/${name}`).getProperties();
+    assert.ok(props.createdOn instanceof Date, `${name}: Azurite reports no creation time`);
+    return props.createdOn.getTime();
+  };
+  const stored = {
+    snap1: await created('snapshots/00000001.snapshot.lz4'),
+    snap2: await created('snapshots/00000002.snapshot.lz4'),
+    seg: await created('wal/00000001_00000000.wal.lz4'),
+  };
+  assert.ok(stored.seg > stored.snap1 && stored.snap2 > stored.snap1, `creation times must differ: ${JSON.stringify(stored)}`);
+  const list = async () => {
+    const snaps = await c.snapshots(GEN);
+    const segs = await c.walSegments(GEN);
+    return {
+      snap1: snaps.find((x) => x.index === 1)?.createdAt.getTime(),
+      snap2: snaps.find((x) => x.index === 2)?.createdAt.getTime(),
+      seg: segs[0]?.createdAt.getTime(),
+    };
+  };
+  const listed = await list();
+  assert.deepEqual(listed, stored, 'listed createdAt must equal the stored x-ms-creation-time');
+  await sleep(1100);
+  assert.deepEqual(await list(), stored, 'listed again later: the same createdAt');
+  await c.deleteGeneration(GEN);
 });
 
 test('missing objects: NotFoundError for readers, empty lists, idempotent deletes', { skip }, async () => {
@@ -204,9 +278,21 @@ test('large bodies stream as blocks with bounded buffers and round-trip exactly'
     size += (chunk as Buffer).length;
   }
   assert.equal(size, total);
-  assert.equal(got.digest('hex'), hash.digest('hex'));
-  const blocks = await srv().service.getContainerClient(container).getBlockBlobClient(`large/generations/${GEN}/snapshots/7fffffff.snapshot.lz4`).getBlockList('committed');
+  const expected = hash.digest('hex');
+  assert.equal(got.digest('hex'), expected);
+  const raw = srv().service.getContainerClient(container).getBlockBlobClient(`large/generations/${GEN}/snapshots/7fffffff.snapshot.lz4`);
+  const blocks = await raw.getBlockList('committed');
   assert.ok((blocks.committedBlocks?.length ?? 0) > 1, 'expected a multi-block upload');
+  // What landed, read with the raw SDK (not the client under test).
+  assert.equal((await raw.getProperties()).contentLength, total, 'stored blob size');
+  const stored = createHash('sha256');
+  let storedSize = 0;
+  for await (const chunk of (await raw.download()).readableStreamBody!) {
+    stored.update(chunk as Buffer);
+    storedSize += (chunk as Buffer).length;
+  }
+  assert.equal(storedSize, total, 'bytes stored');
+  assert.equal(stored.digest('hex'), expected, 'SHA-256 of the bytes stored');
   assert.equal((await c.snapshots(GEN))[0]!.size, total);
   await c.deleteGeneration(GEN);
 });
@@ -271,21 +357,37 @@ test('single deletes when batchDelete is off', { skip }, async () => {
   assert.deepEqual(await c.walSegments(GEN), []);
 });
 
-test('wrong account key: non-retryable BackendError', { skip }, async () => {
+test('wrong account key: non-retryable BackendError, each 403 sent once', { skip, timeout: 120_000 }, async () => {
   const wrong = Buffer.from(randomBytes(64)).toString('base64');
-  const c = client({ accountKey: wrong, retry: { maxTries: 3, retryDelayInMs: 2000 } });
-  const started = Date.now();
-  for (const op of [() => c.generations(), () => c.snapshotReader(GEN, 1), () => c.writeSnapshot(GEN, 1, Readable.from([Buffer.from('x')])), () => c.deleteSnapshot(GEN, 1)]) {
-    await assert.rejects(op(), (err: unknown) => {
-      assert.ok(err instanceof BackendError, `expected BackendError, got ${String(err)}`);
+  const proxy = await recordingProxy(srv().endpoint);
+  try {
+    // Retries enabled (and quick), so a retried 403 would show up as a repeated request.
+    const c = client({ accountKey: wrong, endpoint: proxy.endpoint, retry: { maxTries: 3, retryDelayInMs: 50, maxRetryDelayInMs: 100 } });
+    const ops: Array<[string, () => Promise<unknown>]> = [
+      ['generations', () => c.generations()],
+      ['snapshotReader', () => c.snapshotReader(GEN, 1)],
+      ['writeSnapshot', () => c.writeSnapshot(GEN, 1, Readable.from([Buffer.from('x')]))],
+      ['deleteSnapshot', () => c.deleteSnapshot(GEN, 1)],
+    ];
+    for (const [name, op] of ops) {
+      const seen = proxy.requests.length;
+      const err = await op().then(
+        () => assert.fail(`${name} must reject with a wrong account key`),
+        (e: unknown) => e,
+      );
+      const sent = proxy.requests.slice(seen);
+      assert.ok(sent.length >= 1, `${name}: no request reached the server`);
+      assert.deepEqual(sent.map((r) => r.status), sent.map(() => 403), `${name}: every request must get 403: ${JSON.stringify(sent)}`);
+      assert.equal(new Set(sent.map((r) => r.line)).size, sent.length, `${name}: a 403 must not be retried, but was sent again: ${JSON.stringify(sent)}`);
+      assert.ok(err instanceof BackendError, `${name}: expected BackendError, got ${String(err)}`);
       assert.equal(err.code, 'WALSHIP_BACKEND');
       assert.equal(err.retryable, false);
       assert.match(err.message, /^abs: \w+ .*: 403 \w+: access denied/);
       assert.ok(!err.message.includes(wrong));
-      return true;
-    });
+    }
+  } finally {
+    await proxy.close();
   }
-  assert.ok(Date.now() - started < 2000, 'a 403 must not be retried');
 });
 
 test('missing container: non-retryable BackendError, not NotFoundError', { skip }, async () => {

@@ -236,3 +236,32 @@ export async function makeReplica(dir: string, rows = 50): Promise<{ db: string;
   if (r.code !== 0) throw new Error(`replicate failed (${r.code}):\n${r.stdout}\n${r.stderr}`);
   return { db, replica, ids };
 }
+
+/**
+ * A `.dump`-like text of a database, for comparing a restore with the live database at a
+ * point: every schema object (sqlite_master, by type and name), then every table's rows in
+ * rowid order as JSON (blobs as hex). Takes a path (opened read-only) or an open connection —
+ * use the writer's own connection for a database that walship replicates in this process, so
+ * no extra file descriptor of the live database is opened and closed.
+ */
+export function dumpDb(source: string | Database.Database): string {
+  const db = typeof source === 'string' ? new Database(source, { readonly: true }) : source;
+  try {
+    const objects = db
+      .prepare("SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name")
+      .all() as { type: string; name: string; sql: string | null }[];
+    const lines: string[] = [];
+    for (const o of objects) lines.push(`${o.type} ${o.name}: ${o.sql ?? ''}`);
+    for (const o of objects) {
+      if (o.type !== 'table') continue;
+      const quoted = `"${o.name.replace(/"/g, '""')}"`;
+      for (const row of db.prepare(`SELECT * FROM ${quoted} ORDER BY rowid`).raw().all() as unknown[][]) {
+        const cells = row.map((v) => (Buffer.isBuffer(v) ? `x'${v.toString('hex')}'` : typeof v === 'bigint' ? v.toString() : v));
+        lines.push(`${o.name} ${JSON.stringify(cells)}`);
+      }
+    }
+    return lines.join('\n') + '\n';
+  } finally {
+    if (typeof source === 'string') db.close();
+  }
+}

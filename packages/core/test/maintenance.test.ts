@@ -3,7 +3,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { test } from 'node:test';
-import { BackendError, type Pos, type ReplicaClient, Replicator } from '@walship/core';
+import { BackendError, calcWalSize, type Pos, type ReplicaClient, Replicator } from '@walship/core';
 import { FileReplicaClient } from '@walship/file';
 import { insertRows, openApp, tempDir, until } from './support/db.js';
 import { rebuildLikeLitestream, rows } from './support/replica-check.js';
@@ -88,7 +88,7 @@ test('one failing replica never stops the others, and catches up when it comes b
   app.close();
 });
 
-test('kept WAL tails are pruned once every replica has them', async () => {
+test('kept WAL tails are pruned once every replica has them', async (t) => {
   const dir = await tempDir();
   const dbPath = path.join(dir, 'app.db');
   const metaPath = path.join(dir, 'meta');
@@ -105,8 +105,19 @@ test('kept WAL tails are pruned once every replica has them', async () => {
       { name: 'slow', client: slow, syncInterval: 60_000 },
     ],
   });
+  t.after(async () => {
+    await rep.stop({ timeout: 2000 }).catch(() => {});
+    app.close();
+  });
+  const snapshots = new Map<string, number>();
+  rep.on('snapshot', (e) => snapshots.set(e.replica, (snapshots.get(e.replica) ?? 0) + 1));
+  // A segment of an index the WAL has already left can only come from a kept tail.
+  let slowFromKeptTails = 0;
+  rep.on('replica-sync', (e) => {
+    if (e.replica === 'slow' && e.pos.index < rep.pos.index) slowFromKeptTails++;
+  });
   await rep.start();
-  await rep.sync();
+  const start = await rep.sync();
   for (let i = 0; i < 30; i++) {
     insertRows(app, 4, 1000);
     await new Promise((r) => setTimeout(r, 20));
@@ -122,32 +133,58 @@ test('kept WAL tails are pruned once every replica has them', async () => {
     return (await spillFiles(metaPath)).length === 0;
   }, 20_000, 'kept tails pruned after every replica synced');
   assert.ok(restarts >= 1, 'a controlled restart happened');
+  assert.ok(rep.pos.index > start.index, `the WAL was restarted (index ${start.index} → ${rep.pos.index})`);
   await rep.stop();
+  assert.ok(slowFromKeptTails > 0, 'the slow replica got WAL of closed indexes from kept tails');
+  assert.equal(snapshots.get('slow'), 1, 'the slow replica took no new snapshot');
+  assert.equal((await slow.snapshots(start.generation)).length, 1);
   const out = await rebuildLikeLitestream(slow, path.join(dir, 'rebuild'));
   assert.deepEqual(rows(out), rows(dbPath));
   app.close();
 });
 
-test('with no replicas the WAL and the meta directory stay small', async () => {
+test('with no replicas the WAL stays within minCheckpointPageCount and the meta directory stays empty', async (t) => {
   const dir = await tempDir();
   const dbPath = path.join(dir, 'app.db');
   const app = openApp(dbPath);
-  const rep = new Replicator(dbPath, { monitorInterval: 20, minCheckpointPageCount: 50, replicas: [] });
+  const minPages = 50;
+  const rep = new Replicator(dbPath, { monitorInterval: 20, minCheckpointPageCount: minPages, replicas: [] });
+  t.after(async () => {
+    await rep.stop({ timeout: 2000 }).catch(() => {});
+    app.close();
+  });
+  let passes = 0;
+  const ends = new Map<number, number>(); // WAL index → committed end seen by the monitor
+  rep.on('sync', (e) => {
+    passes++;
+    ends.set(e.pos.index, Math.max(ends.get(e.pos.index) ?? 0, e.pos.offset));
+  });
   await rep.start();
+  const startIndex = rep.pos.index;
+  // Each write is ~11 pages; after each, wait for two monitor passes, so at most a few writes land
+  // between two checkpoint decisions however slowly the monitor runs. The WAL must restart once
+  // it holds minCheckpointPageCount pages, and the restart truncates it to journal_size_limit.
+  const pagesPerWrite = 12;
+  const bound = calcWalSize(4096, minPages + 3 * pagesPerWrite);
   let maxWal = 0;
   for (let i = 0; i < 100; i++) {
-    insertRows(app, 20, 1000);
+    insertRows(app, 20, 2000);
     maxWal = Math.max(maxWal, (await fs.stat(`${dbPath}-wal`)).size);
-    await new Promise((r) => setTimeout(r, 10));
+    const seen = passes;
+    await until(() => passes >= seen + 2, 20_000, 'two monitor passes');
   }
   await rep.sync();
   await rep.stop();
-  assert.ok(maxWal < 20 * 1024 * 1024, `wal stayed bounded: ${maxWal} bytes after 8 MB of writes`);
+  const restarts = Math.max(...ends.keys()) - startIndex;
+  const written = [...ends.values()].reduce((a, b) => a + b, 0);
+  t.diagnostic(`largest -wal ${maxWal} bytes (bound ${bound}); ${written} bytes of WAL written; ${restarts} restarts`);
+  assert.ok(written >= 8 * bound, `wrote ${written} bytes of WAL, ${Math.round(written / bound)}× the bound`);
+  assert.ok(maxWal <= bound, `the WAL stayed within ${minPages} + ${3 * pagesPerWrite} pages: at most ${maxWal} bytes (bound ${bound}) after ${written} bytes of WAL writes`);
+  assert.ok(restarts >= 5, `the WAL was restarted ${restarts} times`);
   assert.deepEqual(await spillFiles(path.join(dir, '.app.db-walship')), []);
-  app.close();
 });
 
-test('snapshot-interval takes snapshots; retention deletes old generations, snapshots and WAL but never what the newest snapshot needs', async () => {
+test('snapshot-interval takes snapshots; retention deletes old generations, snapshots and WAL but never what the newest snapshot needs', async (t) => {
   const dir = await tempDir();
   const dbPath = path.join(dir, 'app.db');
   const client = new FileReplicaClient({ path: path.join(dir, 'replica') });
@@ -167,16 +204,27 @@ test('snapshot-interval takes snapshots; retention deletes old generations, snap
     minCheckpointPageCount: 10,
     replicas: [{ client, syncInterval: 20, snapshotInterval: 250, retention: 700, retentionCheckInterval: 150 }],
   });
+  t.after(async () => {
+    await rep.stop({ timeout: 2000 }).catch(() => {});
+    app.close();
+  });
   let snapshots = 0;
+  let deletes = 0;
   rep.on('snapshot', () => snapshots++);
+  rep.on('operation', (e) => e.operation === 'DELETE' && deletes++);
   await rep.start();
-  const deadline = Date.now() + 3000;
-  while (Date.now() < deadline) {
+  // Write until the snapshot interval produced several snapshots (not for a fixed time).
+  const deadline = Date.now() + 30_000;
+  while (snapshots < 8) {
+    if (Date.now() > deadline) throw new Error(`only ${snapshots} snapshots`);
     insertRows(app, 3, 800);
     await new Promise((r) => setTimeout(r, 25));
   }
   const now = await rep.sync();
-  await new Promise((r) => setTimeout(r, 400)); // let a retention pass run after the last writes
+  // Let a retention pass delete something after the last writes (a new snapshot is due every
+  // 250 ms, so each pass has an expired one).
+  const deletesBefore = deletes;
+  await until(() => deletes > deletesBefore, 20_000, 'a retention pass after the last writes');
   await rep.sync();
   await rep.stop();
   assert.notEqual(now.generation, old.generation);

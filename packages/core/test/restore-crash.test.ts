@@ -42,14 +42,37 @@ function runChild(output: string, blockPhase: string) {
   return spawnScript(path.relative(path.join(here, 'support'), child), [fx.replicaDir, output, blockPhase]);
 }
 
-async function waitClean(d: string, ms: number): Promise<string[]> {
-  const end = Date.now() + ms;
-  let left = strayFiles(d);
-  while (left.length > 0 && Date.now() < end) {
-    await new Promise((r) => setTimeout(r, 50));
-    left = strayFiles(d);
+/** Pids of live restore janitors for `outDir` (argv: node -e <script> <dir> <prefix>); undefined without /proc. */
+function janitorPids(outDir: string): number[] | undefined {
+  if (!fs.existsSync('/proc/self/cmdline')) return undefined;
+  const pids: number[] = [];
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    let argv: string[];
+    try {
+      argv = fs.readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0');
+    } catch {
+      continue; // exited meanwhile
+    }
+    if (argv[1] === '-e' && argv[argv.length - 3] === outDir) pids.push(Number(name));
   }
-  return left;
+  return pids;
+}
+
+/**
+ * After the restoring process was killed: waits until its janitor has exited (so its work is
+ * done), then returns the temp files left. Without /proc, waits for the files to go instead.
+ * The deadline only bounds a hang.
+ */
+async function afterJanitor(outDir: string): Promise<string[]> {
+  const end = Date.now() + 60_000;
+  for (;;) {
+    const pids = janitorPids(outDir);
+    const left = strayFiles(outDir);
+    if (pids ? pids.length === 0 : left.length === 0) return left;
+    if (Date.now() > end) throw new Error(`janitor still running after 60 s (pids ${pids?.join(', ')}; files ${left.join(', ')})`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
 
 describe('restore: kill -9', () => {
@@ -60,9 +83,10 @@ describe('restore: kill -9', () => {
       const c = runChild(output, phase);
       await c.waitFor(new RegExp(`^phase ${phase}$`), 60_000);
       assert.ok(strayFiles(outDir).length > 0, 'the restore had temp files when it was killed');
+      assert.notDeepEqual(janitorPids(outDir), [], 'a janitor watches the restore');
       c.kill('SIGKILL');
       await exited(c);
-      const left = await waitClean(outDir, 5000);
+      const left = await afterJanitor(outDir);
       assert.deepEqual(left, [], 'the janitor removed every temp file');
       assert.ok(!fs.existsSync(output), 'no output');
     });
@@ -71,24 +95,16 @@ describe('restore: kill -9', () => {
   test('while SQLite has the temp database open (-wal/-shm exist)', async () => {
     const outDir = path.join(dir, 'out-sqlite');
     const output = path.join(outDir, 'restored.db');
-    const c = runChild(output, 'none');
-    // Poll until SQLite's -shm of the temp database appears, then kill.
-    const end = Date.now() + 60_000;
-    let seen: string[] = [];
-    while (Date.now() < end) {
-      seen = fs.existsSync(outDir) ? strayFiles(outDir) : [];
-      if (seen.some((n) => n.endsWith('-shm')) || c.lines.includes('done')) break;
-      await new Promise((r) => setTimeout(r, 2));
-    }
+    // This child blocks right after SQLite's integrity check returns, with the connection open.
+    const c = spawnScript('restore-verify-child.ts', [fx.replicaDir, output]);
+    await c.waitFor(/^sqlite-open$/, 60_000);
+    const seen = strayFiles(outDir);
+    assert.ok(seen.some((n) => n.endsWith('-shm')) && seen.some((n) => n.endsWith('-wal')), `killed while SQLite had it open: ${seen.join(', ')}`);
+    assert.notDeepEqual(janitorPids(outDir), [], 'a janitor watches the restore');
     c.kill('SIGKILL');
     await exited(c);
-    if (c.lines.includes('done')) {
-      // The restore finished before we caught it: nothing to clean, output is complete.
-      assert.deepEqual(strayFiles(outDir), []);
-      return;
-    }
-    assert.ok(seen.some((n) => n.endsWith('-shm')), `killed while verifying: ${seen.join(', ')}`);
-    assert.deepEqual(await waitClean(outDir, 5000), []);
+    assert.ok(!c.lines.includes('done'));
+    assert.deepEqual(await afterJanitor(outDir), []);
     assert.ok(!fs.existsSync(output));
   });
 

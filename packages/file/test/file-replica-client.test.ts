@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
-import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chown, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { after, describe, test } from 'node:test';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { BackendError, ConfigError, InvalidArgumentError, NotFoundError } from '@walship/core';
 import { FileReplicaClient } from '../src/index.js';
 
@@ -11,6 +13,9 @@ const GEN = '0123456789abcdef';
 const base = await mkdtemp(path.join(os.tmpdir(), 'walship-file-'));
 after(() => rm(base, { recursive: true, force: true }));
 let roots = 0;
+/** `nobody` / `nogroup` on Debian (the unprivileged user the permission test runs as under root). */
+const NOBODY_UID = 65534;
+const NOGROUP_GID = 65534;
 function freshClient(): FileReplicaClient {
   return new FileReplicaClient({ path: path.join(base, `r${++roots}`) });
 }
@@ -191,20 +196,32 @@ describe('errors other than not-found', () => {
     assert.deepEqual(await c.snapshots(GEN), [], 'a directory is not a snapshot');
   });
 
+  // Root ignores permission bits (and CI runs as root), so the checks run in a child process
+  // as an unprivileged user: `nobody` via setpriv when we are root, else the current user.
   test(
-    'permission errors surface as BackendError, not NotFoundError',
-    { skip: process.platform === 'win32' || process.getuid?.() === 0 ? 'needs a non-root POSIX user (permission bits are not enforced)' : false },
+    'permission errors surface as BackendError, not NotFoundError (as an unprivileged user)',
+    { skip: process.platform === 'win32' ? 'POSIX permission bits' : false },
     async () => {
-      const c = freshClient();
-      await c.writeSnapshot(GEN, 1, bodyOf('x'));
-      await chmod(c.snapshotsDir(GEN), 0o000);
+      const asRoot = process.getuid?.() === 0;
+      const dir = await mkdtemp(path.join(os.tmpdir(), 'walship-file-perm-'));
       try {
-        await assert.rejects(c.snapshotReader(GEN, 1), isBackendError('EACCES'));
-        await assert.rejects(c.snapshots(GEN), isBackendError('EACCES'));
-        await assert.rejects(c.writeSnapshot(GEN, 2, bodyOf('y')), isBackendError('EACCES'));
-        await assert.rejects(c.snapshotReader(GEN, 1), (err: unknown) => err instanceof BackendError && !err.retryable);
+        const root = path.join(dir, 'replica');
+        if (asRoot) await chown(dir, NOBODY_UID, NOGROUP_GID);
+        const child = fileURLToPath(new URL('./support/permission-child.ts', import.meta.url));
+        const node = [process.execPath, '--conditions=walship-source', '--import', import.meta.resolve('tsx'), child, root];
+        const argv = asRoot ? ['setpriv', `--reuid=${NOBODY_UID}`, `--regid=${NOGROUP_GID}`, '--clear-groups', '--', ...node] : node;
+        const r = spawnSync(argv[0]!, argv.slice(1), {
+          cwd: dir,
+          encoding: 'utf8',
+          timeout: 120_000,
+          env: { ...process.env, HOME: dir, NODE_OPTIONS: undefined, NODE_TEST_CONTEXT: undefined },
+        });
+        assert.equal(r.error, undefined, `cannot run ${argv[0]}: ${String(r.error)}`);
+        assert.equal(r.status, 0, `permission checks failed in the child:\n${r.stdout}\n${r.stderr}`);
+        const expectedUid = asRoot ? NOBODY_UID : process.getuid!();
+        assert.equal(r.stdout.trim(), `permission-checks-passed 4 uid=${expectedUid}`, r.stderr);
       } finally {
-        await chmod(c.snapshotsDir(GEN), 0o700);
+        await rm(dir, { recursive: true, force: true });
       }
     },
   );

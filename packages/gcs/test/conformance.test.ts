@@ -11,11 +11,32 @@ import { emulatorForTests, uniqueBucket } from './helpers/emulator.js';
 // being 8x the single-request threshold (8 MiB), i.e. exercising the streamed path.
 const LARGE_OBJECT_BYTES = 64 * 1024 * 1024;
 
+function isNotFound(err: unknown): boolean {
+  return (err as { code?: unknown }).code === 404;
+}
+
 /** Raw-SDK access to one bucket/root, bypassing the client under test. */
 function backdoor(storage: Storage, bucket: string, root: string): StoreBackdoor {
   const b = storage.bucket(bucket);
   const prefix = root ? `${root}/` : '';
+  async function metadata(key: string): Promise<{ size: number; createdAt: Date } | undefined> {
+    try {
+      const [md] = await b.file(joinKey(root, key)).getMetadata();
+      assert.ok(md.timeCreated, `getMetadata ${joinKey(root, key)}: no timeCreated`);
+      return { size: Number(md.size), createdAt: new Date(String(md.timeCreated)) };
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
   return {
+    // timeCreated is RFC 3339 with milliseconds.
+    timeResolutionMs: 1,
+    statKey: metadata,
+    async openKey(key) {
+      if (!(await metadata(key))) return undefined;
+      return b.file(joinKey(root, key)).createReadStream();
+    },
     async listKeys() {
       const [files] = await b.getFiles({ prefix, autoPaginate: true });
       return files.map((f) => f.name.slice(prefix.length));
@@ -25,7 +46,7 @@ function backdoor(storage: Storage, bucket: string, root: string): StoreBackdoor
         const [data] = await b.file(joinKey(root, key)).download();
         return data;
       } catch (err) {
-        if ((err as { code?: unknown }).code === 404) return undefined;
+        if (isNotFound(err)) return undefined;
         throw err;
       }
     },

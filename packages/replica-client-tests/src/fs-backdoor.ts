@@ -1,9 +1,13 @@
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { StoreBackdoor } from './types.js';
 
 function code(err: unknown): unknown {
   return (err as { code?: unknown } | null)?.code;
+}
+
+function isMissing(err: unknown): boolean {
+  return code(err) === 'ENOENT' || code(err) === 'ENOTDIR';
 }
 
 function toFsPath(root: string, key: string): string {
@@ -14,12 +18,24 @@ function toFsPath(root: string, key: string): string {
   return path.join(root, ...parts);
 }
 
+/** Options of {@link fileSystemBackdoor}. */
+export interface FileSystemBackdoorOptions {
+  /**
+   * Resolution of the creation times the client reports, in ms (see
+   * `StoreBackdoor.timeResolutionMs`). Default `1`: the client reports the file's mtime as
+   * `node:fs` does. Use `1000` when the client reads mtimes through a protocol with whole
+   * seconds (SFTP).
+   */
+  timeResolutionMs?: number;
+}
+
 /**
  * A {@link StoreBackdoor} over a local directory with plain `node:fs`: for clients that store
  * objects as files (walship's `file` backend, an SFTP server serving a local directory, …).
  * Keys map to files under `root` (OS separators); folders are not keys. `root` need not exist.
+ * `statKey` reports the file's size and mtime.
  */
-export function fileSystemBackdoor(root: string): StoreBackdoor {
+export function fileSystemBackdoor(root: string, options: FileSystemBackdoorOptions = {}): StoreBackdoor {
   const base = path.resolve(root);
 
   async function walk(dir: string, prefix: string, out: string[]): Promise<void> {
@@ -38,6 +54,7 @@ export function fileSystemBackdoor(root: string): StoreBackdoor {
   }
 
   return {
+    timeResolutionMs: options.timeResolutionMs ?? 1,
     async listKeys() {
       const out: string[] = [];
       await walk(base, '', out);
@@ -47,7 +64,25 @@ export function fileSystemBackdoor(root: string): StoreBackdoor {
       try {
         return await readFile(toFsPath(base, key));
       } catch (err) {
-        if (code(err) === 'ENOENT' || code(err) === 'ENOTDIR') return undefined;
+        if (isMissing(err)) return undefined;
+        throw err;
+      }
+    },
+    async openKey(key) {
+      try {
+        const handle = await open(toFsPath(base, key), 'r');
+        return handle.createReadStream();
+      } catch (err) {
+        if (isMissing(err)) return undefined;
+        throw err;
+      }
+    },
+    async statKey(key) {
+      try {
+        const st = await stat(toFsPath(base, key));
+        return st.isFile() ? { size: st.size, createdAt: st.mtime } : undefined;
+      } catch (err) {
+        if (isMissing(err)) return undefined;
         throw err;
       }
     },

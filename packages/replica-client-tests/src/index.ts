@@ -17,10 +17,10 @@
  *
  * @packageDocumentation
  */
-export type { ClientUnderTest, ReplicaClientSuiteOptions, StoreBackdoor, TestFn } from './types.js';
+export type { ClientUnderTest, ReplicaClientSuiteOptions, StoreBackdoor, StoredObjectInfo, TestFn } from './types.js';
 export { replicaClientSuite, replicaClientTestNames } from './suite.js';
 export { describeStoreKeys, snapshotKey, sortedStoreKeys, walSegmentKey } from './keys.js';
-export { fileSystemBackdoor } from './fs-backdoor.js';
+export { fileSystemBackdoor, type FileSystemBackdoorOptions } from './fs-backdoor.js';
 export {
   bodyOf,
   digestStream,

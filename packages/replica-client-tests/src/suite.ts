@@ -12,13 +12,20 @@ import {
   readAll,
 } from './bodies.js';
 import { describeStoreKeys, snapshotKey, sortedStoreKeys, walSegmentKey } from './keys.js';
-import type { ReplicaClientSuiteOptions, StoreBackdoor } from './types.js';
+import type { ReplicaClientSuiteOptions, StoreBackdoor, StoredObjectInfo } from './types.js';
 
 const MiB = 1024 * 1024;
 const DEFAULT_LARGE_OBJECT_BYTES = 64 * MiB;
 const DEFAULT_PAGINATION_OBJECT_COUNT = 1100;
-/** Allowed distance between a listed `createdAt` and the local write time (server clock skew, coarse timestamps). */
+/**
+ * Allowed distance between a time the store reports and the local write time (server clock
+ * skew). Only a sanity bound: listed times must equal the stored time (see `assertStoredTime`).
+ */
 const CLOCK_SKEW_MS = 5 * 60 * 1000;
+/** Upper bound of `StoreBackdoor.timeResolutionMs`. */
+const MAX_TIME_RESOLUTION_MS = 60_000;
+/** Added to the store's time resolution for the gap between writes whose times must differ. */
+const GAP_MARGIN_MS = 100;
 /** A write whose body fails must settle within this time; a hang fails the test instead of the run. */
 const SETTLE_MS = 120_000;
 const MAX_INDEX = 0x7fffffff;
@@ -157,6 +164,10 @@ function concurrencyOf(client: ReplicaClient): number {
   return Math.max(1, Math.min(max, 32));
 }
 
+/**
+ * For the result of a write only: a plausible Date near the local write time. Listed times are
+ * held to the stored time instead (`assertStoredTime`).
+ */
 function assertCreatedAt(createdAt: unknown, before: number, after: number, label: string): void {
   assert.ok(createdAt instanceof Date, `${label}: createdAt must be a Date, got ${String(createdAt)}`);
   const t = createdAt.getTime();
@@ -166,6 +177,71 @@ function assertCreatedAt(createdAt: unknown, before: number, after: number, labe
     `${label}: createdAt ${createdAt.toISOString()} is not within 5 minutes of the write ` +
       `(${new Date(before).toISOString()} … ${new Date(after).toISOString()})`,
   );
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function timeResolutionOf(store: StoreBackdoor): number {
+  const r = store.timeResolutionMs;
+  assert.ok(
+    Number.isSafeInteger(r) && r >= 1 && r <= MAX_TIME_RESOLUTION_MS,
+    `store.timeResolutionMs must be an integer from 1 to ${MAX_TIME_RESOLUTION_MS}, got ${String(r)}`,
+  );
+  return r;
+}
+
+/** Waits long enough that the store's clock has moved past its resolution (times differ). */
+function storeTimeGap(store: StoreBackdoor): Promise<void> {
+  return sleep(timeResolutionOf(store) + GAP_MARGIN_MS);
+}
+
+/** Size and time the store records for `key`, read through the backdoor; fails when absent. */
+async function storedInfo(store: StoreBackdoor, key: string, label: string): Promise<StoredObjectInfo> {
+  const st = await store.statKey(key);
+  assert.ok(st !== undefined, `${label}: the backdoor's statKey finds nothing at ${key}; ${await describeStoreKeys(store)}`);
+  assert.ok(
+    st.createdAt instanceof Date && Number.isFinite(st.createdAt.getTime()),
+    `${label}: the backdoor's statKey(${key}) must give a valid Date, got ${String(st.createdAt)}`,
+  );
+  return st;
+}
+
+/** Requires `createdAt` (as listed by the client) to be the time the store records, to its resolution. */
+function assertStoredTime(createdAt: unknown, stored: Date, resolutionMs: number, label: string): void {
+  assert.ok(createdAt instanceof Date, `${label}: createdAt must be a Date, got ${String(createdAt)}`);
+  const t = createdAt.getTime();
+  assert.ok(Number.isFinite(t), `${label}: createdAt is an invalid Date`);
+  const off = Math.abs(t - stored.getTime());
+  assert.ok(
+    off < resolutionMs,
+    `${label}: createdAt ${createdAt.toISOString()} is not the object's creation time in storage ` +
+      `${stored.toISOString()} (off by ${off} ms, store resolution ${resolutionMs} ms); report the ` +
+      "store's time, not the listing time or the client's clock",
+  );
+}
+
+/** Every listed object's createdAt equals the time the store records for it. */
+async function assertListedTimes<T extends { readonly createdAt: Date }>(
+  store: StoreBackdoor,
+  listed: readonly T[],
+  keyOf: (info: T) => string,
+  label: string,
+): Promise<void> {
+  const res = timeResolutionOf(store);
+  await mapLimit(listed, 8, async (info) => {
+    const key = keyOf(info);
+    const stored = await storedInfo(store, key, label);
+    assertStoredTime(info.createdAt, stored.createdAt, res, `${label}: ${key}`);
+  });
+}
+
+/** Size and SHA-256 of the bytes stored at `key`, streamed through the backdoor. */
+async function storedDigest(store: StoreBackdoor, key: string, label: string): Promise<{ bytes: number; sha256: string }> {
+  const stream = await store.openKey(key);
+  assert.ok(stream !== undefined, `${label}: the backdoor's openKey finds nothing at ${key}; ${await describeStoreKeys(store)}`);
+  return digestStream(stream);
 }
 
 type SnapRow = { generation: string; index: number; size: number };
@@ -340,20 +416,94 @@ define('generations: ignores invalid names and plain objects', async (ctx) => {
   assert.deepEqual(await listGenerations(client), [GEN_A]);
 });
 
-define('snapshots: lists one generation with sizes and creation times', async (ctx) => {
+/**
+ * The creation times a listing reports are the store's: `first` was written a gap (longer than
+ * the store's time resolution) before the `later` ones (one of them planted behind the client's
+ * back); the listing must report each object's stored time, order them, and report the same
+ * times when listed again a gap later (so the listing time, the client's clock or a cached write
+ * time all fail).
+ */
+async function checkListedCreationTimes<T extends { readonly createdAt: Date }>(
+  ctx: Ctx,
+  what: string,
+  first: { key: string; write: () => Promise<unknown> },
+  later: Array<{ key: string; write: () => Promise<unknown> }>,
+  list: () => Promise<T[]>,
+  keyOf: (info: T) => string,
+): Promise<T[]> {
+  const { store } = ctx;
+  const res = timeResolutionOf(store);
   const before = Date.now();
-  await putSnapshot(ctx, GEN_A, 5, Buffer.from('x'));
-  await putSnapshot(ctx, GEN_A, 10, Buffer.from('xyz'));
-  await putSnapshot(ctx, GEN_B, 5, Buffer.from('zz'));
-  await putSegment(ctx, { generation: GEN_A, index: 7, offset: 0 }, Buffer.from('wal'));
+  await first.write();
+  await storeTimeGap(store);
+  for (const w of later) await w.write();
   const after = Date.now();
-  const listA = await ctx.client.snapshots(GEN_A);
+  const stored = new Map<string, Date>();
+  for (const { key } of [first, ...later]) {
+    const st = await storedInfo(store, key, what);
+    const t = st.createdAt.getTime();
+    assert.ok(
+      t >= before - CLOCK_SKEW_MS && t <= after + CLOCK_SKEW_MS,
+      `${what}: the backdoor's statKey(${key}) time ${st.createdAt.toISOString()} is not within 5 minutes of the write`,
+    );
+    stored.set(key, st.createdAt);
+  }
+  for (const { key } of later) {
+    assert.ok(
+      stored.get(key)!.getTime() > stored.get(first.key)!.getTime(),
+      `${what}: the store recorded ${key} (${stored.get(key)!.toISOString()}) no later than ${first.key} ` +
+        `(${stored.get(first.key)!.toISOString()}), written ${res + GAP_MARGIN_MS} ms earlier; is timeResolutionMs right?`,
+    );
+  }
+  const listed = await list();
+  const byKey = new Map(listed.map((info) => [keyOf(info), info]));
+  for (const [key, time] of stored) {
+    const info = byKey.get(key);
+    assert.ok(info, `${what}: ${key} is not listed`);
+    assertStoredTime(info.createdAt, time, res, `${what}: listed ${key}`);
+  }
+  const t0 = byKey.get(first.key)!.createdAt.getTime();
+  for (const { key } of later) {
+    assert.ok(byKey.get(key)!.createdAt.getTime() > t0, `${what}: listed createdAt of ${key} must be later than that of ${first.key}`);
+  }
+  await storeTimeGap(store);
+  const again = new Map((await list()).map((info) => [keyOf(info), info]));
+  for (const key of stored.keys()) {
+    assert.equal(
+      again.get(key)?.createdAt.getTime(),
+      byKey.get(key)!.createdAt.getTime(),
+      `${what}: listed again ${res + GAP_MARGIN_MS} ms later, ${key} must report the same createdAt ` +
+        `(got ${again.get(key)?.createdAt.toISOString()}, first ${byKey.get(key)!.createdAt.toISOString()})`,
+    );
+  }
+  return listed;
+}
+
+define('snapshots: lists one generation with sizes and creation times', async (ctx) => {
+  const { client, store } = ctx;
+  const listA = await checkListedCreationTimes(
+    ctx,
+    `snapshots(${GEN_A})`,
+    { key: snapshotKey(GEN_A, 5), write: () => putSnapshot(ctx, GEN_A, 5, Buffer.from('x')) },
+    [
+      { key: snapshotKey(GEN_A, 10), write: () => putSnapshot(ctx, GEN_A, 10, Buffer.from('xyz')) },
+      // Planted behind the client's back: the client never saw it written.
+      { key: snapshotKey(GEN_A, 12), write: () => store.writeKey(snapshotKey(GEN_A, 12), Buffer.from('planted')) },
+    ],
+    () => client.snapshots(GEN_A),
+    (s: SnapshotInfo) => snapshotKey(s.generation, s.index),
+  );
   assert.deepEqual(snapRows(listA, GEN_A), [
     { generation: GEN_A, index: 5, size: 1 },
     { generation: GEN_A, index: 10, size: 3 },
+    { generation: GEN_A, index: 12, size: 7 },
   ]);
-  for (const s of listA) assertCreatedAt(s.createdAt, before, after, `snapshots(${GEN_A})[${s.index}]`);
-  assert.deepEqual(snapRows(await ctx.client.snapshots(GEN_B), GEN_B), [{ generation: GEN_B, index: 5, size: 2 }]);
+  await putSnapshot(ctx, GEN_B, 5, Buffer.from('zz'));
+  await putSegment(ctx, { generation: GEN_A, index: 7, offset: 0 }, Buffer.from('wal'));
+  assert.deepEqual(snapRows(await client.snapshots(GEN_A), GEN_A).map((r) => r.index), [5, 10, 12], 'only snapshots are listed');
+  const listB = await client.snapshots(GEN_B);
+  assert.deepEqual(snapRows(listB, GEN_B), [{ generation: GEN_B, index: 5, size: 2 }]);
+  await assertListedTimes(store, listB, (s: SnapshotInfo) => snapshotKey(s.generation, s.index), `snapshots(${GEN_B})`);
 });
 
 define('snapshots: empty for unknown and WAL-only generations', async (ctx) => {
@@ -386,23 +536,36 @@ define('snapshots: ignores foreign objects', async (ctx) => {
 });
 
 define('wal segments: lists one generation with offsets, sizes and creation times', async (ctx) => {
-  const before = Date.now();
-  await putSegment(ctx, { generation: GEN_A, index: 2, offset: 0 }, Buffer.from('12345'));
-  await putSegment(ctx, { generation: GEN_A, index: 2, offset: 5 }, Buffer.from('67'));
-  await putSegment(ctx, { generation: GEN_A, index: 3, offset: 0 }, Buffer.from('890'));
+  const { client, store } = ctx;
+  const p20 = { generation: GEN_A, index: 2, offset: 0 };
+  const p25 = { generation: GEN_A, index: 2, offset: 5 };
+  const p30 = { generation: GEN_A, index: 3, offset: 0 };
+  const planted = { generation: GEN_A, index: 3, offset: 3 };
+  const listA = await checkListedCreationTimes(
+    ctx,
+    `walSegments(${GEN_A})`,
+    { key: walSegmentKey(p20), write: () => putSegment(ctx, p20, Buffer.from('12345')) },
+    [
+      { key: walSegmentKey(p25), write: () => putSegment(ctx, p25, Buffer.from('67')) },
+      { key: walSegmentKey(p30), write: () => putSegment(ctx, p30, Buffer.from('890')) },
+      // Planted behind the client's back: the client never saw it written.
+      { key: walSegmentKey(planted), write: () => store.writeKey(walSegmentKey(planted), Buffer.from('planted')) },
+    ],
+    () => client.walSegments(GEN_A),
+    (s: WALSegmentInfo) => walSegmentKey(s),
+  );
+  assert.deepEqual(walRows(listA, GEN_A), [
+    { ...p20, size: 5 },
+    { ...p25, size: 2 },
+    { ...p30, size: 3 },
+    { ...planted, size: 7 },
+  ]);
   await putSegment(ctx, { generation: GEN_B, index: 2, offset: 0 }, Buffer.from('b'));
   await putSnapshot(ctx, GEN_A, 2, Buffer.from('snapshot'));
-  const after = Date.now();
-  const listA = await ctx.client.walSegments(GEN_A);
-  assert.deepEqual(walRows(listA, GEN_A), [
-    { generation: GEN_A, index: 2, offset: 0, size: 5 },
-    { generation: GEN_A, index: 2, offset: 5, size: 2 },
-    { generation: GEN_A, index: 3, offset: 0, size: 3 },
-  ]);
-  for (const s of listA) assertCreatedAt(s.createdAt, before, after, `walSegments(${GEN_A})[${s.index}/${s.offset}]`);
-  assert.deepEqual(walRows(await ctx.client.walSegments(GEN_B), GEN_B), [
-    { generation: GEN_B, index: 2, offset: 0, size: 1 },
-  ]);
+  assert.equal(walRows(await client.walSegments(GEN_A), GEN_A).length, 4, 'only WAL segments are listed');
+  const listB = await client.walSegments(GEN_B);
+  assert.deepEqual(walRows(listB, GEN_B), [{ generation: GEN_B, index: 2, offset: 0, size: 1 }]);
+  await assertListedTimes(store, listB, (s: WALSegmentInfo) => walSegmentKey(s), `walSegments(${GEN_B})`);
 });
 
 define('wal segments: empty for unknown and snapshot-only generations', async (ctx) => {
@@ -525,8 +688,16 @@ define('round trip: large snapshot streamed', async ({ client, store, largeObjec
   const after = Date.now();
   assert.equal(info.size, size, 'returned size of the large snapshot');
   assertCreatedAt(info.createdAt, before, after, 'large snapshot');
-  assert.deepEqual(snapRows(await client.snapshots(GEN_A), GEN_A), [{ generation: GEN_A, index: 1, size }]);
+  const listed = await client.snapshots(GEN_A);
+  assert.deepEqual(snapRows(listed, GEN_A), [{ generation: GEN_A, index: 1, size }]);
   await assertKeys(store, [snapshotKey(GEN_A, 1)], 'large snapshot');
+  // What landed, read through the backdoor (not the client under test).
+  const key = snapshotKey(GEN_A, 1);
+  assert.equal((await storedInfo(store, key, 'large snapshot')).size, size, 'size the store records for the large snapshot');
+  const stored = await storedDigest(store, key, 'large snapshot');
+  assert.equal(stored.bytes, size, 'bytes stored (read through the backdoor)');
+  assert.equal(stored.sha256, expected.sha256, 'SHA-256 of the bytes stored (read through the backdoor)');
+  await assertListedTimes(store, listed, (s: SnapshotInfo) => snapshotKey(s.generation, s.index), 'large snapshot');
   const actual = await digestStream(await client.snapshotReader(GEN_A, 1));
   assert.equal(actual.bytes, size, 'bytes read back');
   assert.equal(actual.sha256, expected.sha256, 'SHA-256 of the bytes read back');
@@ -541,6 +712,10 @@ define('round trip: many-chunk WAL segment', async ({ client, store }) => {
   assert.equal(info.size, size, 'returned size');
   assert.deepEqual(walRows(await client.walSegments(GEN_A), GEN_A), [{ ...pos, size }]);
   await assertKeys(store, [walSegmentKey(pos)], 'many-chunk segment');
+  assert.equal((await storedInfo(store, walSegmentKey(pos), 'many-chunk segment')).size, size, 'size the store records');
+  const stored = await storedDigest(store, walSegmentKey(pos), 'many-chunk segment');
+  assert.equal(stored.bytes, size, 'bytes stored (read through the backdoor)');
+  assert.equal(stored.sha256, expected.sha256, 'SHA-256 of the bytes stored (read through the backdoor)');
   const actual = await digestStream(await client.walSegmentReader(pos));
   assert.equal(actual.bytes, size, 'bytes read back');
   assert.equal(actual.sha256, expected.sha256, 'SHA-256 of the bytes read back');
@@ -759,18 +934,25 @@ define('concurrency: parallel writes and reads', async (ctx) => {
   ]);
   await Promise.all(second.map(check));
   const all = [...first, ...second];
+  const keyOf = (it: Item) => (it.kind === 'snapshot' ? snapshotKey(it.pos.generation, it.pos.index) : walSegmentKey(it.pos));
   for (const generation of [GEN_A, GEN_B]) {
     const mine = all.filter((it) => it.pos.generation === generation);
+    const snaps = await client.snapshots(generation);
     assert.deepEqual(
-      snapRows(await client.snapshots(generation), generation),
+      snapRows(snaps, generation),
       mine.filter((it) => it.kind === 'snapshot').map((it) => ({ generation, index: it.pos.index, size: it.data.length })).sort(compareRows),
     );
+    const segs = await client.walSegments(generation);
     assert.deepEqual(
-      walRows(await client.walSegments(generation), generation),
+      walRows(segs, generation),
       mine.filter((it) => it.kind === 'segment').map((it) => ({ ...it.pos, size: it.data.length })).sort(compareRows),
     );
+    await assertListedTimes(store, snaps, (s: SnapshotInfo) => snapshotKey(s.generation, s.index), `concurrent snapshots(${generation})`);
+    await assertListedTimes(store, segs, (s: WALSegmentInfo) => walSegmentKey(s), `concurrent walSegments(${generation})`);
   }
-  assert.equal((await store.listKeys()).length, 2 * N, 'one object per write');
+  await assertKeys(store, all.map(keyOf), 'one object per write');
+  // What landed, read through the backdoor (not the client under test).
+  await mapLimit(all, 8, (it) => assertStored(store, keyOf(it), it.data, `concurrent write of ${it.kind} ${keyOf(it)}`));
 });
 
 define('pagination: WAL segments', async (ctx) => {

@@ -1,9 +1,21 @@
+import type { Readable } from 'node:stream';
 import type { ReplicaClient } from '@walship/core';
+
+/** What the store itself records about one object (see {@link StoreBackdoor.statKey}). */
+export interface StoredObjectInfo {
+  /** Stored size in bytes. */
+  size: number;
+  /**
+   * The object's creation time as the store records it, read through the store's own API (file
+   * or SFTP mtime, S3 `LastModified` from HeadObject, GCS `timeCreated`, ABS creation time).
+   */
+  createdAt: Date;
+}
 
 /**
  * Raw access to the store behind a client, bypassing the client under test. The suite uses it
- * to check what really landed in storage (exact keys and bytes), to plant foreign objects and
- * odd names, and to clean up after each test.
+ * to check what really landed in storage (exact keys, bytes and creation times), to plant
+ * foreign objects and odd names, and to clean up after each test.
  *
  * Keys are relative to the client's root and `/`-separated, e.g.
  * `generations/0123456789abcdef/wal/00000001_00000000.wal.lz4`.
@@ -16,6 +28,27 @@ export interface StoreBackdoor {
   listKeys(): Promise<string[]>;
   /** The stored bytes of `key`, or `undefined` when it does not exist. */
   readKey(key: string): Promise<Buffer | undefined>;
+  /**
+   * The stored bytes of `key` as a stream, or `undefined` when it does not exist (used for the
+   * large objects, which must not be held in memory). Resolves only once the object is known to
+   * exist: a missing object resolves `undefined`, not a stream that errors later.
+   */
+  openKey(key: string): Promise<Readable | undefined>;
+  /**
+   * Size and creation time of `key` as the store records them, or `undefined` when it does not
+   * exist. The suite requires the `createdAt` a client lists to equal this time (to within
+   * {@link timeResolutionMs}), so a client that reports the listing time, its own clock, or a
+   * constant fails.
+   */
+  statKey(key: string): Promise<StoredObjectInfo | undefined>;
+  /**
+   * Resolution of the store's creation times, in milliseconds: the largest difference the suite
+   * allows between a listed `createdAt` and {@link statKey}'s, and the gap it leaves between
+   * writes whose times must differ. `1` for stores with millisecond times (local files, GCS);
+   * `1000` for stores that keep whole seconds (SFTP mtimes, S3's HeadObject `Last-Modified`,
+   * ABS). Must be a positive integer, at most 60000.
+   */
+  readonly timeResolutionMs: number;
   /** Stores `body` at `key` (creating parent folders where the store has them). */
   writeKey(key: string, body: Buffer): Promise<void>;
   /** Removes everything under the root. Must succeed when the root is absent. */

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, utimes } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
@@ -53,6 +53,16 @@ test('fileSystemBackdoor', async () => {
   assert.equal(await store.readKey('missing'), undefined);
   assert.equal(await store.readKey('top.txt/below'), undefined);
   await assert.rejects(store.writeKey('../escape', Buffer.from('x')), RangeError);
+  assert.equal(store.timeResolutionMs, 1);
+  assert.equal(fileSystemBackdoor(root, { timeResolutionMs: 1000 }).timeResolutionMs, 1000);
+  const when = new Date('2021-02-03T04:05:06.789Z');
+  await utimes(path.join(root, 'top.txt'), when, when);
+  assert.deepEqual(await store.statKey('top.txt'), { size: 3, createdAt: when }, 'statKey gives size and mtime');
+  assert.equal(await store.statKey('missing'), undefined);
+  assert.equal(await store.statKey('generations'), undefined, 'a folder is not a key');
+  assert.equal((await readAll((await store.openKey('top.txt'))!)).toString(), 'top');
+  assert.equal(await store.openKey('missing'), undefined);
+  assert.equal(await store.openKey('top.txt/below'), undefined);
   assert.match(await describeStoreKeys(store), /^store holds 2 keys: generations\//);
   await store.cleanup();
   assert.deepEqual(await store.listKeys(), []);

@@ -33,6 +33,16 @@ export interface Faults {
   truncateOffsets?: boolean;
   /** createdAt is the Unix epoch. */
   epochCreatedAt?: boolean;
+  /** Listings report the listing time as createdAt. */
+  listingTimeCreatedAt?: boolean;
+  /** Listings report the time this client wrote the object (cached), or the listing time for others. */
+  cachedWriteTimes?: boolean;
+  /** Listings report the stored time truncated to whole minutes (a wrong unit or parse). */
+  minuteCreatedAt?: boolean;
+  /** Bodies of 1 MiB and more are stored with a 4-byte header that the readers strip again. */
+  framedLargeBodies?: boolean;
+  /** While another write is in flight, the bytes stored are another write's (same size); reads come from a cache. */
+  sharedBufferUnderConcurrency?: boolean;
   /** Snapshots are listed from every folder below the generation (basename match). */
   deepListing?: boolean;
   /** Empty generation gives a differently worded message. */
@@ -47,8 +57,17 @@ export function memoryBackdoor(store: MemoryStore): StoreBackdoor {
     async listKeys() {
       return [...store.keys()];
     },
+    timeResolutionMs: 1,
     async readKey(key) {
       return store.get(key)?.data;
+    },
+    async openKey(key) {
+      const obj = store.get(key);
+      return obj ? Readable.from([obj.data], { objectMode: false }) : undefined;
+    },
+    async statKey(key) {
+      const obj = store.get(key);
+      return obj ? { size: obj.data.length, createdAt: obj.createdAt } : undefined;
     },
     async writeKey(key, body) {
       store.set(key, { data: Buffer.from(body), createdAt: new Date() });
@@ -63,6 +82,10 @@ export class MemoryReplicaClient implements ReplicaClient {
   readonly type = 'memory';
   readonly capabilities = { maxConcurrency: 16 };
   closed = 0;
+  private readonly writeTimes = new Map<string, Date>();
+  private readonly cache = new Map<string, Buffer>();
+  private inFlight = 0;
+  private lastStored: Buffer | undefined;
 
   constructor(
     private readonly store: MemoryStore,
@@ -79,6 +102,19 @@ export class MemoryReplicaClient implements ReplicaClient {
 
   private page<T>(list: T[]): T[] {
     return this.faults.pageLimit ? list.slice(0, this.faults.pageLimit) : list;
+  }
+
+  /** Size as listed: the framed-bodies fault hides its frame here too. */
+  private listedSize(obj: Obj): number {
+    const framed = this.faults.framedLargeBodies && obj.data.length >= 1024 * 1024 + 4 && obj.data.subarray(0, 4).toString() === 'FRM1';
+    return framed ? obj.data.length - 4 : obj.data.length;
+  }
+
+  private listedTime(key: string, obj: Obj): Date {
+    if (this.faults.listingTimeCreatedAt) return new Date();
+    if (this.faults.cachedWriteTimes) return this.writeTimes.get(key) ?? new Date();
+    if (this.faults.minuteCreatedAt) return new Date(Math.floor(obj.createdAt.getTime() / 60_000) * 60_000);
+    return obj.createdAt;
   }
 
   private segmentKey(p: Pos): string {
@@ -117,24 +153,39 @@ export class MemoryReplicaClient implements ReplicaClient {
         name = key.slice(dir.length);
       }
       const parsed = parseSnapshotFileName(name);
-      if (parsed) out.push({ generation, index: parsed.index, size: obj.data.length, createdAt: obj.createdAt });
+      if (parsed) out.push({ generation, index: parsed.index, size: this.listedSize(obj), createdAt: this.listedTime(key, obj) });
     }
     return this.page(out);
   }
 
   private async store_(key: string, body: Readable): Promise<Obj> {
     const chunks: Buffer[] = [];
+    this.inFlight++;
     try {
-      for await (const c of body) chunks.push(Buffer.from(c as Uint8Array));
-    } catch (err) {
-      if (!this.faults.keepPartialWrite) throw err;
+      try {
+        for await (const c of body) chunks.push(Buffer.from(c as Uint8Array));
+      } catch (err) {
+        if (!this.faults.keepPartialWrite) throw err;
+      }
+      await new Promise((r) => setImmediate(r));
+      const data = Buffer.concat(chunks);
+      const createdAt = this.faults.epochCreatedAt ? new Date(0) : new Date();
+      let stored = data;
+      if (this.faults.framedLargeBodies && data.length >= 1024 * 1024) stored = Buffer.concat([Buffer.from('FRM1'), data]);
+      if (this.faults.sharedBufferUnderConcurrency) {
+        this.cache.set(key, data);
+        if (this.inFlight > 1 && this.lastStored) {
+          stored = Buffer.alloc(data.length); // same size, another write's bytes
+          this.lastStored.copy(stored);
+        }
+        this.lastStored = data;
+      }
+      this.store.set(key, { data: stored, createdAt });
+      this.writeTimes.set(key, createdAt);
+      return { data, createdAt };
+    } finally {
+      this.inFlight--;
     }
-    const obj = {
-      data: Buffer.concat(chunks),
-      createdAt: this.faults.epochCreatedAt ? new Date(0) : new Date(),
-    };
-    this.store.set(key, obj);
-    return obj;
   }
 
   async writeSnapshot(generation: string, index: number, body: Readable): Promise<SnapshotInfo> {
@@ -148,7 +199,11 @@ export class MemoryReplicaClient implements ReplicaClient {
       if (this.faults.plainNotFound) throw Object.assign(new Error(`ENOENT: ${key}`), { code: 'ENOENT' });
       throw new NotFoundError(`not found: ${key}`);
     }
-    return Readable.from([obj.data], { objectMode: false });
+    let data = obj.data;
+    const cached = this.cache.get(key);
+    if (this.faults.sharedBufferUnderConcurrency && cached) data = cached;
+    if (this.faults.framedLargeBodies && data.length >= 1024 * 1024 + 4 && data.subarray(0, 4).toString() === 'FRM1') data = data.subarray(4);
+    return Readable.from([data], { objectMode: false });
   }
 
   async snapshotReader(generation: string, index: number): Promise<Readable> {
@@ -166,7 +221,7 @@ export class MemoryReplicaClient implements ReplicaClient {
     for (const [key, obj] of this.store) {
       if (!key.startsWith(dir) || key.slice(dir.length).includes('/')) continue;
       const parsed = parseWalSegmentFileName(key.slice(dir.length));
-      if (parsed) out.push({ generation, ...parsed, size: obj.data.length, createdAt: obj.createdAt });
+      if (parsed) out.push({ generation, ...parsed, size: this.listedSize(obj), createdAt: this.listedTime(key, obj) });
     }
     return this.page(out);
   }

@@ -79,6 +79,25 @@ describe('the suite catches contract violations', () => {
       'snapshots: lists one generation with sizes and creation times',
       'round trip: small bodies',
     ]],
+    ['createdAt = the listing time', { listingTimeCreatedAt: true }, [
+      'snapshots: lists one generation with sizes and creation times',
+      'wal segments: lists one generation with offsets, sizes and creation times',
+    ]],
+    ['createdAt = the write time cached by the client', { cachedWriteTimes: true }, [
+      'snapshots: lists one generation with sizes and creation times',
+      'wal segments: lists one generation with offsets, sizes and creation times',
+    ]],
+    ['createdAt truncated to minutes', { minuteCreatedAt: true }, [
+      'snapshots: lists one generation with sizes and creation times',
+      'wal segments: lists one generation with offsets, sizes and creation times',
+    ]],
+    ['large bodies stored framed (readers strip the frame)', { framedLargeBodies: true }, [
+      'round trip: large snapshot streamed',
+      'round trip: many-chunk WAL segment',
+    ]],
+    ['concurrent writes storing other bytes (reads served from a cache)', { sharedBufferUnderConcurrency: true }, [
+      'concurrency: parallel writes and reads',
+    ]],
     ['snapshots listed from other folders', { deepListing: true }, ['snapshots: ignores foreign objects']],
     ["messages other than Litestream's", { wrongMessage: true }, ['invalid arguments: empty generation']],
   ];

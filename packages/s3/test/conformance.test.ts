@@ -21,16 +21,43 @@ import {
   type S3TestServer,
   type ServerResult,
 } from './helpers/servers.js';
-import { DeleteObjectsCommand, type S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectsCommand, GetObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import type { Readable } from 'node:stream';
+
+function isNotFound(err: unknown): boolean {
+  const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
+  return e.name === 'NoSuchKey' || e.name === 'NotFound' || e.$metadata?.httpStatusCode === 404;
+}
 
 function backdoor(raw: S3Client, bucket: string, root: string, dropBucket: boolean): StoreBackdoor {
   const prefix = root === '' ? '' : `${root}/`;
   return {
+    // HeadObject's Last-Modified is an HTTP date (whole seconds); listings may carry milliseconds.
+    timeResolutionMs: 1000,
     async listKeys() {
       const keys = await listAllKeys(raw, bucket, prefix || undefined);
       return keys.map((k) => k.slice(prefix.length));
     },
     readKey: (key) => readObject(raw, bucket, prefix + key),
+    async openKey(key) {
+      try {
+        const out = await raw.send(new GetObjectCommand({ Bucket: bucket, Key: prefix + key }));
+        return out.Body as Readable;
+      } catch (err) {
+        if (isNotFound(err)) return undefined;
+        throw err;
+      }
+    },
+    async statKey(key) {
+      try {
+        const head = await raw.send(new HeadObjectCommand({ Bucket: bucket, Key: prefix + key }));
+        assert.ok(head.LastModified instanceof Date, `HeadObject ${prefix + key}: no Last-Modified`);
+        return { size: head.ContentLength ?? NaN, createdAt: head.LastModified };
+      } catch (err) {
+        if (isNotFound(err)) return undefined;
+        throw err;
+      }
+    },
     writeKey: (key, body) => writeObject(raw, bucket, prefix + key, body),
     async cleanup() {
       if (dropBucket) {

@@ -6,7 +6,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import type { ReplicaClient } from '@walship/core';
+import { Replicator, restore } from '@walship/core';
 import {
   clientFor,
   createBucket,
@@ -20,25 +20,6 @@ import {
   type ServerResult,
 } from './helpers/servers.js';
 
-// The engine API, loaded dynamically so this file type-checks and runs (skipping) while core
-// is still growing it.
-interface ReplicatorLike {
-  start(): Promise<void>;
-  sync(): Promise<unknown>;
-  stop(): Promise<void>;
-}
-type ReplicatorCtor = new (
-  dbPath: string,
-  options: { replicas: Array<{ name: string; client: ReplicaClient }>; monitorInterval?: number },
-) => ReplicatorLike;
-type RestoreFn = (options: { outputPath: string; replicas: Array<{ name: string; client: ReplicaClient }> }) => Promise<unknown>;
-
-const core = (await import('@walship/core')) as unknown as { Replicator?: ReplicatorCtor; restore?: RestoreFn };
-const engineMissing =
-  typeof core.Replicator !== 'function' || typeof core.restore !== 'function'
-    ? `@walship/core does not export ${[typeof core.Replicator !== 'function' ? 'Replicator' : '', typeof core.restore !== 'function' ? 'restore' : ''].filter(Boolean).join(' and ')} yet`
-    : undefined;
-
 function e2e(name: string, result: ServerResult): void {
   if (!result.server) {
     const m = unavailableMode(result.unavailable);
@@ -48,8 +29,7 @@ function e2e(name: string, result: ServerResult): void {
   }
   const server = result.server;
   after(() => server.stop());
-  test(`${name}: replicate a SQLite database to S3 and restore it`, { skip: engineMissing, timeout: 180_000 }, async () => {
-    const { Replicator, restore } = core as Required<typeof core>;
+  test(`${name}: replicate a SQLite database to S3 and restore it`, { timeout: 180_000 }, async () => {
     const raw = rawClient(server);
     const bucket = uniqueBucketName('e2e');
     const dir = await mkdtemp(join(tmpdir(), 'walship-s3-e2e-'));

@@ -1,17 +1,17 @@
+import { Readable } from 'node:stream';
 import type { ContainerClient } from '@azure/storage-blob';
+import type { StoreBackdoor } from '@walship/replica-client-tests';
 
-/** Raw-SDK view of one replica root, for checking what really landed in the container. */
-export interface StoreBackdoor {
-  listKeys(): Promise<string[]>;
-  readKey(key: string): Promise<Buffer | undefined>;
-  writeKey(key: string, body: Buffer): Promise<void>;
-  cleanup(): Promise<void>;
+function isNotFound(err: unknown): boolean {
+  return (err as { statusCode?: number }).statusCode === 404;
 }
 
-/** Backdoor over `<container>/<root>/…`; keys are root-relative and `/`-separated. */
+/** Raw-SDK view of one replica root, for checking what really landed in the container. */
 export function containerBackdoor(container: ContainerClient, root: string, dropContainer: boolean): StoreBackdoor {
   const prefix = root ? `${root.replace(/\/+$/, '')}/` : '';
   return {
+    // Creation times travel as HTTP dates (x-ms-creation-time, Creation-Time): whole seconds.
+    timeResolutionMs: 1000,
     async listKeys() {
       const keys: string[] = [];
       for await (const b of container.listBlobsFlat({ prefix })) keys.push(b.name.slice(prefix.length));
@@ -21,7 +21,26 @@ export function containerBackdoor(container: ContainerClient, root: string, drop
       try {
         return await container.getBlobClient(prefix + key).downloadToBuffer();
       } catch (err) {
-        if ((err as { statusCode?: number }).statusCode === 404) return undefined;
+        if (isNotFound(err)) return undefined;
+        throw err;
+      }
+    },
+    async openKey(key) {
+      try {
+        const res = await container.getBlobClient(prefix + key).download();
+        return (res.readableStreamBody as Readable | undefined) ?? Readable.from([]);
+      } catch (err) {
+        if (isNotFound(err)) return undefined;
+        throw err;
+      }
+    },
+    async statKey(key) {
+      try {
+        const props = await container.getBlobClient(prefix + key).getProperties();
+        if (!props.createdOn) throw new Error(`getProperties ${prefix + key}: no creation time (x-ms-creation-time)`);
+        return { size: props.contentLength ?? NaN, createdAt: props.createdOn };
+      } catch (err) {
+        if (isNotFound(err)) return undefined;
         throw err;
       }
     },

@@ -14,8 +14,8 @@ import { Metrics, startMetricsServer } from '../metrics.js';
 import { splitShellWords } from '../shellwords.js';
 import { cliVersion } from '../version.js';
 
-/** How long each replica may take to answer the start-up reachability check. */
-export const PROBE_TIMEOUT_MS = 30_000;
+/** How often replica health is re-read to log recoveries (an in-memory `status()` call). */
+const HEALTH_POLL_MS = 1_000;
 
 type Signal = 'SIGINT' | 'SIGTERM';
 
@@ -71,7 +71,9 @@ export async function replicateCommand(inv: Invocation): Promise<number> {
     else execArgv[0] = findExecutable(execArgv[0]!, io.env, io.cwd);
   }
   for (const db of config.dbs) checkDatabaseDirectory(db);
-  await probeReplicas(config.dbs);
+  // Replicas are not contacted here: one that is unreachable or failing at start-up must not keep
+  // the others (or the -exec child) from starting. The replicator retries it with backoff, it is
+  // reported by status(), the metrics and /healthz, and it catches up when it returns.
 
   const metrics = new Metrics();
   let server: Server | undefined;
@@ -126,30 +128,6 @@ function findExecutable(cmd: string, env: Record<string, string | undefined>, cw
     if (ok(join(dir || '.', cmd))) return cmd;
   }
   throw new UsageError(`exec: command not found: ${cmd} (not in PATH)`);
-}
-
-/** Lists generations on every replica (in parallel, bounded in time) to fail fast on bad credentials or hosts. */
-async function probeReplicas(dbs: readonly DbSpec[]): Promise<void> {
-  const checks = dbs.flatMap((db) =>
-    db.replicas.map(async (r) => {
-      let timer: NodeJS.Timeout | undefined;
-      try {
-        await Promise.race([
-          r.client.generations(),
-          new Promise((_, reject) => {
-            timer = setTimeout(() => reject(new Error(`no answer within ${formatGoDuration(PROBE_TIMEOUT_MS)}`)), PROBE_TIMEOUT_MS);
-          }),
-        ]);
-      } catch (err) {
-        throw new CliError(`cannot reach replica ${JSON.stringify(r.name)} (${r.type}) of db ${db.path}: ${errorMessage(err)}`);
-      } finally {
-        clearTimeout(timer);
-      }
-    }),
-  );
-  const results = await Promise.allSettled(checks);
-  const failed = results.find((x): x is PromiseRejectedResult => x.status === 'rejected');
-  if (failed) throw failed.reason;
 }
 
 function describeConfig(config: CliConfig, overrides: { exec: string | undefined; addr: string | undefined; shutdownSyncTimeoutMs: number }) {
@@ -210,6 +188,16 @@ function signalExitCode(signal: NodeJS.Signals | null): number {
   return n ? 128 + n : 1;
 }
 
+interface FailingReplica {
+  readonly db: string;
+  readonly name: string;
+  readonly type: string;
+  /** When the first failure of this outage was seen (ms since the epoch). */
+  readonly since: number;
+  failures: number;
+  readonly replicator: Replicator;
+}
+
 /** The running state of `replicate`: replicators, optional child, signals and shutdown. */
 class ReplicateRun {
   readonly #replicators: { db: DbSpec; replicator: Replicator }[] = [];
@@ -219,6 +207,9 @@ class ReplicateRun {
   #shuttingDown = false;
   #resolveExit: (code: number) => void = () => {};
   #keepAlive: NodeJS.Timeout | undefined;
+  #healthTimer: NodeJS.Timeout | undefined;
+  /** Replicas currently failing (key: db path + NUL + replica name), to log state changes once. */
+  readonly #failing = new Map<string, FailingReplica>();
   readonly #handlers = new Map<Signal, () => void>();
 
   constructor(
@@ -247,6 +238,7 @@ class ReplicateRun {
       const replicator = new Replicator(db.path, replicatorOptions(db, logger));
       this.metrics.watch(db.path, replicator, new Map(db.replicas.map((r) => [r.name, r.type])));
       (replicator as EventEmitter).on('error', (err: unknown) => logger.error('replicator error', { db: db.path, error: errorMessage(err) }));
+      this.#trackReplicaHealth(db, replicator);
       this.#replicators.push({ db, replicator });
       try {
         await replicator.start();
@@ -268,9 +260,54 @@ class ReplicateRun {
       }
     }
     if (metricsUrl) logger.info('serving metrics on', { url: metricsUrl });
+    this.#healthTimer = setInterval(() => this.#checkRecovered(), HEALTH_POLL_MS);
     if (execArgv && !this.#shuttingDown) this.#startChild(execArgv);
     if (this.#signal && !this.#shuttingDown) void this.#shutdown(0);
     return exited;
+  }
+
+  /**
+   * Logs a replica's state changes (once when it starts failing, once when it works again);
+   * the replicator itself retries it with backoff and logs each failed attempt.
+   */
+  #trackReplicaHealth(db: DbSpec, replicator: Replicator): void {
+    const types = new Map(db.replicas.map((r) => [r.name, r.type]));
+    replicator.on('replica-error', (e) => {
+      const key = `${db.path}\0${e.replica}`;
+      const known = this.#failing.get(key);
+      if (known) {
+        known.failures++;
+        return;
+      }
+      this.#failing.set(key, { db: db.path, name: e.replica, type: types.get(e.replica) ?? '', since: Date.now(), failures: 1, replicator });
+      this.logger.warn('replica unavailable, retrying with backoff', {
+        db: db.path,
+        name: e.replica,
+        type: types.get(e.replica),
+        error: errorMessage(e.error),
+      });
+    });
+  }
+
+  /** Logs `replica available again` for every failing replica whose last attempt succeeded. */
+  #checkRecovered(): void {
+    for (const [key, f] of this.#failing) {
+      let status;
+      try {
+        status = f.replicator.status().replicas.find((r) => r.name === f.name);
+      } catch {
+        continue;
+      }
+      if (!status || status.lastError !== undefined) continue;
+      this.#failing.delete(key);
+      this.logger.info('replica available again', {
+        db: f.db,
+        name: f.name,
+        type: f.type,
+        'failed-for': formatGoDuration(Math.round((Date.now() - f.since) / 1000) * 1000),
+        'failed-attempts': f.failures,
+      });
+    }
   }
 
   #startChild(argv: string[]): void {
@@ -355,5 +392,7 @@ class ReplicateRun {
     this.#handlers.clear();
     if (this.#keepAlive) clearInterval(this.#keepAlive);
     this.#keepAlive = undefined;
+    if (this.#healthTimer) clearInterval(this.#healthTimer);
+    this.#healthTimer = undefined;
   }
 }

@@ -4,6 +4,7 @@
  */
 import { posix } from 'node:path';
 import { readFile } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
 import SftpClient from 'ssh2-sftp-client';
 import type { StoreBackdoor } from '@walship/replica-client-tests';
 import type { SshdServer } from './sshd.js';
@@ -55,7 +56,23 @@ export class RawSftp {
         else out.push(prefix + e.name);
       }
     };
+    const statOf = async (key: string): Promise<{ size: number; createdAt: Date } | undefined> => {
+      try {
+        const st = await sftp.stat(abs(key));
+        return st.isFile ? { size: st.size, createdAt: new Date(st.modifyTime) } : undefined;
+      } catch (err) {
+        if (isNotFound(err)) return undefined;
+        throw err;
+      }
+    };
     return {
+      // SFTP (v3) file times are whole seconds.
+      timeResolutionMs: 1000,
+      statKey: statOf,
+      async openKey(key) {
+        if (!(await statOf(key))) return undefined;
+        return sftp.createReadStream(abs(key)) as unknown as Readable;
+      },
       async listKeys() {
         const out: string[] = [];
         await walk(root, '', out);
