@@ -131,3 +131,42 @@ test('the lock of a replicator killed with -9 is taken over', async () => {
     app.close();
   }
 });
+
+test('frequent snapshots while the WAL restarts leave no hole: the oldest snapshot restores to the latest state', { timeout: 120_000 }, async () => {
+  const dir = await tempDir();
+  const dbPath = path.join(dir, 'app.db');
+  const client = new FileReplicaClient({ path: path.join(dir, 'replica') });
+  const app = openApp(dbPath);
+  const rep = new Replicator(dbPath, {
+    monitorInterval: 10,
+    minCheckpointPageCount: 8,
+    replicas: [{ client, syncInterval: 10, snapshotInterval: 40, retention: 0 }],
+  });
+  let snapshots = 0;
+  let restarts = 0;
+  rep.on('snapshot', () => snapshots++);
+  rep.on('checkpoint', () => restarts++);
+  await rep.start();
+  let final;
+  try {
+    // Commits land between a replica's sync and its next snapshot, and restarts close indexes
+    // the replica has not finished: a snapshot must first ship the end of such an index.
+    const until = Date.now() + 4000;
+    while (Date.now() < until || snapshots < 20) {
+      insertRows(app, 2, 500);
+      await new Promise((r) => setTimeout(r, 3));
+    }
+    final = await rep.sync({ timeout: 30_000 });
+  } finally {
+    await rep.stop();
+  }
+  const gen = final.generation;
+  const snaps = (await client.snapshots(gen)).sort((a, b) => a.index - b.index);
+  assert.ok(snaps.length >= 10 && snaps.at(-1)!.index - snaps[0]!.index >= 5, `snapshots across indexes: ${snaps.map((s) => s.index).join(',')} (${restarts} checkpoints)`);
+  for (const s of snaps.slice(1)) await client.deleteSnapshot(gen, s.index);
+  const out = path.join(dir, 'restored.db');
+  const res = await restore({ outputPath: out, replicas: [{ name: 'r', client }] });
+  assert.equal(res.snapshotIndex, snaps[0]!.index);
+  assert.deepEqual(rows(out), rows(dbPath), 'restored from the oldest snapshot, every later transaction is there');
+  app.close();
+});

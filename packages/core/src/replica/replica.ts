@@ -171,11 +171,19 @@ export class Replica {
       // always has a snapshot (Litestream restores the newest generation and needs one).
       const shipFirst = this.pos !== undefined && this.pos.generation === pos.generation;
       if (shipFirst) {
-        if (this.pos!.index !== pos.index) this.pos = { generation: pos.generation, index: pos.index, offset: 0 };
-        while (comparePos(this.pos!, pos) < 0) {
-          const src = engine.sourceFor(this.pos!);
-          if (src.kind !== 'data') break;
-          await this.#uploadSegment(src.index === pos.index && src.end > pos.offset ? { ...src, end: pos.offset } : src);
+        // From wherever the replica stands — possibly in an index the WAL has left since its
+        // last sync: that index's tail must not be skipped, or restores from older snapshots
+        // would silently miss it (a segment list cannot show where an index should have ended).
+        await this.#shipUpTo(pos);
+        if (comparePos(this.pos!, pos) < 0 && this.pos!.index < pos.index) {
+          // The rest of an older index is gone locally (it was not kept for this replica).
+          this.#log.warn('replica misses the end of an older wal index; older snapshots of this generation may not restore to their latest point', {
+            replica: this.name,
+            pos: formatPos(this.pos!),
+            snapshot: formatPos(pos),
+          });
+          this.pos = { generation: pos.generation, index: pos.index, offset: 0 };
+          await this.#shipUpTo(pos);
         }
       }
       const info = await this.client.writeSnapshot(pos.generation, pos.index, encodeObject(stream, this.settings.stages));
@@ -188,6 +196,15 @@ export class Replica {
       this.#events.emit('snapshot', { replica: this.name, generation: pos.generation, index: pos.index, sizeBytes: info.size, durationMs: Date.now() - t0 });
       return info;
     });
+  }
+
+  /** Uploads from the replica's position up to `pos` (not past it), across closed indexes, while the data is available locally. */
+  async #shipUpTo(pos: Pos): Promise<void> {
+    while (comparePos(this.pos!, pos) < 0) {
+      const src = this.#engine.sourceFor(this.pos!);
+      if (src.kind !== 'data') return;
+      await this.#uploadSegment(src.index === pos.index && src.end > pos.offset ? { ...src, end: pos.offset } : src);
+    }
   }
 
   /** True when a periodic snapshot is due. */
