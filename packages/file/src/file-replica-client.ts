@@ -5,6 +5,7 @@ import type { FileHandle } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
+import { getSystemErrorMap } from 'node:util';
 import {
   BackendError,
   ConfigError,
@@ -42,9 +43,32 @@ function errCode(err: unknown): string | undefined {
   return typeof c === 'string' ? c : undefined;
 }
 
+/** What to do when a file-system call on the replica directory fails with this code. */
+const ADVICE: Readonly<Record<string, string>> = {
+  ENOSPC: 'free space on that file system',
+  EDQUOT: 'free space or raise the disk quota',
+  EACCES: 'give the user running walship access to the replica directory',
+  EPERM: 'give the user running walship access to the replica directory',
+  EROFS: 'remount it read-write or choose another replica path',
+};
+
+/**
+ * `no space left on device (ENOSPC): free space on that file system` for a system error
+ * (Node's own text minus its code prefix and syscall suffix); the first line of anything else.
+ */
+function describe(err: unknown): string {
+  const first = err instanceof Error ? (err.message.split('\n')[0] ?? '') : String(err);
+  const code = errCode(err);
+  const errno = (err as { errno?: unknown } | null)?.errno;
+  if (code === undefined || typeof errno !== 'number') return first;
+  const problem = getSystemErrorMap().get(errno)?.[1] ?? first.replace(/^[A-Z0-9_]+: /, '').replace(/, [a-z_]+( '.*')?$/, '');
+  const advice = ADVICE[code];
+  return `${problem} (${code})${advice ? `: ${advice}` : ''}`;
+}
+
 function backendError(action: string, target: string, err: unknown): BackendError {
   if (err instanceof BackendError) return err;
-  const detail = err instanceof Error ? err.message.split('\n')[0] : String(err);
+  const detail = describe(err);
   const code = errCode(err);
   return new BackendError(`file replica: cannot ${action} ${target}: ${detail}`, {
     cause: err,
@@ -299,14 +323,14 @@ export class FileReplicaClient implements ReplicaClient {
     try {
       fh = await open(tmp, 'wx', FILE_MODE);
     } catch (err) {
-      throw backendError('create', tmp, err);
+      throw backendError('write', file, err);
     }
     let closed = false;
     try {
       // Errors of the body are rethrown as they are; file-system errors become BackendError.
       for await (const chunk of body) {
         const buf: Uint8Array = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Uint8Array);
-        await this.writeFully(fh, buf, tmp);
+        await this.writeFully(fh, buf, file);
       }
       let st: Stats;
       try {

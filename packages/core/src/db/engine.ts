@@ -8,7 +8,7 @@ import type { Logger } from '../logger.js';
 import { MAX_INDEX, newGenerationName } from '../naming.js';
 import { comparePos, type Pos, ZERO_POS } from '../pos.js';
 import { Mutex } from '../util/async.js';
-import { fsyncDirSync, readFullAt, sleepSync, statOrUndefined } from '../util/fs.js';
+import { fileSystemError, fsyncDirSync, readFullAt, sleepSync, statOrUndefined } from '../util/fs.js';
 import { heldFileHandle } from '../util/held-files.js';
 import type { Checksum } from '../wal/checksum.js';
 import { calcWalSize, parseWalHeader, WAL_HEADER_SIZE, type WalHeader } from '../wal/format.js';
@@ -728,6 +728,14 @@ export class WalEngine extends EventEmitter {
    * persist the state.
    */
   #spillSync(e: Epoch): void {
+    try {
+      this.#spillSyncUnwrapped(e);
+    } catch (err) {
+      throw fileSystemError(`cannot keep unsent wal frames in ${spillFile(this.settings.metaPath, this.#generation, e.index)}`, err);
+    }
+  }
+
+  #spillSyncUnwrapped(e: Epoch): void {
     let start = e.end;
     for (const p of this.#positions()) {
       if (!p) start = 0;

@@ -2,7 +2,7 @@ import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { isGenerationName } from '../naming.js';
-import { writeFileAtomic } from '../util/fs.js';
+import { fileSystemError, writeFileAtomic } from '../util/fs.js';
 
 /** A closed WAL index whose tail is kept locally because a replica had not sent it yet. */
 export interface SpillRecord {
@@ -85,11 +85,21 @@ export async function readMetaState(metaPath: string): Promise<MetaState | undef
   }
 }
 
+/**
+ * Replaces the state (and the plain-text `generation` file) atomically and durably.
+ * @throws the file-system error as one line naming the file, the problem and what to do
+ *   (`cannot write walship state to <meta>/state.json: no space left on device (ENOSPC): …`),
+ *   with `code` kept and the original error as `cause`
+ */
 export async function writeMetaState(metaPath: string, state: MetaState): Promise<void> {
-  await fs.mkdir(metaPath, { recursive: true, mode: 0o700 });
-  await writeFileAtomic(stateFile(metaPath), JSON.stringify(state, null, 2) + '\n');
+  try {
+    await fs.mkdir(metaPath, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    throw fileSystemError(`cannot create the walship meta directory ${metaPath}`, err);
+  }
+  await writeFileAtomic(stateFile(metaPath), JSON.stringify(state, null, 2) + '\n', 0o600, 'walship state');
   // A plain-text copy of the generation, as Litestream keeps one, for people inspecting the dir.
-  await writeFileAtomic(path.join(metaPath, 'generation'), state.generation + '\n');
+  await writeFileAtomic(path.join(metaPath, 'generation'), state.generation + '\n', 0o600, 'walship generation name');
 }
 
 /**
@@ -97,12 +107,22 @@ export async function writeMetaState(metaPath: string, state: MetaState): Promis
  * after a WAL restart, so a `kill -9` cannot leave a state that names the previous WAL
  * header. (A power loss may still lose it; the next start then begins a new generation, which
  * is safe.) The asynchronous `writeMetaState` that follows makes it durable.
+ * @throws like `writeMetaState` (the temporary file is removed first)
  */
 export function writeMetaStateSync(metaPath: string, state: MetaState): void {
   const file = stateFile(metaPath);
   const tmp = `${file}.sync.tmp`;
-  fsSync.writeFileSync(tmp, JSON.stringify(state, null, 2) + '\n', { mode: 0o600 });
-  fsSync.renameSync(tmp, file);
+  try {
+    fsSync.writeFileSync(tmp, JSON.stringify(state, null, 2) + '\n', { mode: 0o600 });
+    fsSync.renameSync(tmp, file);
+  } catch (err) {
+    try {
+      fsSync.rmSync(tmp, { force: true });
+    } catch {
+      // the error that matters is the write's
+    }
+    throw fileSystemError(`cannot write walship state to ${file}`, err);
+  }
 }
 
 /** Removes leftovers of interrupted writes (`*.tmp`) anywhere under the meta dir. */

@@ -2,6 +2,59 @@ import { randomBytes } from 'node:crypto';
 import fsSync, { constants as fsc } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { getSystemErrorMap } from 'node:util';
+import { WalshipError } from '../errors.js';
+
+/** What to do about a failed local file-system call, by error code. */
+const FS_ADVICE: Readonly<Record<string, string>> = {
+  ENOSPC: 'free space on that file system',
+  EDQUOT: 'free space or raise the disk quota',
+  EACCES: 'give the user running walship write access there',
+  EPERM: 'give the user running walship write access there',
+  EROFS: 'remount it read-write or choose a writable directory',
+  EIO: 'check the disk (see the kernel log)',
+  EMFILE: 'raise the open-file limit (ulimit -n)',
+  ENFILE: 'raise the system-wide open-file limit',
+};
+
+/**
+ * The problem and what to do, for a failed file-system call:
+ * `no space left on device (ENOSPC): free space on that file system`.
+ */
+export function describeFsError(err: unknown): string {
+  const e = err as NodeJS.ErrnoException | null | undefined;
+  const code = typeof e?.code === 'string' ? e.code : undefined;
+  let problem = typeof e?.errno === 'number' ? getSystemErrorMap().get(e.errno)?.[1] : undefined;
+  if (!problem) {
+    // Node's own wording, without its code prefix and its ", syscall 'path'" suffix.
+    const first = e instanceof Error ? (e.message.split('\n')[0] ?? '') : String(err);
+    problem = first.replace(/^[A-Z][A-Z0-9_]+: /, '').replace(/, [a-z_]+(?: '[^']*')?(?: -> '[^']*')?$/, '') || 'unknown error';
+  }
+  const advice = code !== undefined ? FS_ADVICE[code] : undefined;
+  return `${problem}${code !== undefined ? ` (${code})` : ''}${advice ? `: ${advice}` : ''}`;
+}
+
+const wrappedFsErrors = new WeakSet<object>();
+
+/**
+ * A failed file-system call as one line saying what failed, the problem and what to do:
+ * `<what>: no space left on device (ENOSPC): free space on that file system`. The original
+ * error is the `cause`, and its `code`, `errno`, `syscall` and `path` are kept, so callers that
+ * match on `code` see no difference. walship's own errors, errors already described this way
+ * and errors that are not system errors (no string `code`) are returned unchanged.
+ */
+export function fileSystemError(what: string, err: unknown): unknown {
+  if (err instanceof WalshipError || !(err instanceof Error) || wrappedFsErrors.has(err)) return err;
+  const e = err as NodeJS.ErrnoException;
+  if (typeof e.code !== 'string') return err;
+  const out: NodeJS.ErrnoException = new Error(`${what}: ${describeFsError(err)}`, { cause: err });
+  out.code = e.code;
+  if (e.errno !== undefined) out.errno = e.errno;
+  if (e.syscall !== undefined) out.syscall = e.syscall;
+  if (e.path !== undefined) out.path = e.path;
+  wrappedFsErrors.add(out);
+  return out;
+}
 
 /** fsyncs a directory so a rename or create inside it is durable. */
 export async function fsyncDir(dir: string): Promise<void> {
@@ -20,27 +73,33 @@ export async function fsyncDir(dir: string): Promise<void> {
 /**
  * Writes `data` to `file` atomically: temp file in the same directory, fsync, rename, fsync dir.
  * A crash leaves either the old or the new content, never a torn file.
+ * @param what what the file holds, for the error message (`cannot write <what> to <file>: …`)
+ * @throws the file-system error, described by {@link fileSystemError}; the temp file is removed
  */
-export async function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o600): Promise<void> {
+export async function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o600, what?: string): Promise<void> {
   const dir = path.dirname(file);
   const tmp = path.join(dir, `.${path.basename(file)}.${randomBytes(4).toString('hex')}.tmp`);
-  const fh = await fs.open(tmp, 'w', mode);
   try {
-    await fh.writeFile(data);
-    await fh.sync();
+    const fh = await fs.open(tmp, 'w', mode);
+    try {
+      await fh.writeFile(data);
+      await fh.sync();
+    } catch (err) {
+      await fh.close().catch(() => {});
+      await fs.rm(tmp, { force: true }).catch(() => {});
+      throw err;
+    }
+    await fh.close();
+    try {
+      await fs.rename(tmp, file);
+    } catch (err) {
+      await fs.rm(tmp, { force: true }).catch(() => {});
+      throw err;
+    }
+    await fsyncDir(dir);
   } catch (err) {
-    await fh.close().catch(() => {});
-    await fs.rm(tmp, { force: true });
-    throw err;
+    throw fileSystemError(`cannot write ${what ? `${what} to ` : ''}${file}`, err);
   }
-  await fh.close();
-  try {
-    await fs.rename(tmp, file);
-  } catch (err) {
-    await fs.rm(tmp, { force: true });
-    throw err;
-  }
-  await fsyncDir(dir);
 }
 
 /** Reads exactly `length` bytes at `position` unless EOF comes first; returns bytes read. */
