@@ -32,7 +32,7 @@ export class DbConnections {
   readonly pin: Db;
   readonly snapshotReader: Db;
   readonly dbFile: fs.FileHandle;
-  /** Read-only descriptor on the `-shm` file, for `readWalIndexSync`; never closed. */
+  /** Read-only descriptor on the `-shm` file, for `readWalIndexSync`; never closed (-1: no `-shm`). */
   readonly shmFd: number;
   /** Page number of `_litestream_seq`'s root (its only page): what walship's restarting write changes. */
   readonly seqPage: number;
@@ -70,8 +70,14 @@ export class DbConnections {
       const writer = rw();
       const mode = String(await retryBusy(() => writer.pragma('journal_mode = wal', { simple: true }), opts.busyTimeoutMs)).toLowerCase();
       if (mode !== 'wal') throw new ConfigError(`enable wal failed, mode=${JSON.stringify(mode)}: the database must be in WAL mode`);
-      // WAL mode is on, so the -shm exists.
-      const shmFd = heldFd(`${dbPath}-shm`);
+      // WAL mode is on, so the -shm normally exists (not with an application in exclusive
+      // locking mode: then -1, and walship reads no wal-index).
+      let shmFd = -1;
+      try {
+        shmFd = heldFd(`${dbPath}-shm`);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      }
       writer.pragma('wal_autocheckpoint = 0');
       // The writer only writes `_litestream_seq`, to restart the WAL. Without fsyncs in its
       // commit, the moment between SQLite rewriting the WAL header and walship recording the

@@ -425,7 +425,7 @@ export class WalEngine extends EventEmitter {
       // Not when every frame is already in the database file either: a read lock taken then
       // would not keep the WAL from being restarted (see readWalIndexSync); the current one does.
       if (this.#snapshotDepth === 0) {
-        const wi = readWalIndexSync(this.#conns.shmFd);
+        const wi = this.#conns.shmFd >= 0 ? readWalIndexSync(this.#conns.shmFd) : undefined;
         if (!wi || wi.mxFrame > wi.nBackfill) this.#conns.repin();
       }
     }
