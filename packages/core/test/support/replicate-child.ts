@@ -11,11 +11,20 @@ const rep = new Replicator(dbPath!, {
 });
 await rep.start();
 process.stdout.write('ready\n');
+let stopping = false;
 process.on('SIGTERM', () => {
+  stopping = true;
   void rep.stop().then(() => process.exit(0));
 });
 for (;;) {
-  const p = await rep.sync();
+  let p;
+  try {
+    p = await rep.sync();
+  } catch (err) {
+    // stop() makes a pending sync() reject with ClosedError; the SIGTERM handler exits then.
+    if (stopping) await new Promise(() => {});
+    throw err;
+  }
   process.stdout.write(`synced ${p.generation} ${p.index} ${p.offset}\n`);
   await new Promise((r) => setTimeout(r, 15));
 }
