@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { test } from 'node:test';
-import { Replicator } from '@walship/core';
+import { comparePos, formatPos, Replicator, restore } from '@walship/core';
 import { FileReplicaClient } from '@walship/file';
 import { tempDir } from './support/db.js';
 import { integrityOk, rebuildLikeLitestream, rows } from './support/replica-check.js';
@@ -22,6 +22,12 @@ test('kill -9 of the replicator at random moments under load keeps the replica c
     await new Promise((r) => setTimeout(r, 100 + Math.random() * 400));
     rep.kill('SIGKILL');
     await exited(rep);
+    // What sync() acknowledged before the kill is on the replica: walship's restore reaches it.
+    const acked = rep.lines.filter((l) => l.startsWith('synced ')).at(-1)!.split(' ');
+    const ackedPos = { generation: acked[1]!, index: Number(acked[2]), offset: Number(acked[3]) };
+    const res = await restore({ outputPath: path.join(dir, `restore-${round}.db`), replicas: [{ name: 'r', client: new FileReplicaClient({ path: replicaDir }) }] });
+    assert.equal(res.generation, ackedPos.generation, `round ${round}: the restore uses the generation sync() acknowledged`);
+    assert.ok(comparePos(res.restoredTo!, ackedPos) >= 0, `round ${round}: restored to ${formatPos(res.restoredTo!)}, acknowledged ${formatPos(ackedPos)}`);
     // After every crash the replica restores to a consistent prefix of the application's rows.
     const out = await rebuildLikeLitestream(new FileReplicaClient({ path: replicaDir }), path.join(dir, `rebuild-${round}`));
     assert.ok(integrityOk(out), `round ${round}: integrity`);
