@@ -20,7 +20,11 @@ export interface CheckpointResult {
  *   writes `_litestream_seq`. `journal_size_limit` makes its restarting commit truncate the WAL.
  * - `checkpointer`: read-write; runs PASSIVE checkpoints while `writer` may hold the write lock.
  * - `pin`: read-only; holds the long-lived read transaction that stops anyone else from
- *   restarting the WAL. Closed last, so closing never checkpoints or deletes the `-wal`.
+ *   restarting the WAL. There are two such connections: moving the pin begins a read
+ *   transaction on the other one before it ends the current one, so the WAL is never left
+ *   unpinned (a process frozen between the two — SIGSTOP, a long GC pause — would otherwise let
+ *   the application checkpoint and restart the WAL, and continuity would be lost). Closed
+ *   last, so closing never checkpoints or deletes the `-wal`.
  * - `snapshotReader`: read-only; holds a read transaction while a snapshot streams.
  * - `dbFile`: a descriptor on the database file for reading snapshots, and `shmFd` one on the
  *   `-shm` for reading the wal-index. Both are never closed (see `util/held-files.ts`): closing
@@ -29,8 +33,10 @@ export interface CheckpointResult {
 export class DbConnections {
   readonly writer: Db;
   readonly checkpointer: Db;
-  readonly pin: Db;
   readonly snapshotReader: Db;
+  /** The two read-only pin connections; `#active` is the one holding the pin when `#pinned`. */
+  readonly #pins: readonly [Db, Db];
+  #active: 0 | 1 = 0;
   readonly dbFile: fs.FileHandle;
   /** Read-only descriptor on the `-shm` file, for `readWalIndexSync`; never closed (-1: no `-shm`). */
   readonly shmFd: number;
@@ -40,12 +46,12 @@ export class DbConnections {
   #closed = false;
   readonly #upsert: Database.Statement;
 
-  private constructor(writer: Db, checkpointer: Db, pin: Db, snapshotReader: Db, dbFile: fs.FileHandle, seqPage: number, shmFd: number) {
+  private constructor(writer: Db, checkpointer: Db, pins: readonly [Db, Db], snapshotReader: Db, dbFile: fs.FileHandle, seqPage: number, shmFd: number) {
     this.writer = writer;
     this.shmFd = shmFd;
     this.seqPage = seqPage;
     this.checkpointer = checkpointer;
-    this.pin = pin;
+    this.#pins = pins;
     this.snapshotReader = snapshotReader;
     this.dbFile = dbFile;
     this.#upsert = writer.prepare(
@@ -88,11 +94,14 @@ export class DbConnections {
       checkpointer.pragma('wal_autocheckpoint = 0');
       await retryBusy(() => ensureHelperTables(writer), opts.busyTimeoutMs);
       const seqPage = Number(writer.prepare(`SELECT rootpage FROM sqlite_master WHERE type = 'table' AND name = '_litestream_seq'`).pluck().get());
-      const pin = new Database(dbPath, { readonly: true, fileMustExist: true, timeout: opts.busyTimeoutMs });
-      opened.push(pin);
-      const snapshotReader = new Database(dbPath, { readonly: true, fileMustExist: true, timeout: opts.busyTimeoutMs });
-      opened.push(snapshotReader);
-      return new DbConnections(writer, checkpointer, pin, snapshotReader, dbFile, seqPage, shmFd);
+      const ro = (): Db => {
+        const d = new Database(dbPath, { readonly: true, fileMustExist: true, timeout: opts.busyTimeoutMs });
+        opened.push(d);
+        return d;
+      };
+      const pins = [ro(), ro()] as const;
+      const snapshotReader = ro();
+      return new DbConnections(writer, checkpointer, pins, snapshotReader, dbFile, seqPage, shmFd);
     } catch (err) {
       // Read-write connections first, read-only last (keeps the -wal in place).
       for (const d of opened) {
@@ -114,26 +123,64 @@ export class DbConnections {
   /** Starts the long-lived read transaction (a no-op when already pinned). */
   pinRead(): void {
     if (this.#pinned) return;
-    this.pin.exec('BEGIN');
-    try {
-      this.pin.prepare('SELECT COUNT(1) FROM _litestream_seq').get();
-    } catch (err) {
-      this.pin.exec('ROLLBACK');
-      throw err;
-    }
+    beginRead(this.#pins[this.#active]);
     this.#pinned = true;
   }
 
+  /** Ends the pin: the WAL may then be restarted by anyone. */
   unpin(): void {
     if (!this.#pinned) return;
     this.#pinned = false;
-    this.pin.exec('COMMIT');
+    this.#pins[this.#active].exec('COMMIT');
   }
 
-  /** Moves the pin to the newest snapshot (release and immediately re-acquire). */
-  repin(): void {
-    this.unpin();
-    this.pinRead();
+  /**
+   * Moves the pin to the newest snapshot without ever releasing it: the other pin connection
+   * begins its read transaction first, then the current one ends. When the new read cannot
+   * begin (SQLITE_BUSY: a checkpoint or recovery elsewhere) the old pin stays and this returns
+   * false; other errors are thrown, the old pin still held. Pins when not pinned.
+   */
+  repin(): boolean {
+    if (!this.#pinned) {
+      this.pinRead();
+      return true;
+    }
+    const next = this.#active === 0 ? 1 : 0;
+    try {
+      beginRead(this.#pins[next]);
+    } catch (err) {
+      if (isBusy(err)) return false;
+      throw err;
+    }
+    this.#pins[this.#active].exec('COMMIT');
+    this.#active = next;
+    return true;
+  }
+
+  /**
+   * Inside the writer's open transaction, with the WAL fully copied into the database file:
+   * writes `_litestream_seq` and commits, which restarts the WAL. The current pin's read mark
+   * would stop that restart, so it ends first — but only once the other pin connection holds a
+   * read transaction of its own. That one began with everything copied, so SQLite gives it read
+   * mark 0, which does not stop a restart yet keeps every other connection from copying frames
+   * into the database file (and so from restarting the WAL) until `repin()` moves the pin onto
+   * the new WAL. Falls back to a plain unpin when the bridge cannot begin.
+   */
+  commitRestartingWrite(): void {
+    if (this.#pinned) {
+      const next = this.#active === 0 ? 1 : 0;
+      let bridged = false;
+      try {
+        beginRead(this.#pins[next]);
+        bridged = true;
+      } catch (err) {
+        if (!isBusy(err)) throw err;
+      }
+      this.#pins[this.#active].exec('COMMIT');
+      if (bridged) this.#active = next;
+      else this.#pinned = false;
+    }
+    this.commitSeqWrite();
   }
 
   /**
@@ -155,11 +202,6 @@ export class DbConnections {
       if (performance.now() >= deadline) return false;
       if (i > 200) sleepSync(0.05);
     }
-  }
-
-  /** Like pinRead, retrying SQLITE_BUSY (a checkpoint or recovery elsewhere) briefly. */
-  async pinReadRetrying(): Promise<void> {
-    await retryBusy(() => this.pinRead(), 1000);
   }
 
   unlockWrites(): void {
@@ -189,13 +231,26 @@ export class DbConnections {
         /* best effort */
       }
     }
-    try {
-      if (this.pin.inTransaction) this.pin.exec('COMMIT');
-      this.pin.close();
-    } catch {
-      /* best effort */
+    for (const d of this.#pins) {
+      try {
+        if (d.inTransaction) d.exec('COMMIT');
+        d.close();
+      } catch {
+        /* best effort */
+      }
     }
     this.#pinned = false;
+  }
+}
+
+/** Begins a read transaction on `db` (BEGIN alone defers it; the SELECT takes the read mark). */
+function beginRead(db: Db): void {
+  db.exec('BEGIN');
+  try {
+    db.prepare('SELECT COUNT(1) FROM _litestream_seq').get();
+  } catch (err) {
+    db.exec('ROLLBACK');
+    throw err;
   }
 }
 

@@ -254,15 +254,20 @@ export class WalEngine extends EventEmitter {
       }
       if (!changedBeforeLock) {
         if (epoch && this.#epoch === epoch) this.#recordRestartIntentSync(epoch);
+        // Pin before the commit releases the lock, so nobody can restart the WAL in between.
+        // A read transaction begun now does not stop our own write from restarting the WAL:
+        // when everything is copied into the database file it gets read mark 0 (which only
+        // keeps others from copying), otherwise the write appends anyway.
+        conns.pinRead();
         conns.commitSeqWrite();
-        // Record a restart our write caused before anything else (even the pin, whose read can
-        // wait on locks), so a kill -9 finds a state that matches the WAL.
+        // Record a restart our write caused before anything else, so a kill -9 finds a state
+        // that matches the WAL; then move the pin onto the WAL as written.
         const written = readWalHeaderSync(this.walPath);
         const wh = tryParseWalHeader(written);
         if (epoch && written && wh && !written.equals(epoch.headerBytes) && isRestartOf(wh, epoch.header)) {
           this.#persistRestartSync(epoch.index, closedEnd, written, wh);
         }
-        conns.pinRead();
+        conns.repin();
         after = readWalHeaderSync(this.walPath);
       }
     } finally {
@@ -435,15 +440,16 @@ export class WalEngine extends EventEmitter {
   async #newGeneration(reason: string): Promise<void> {
     const conns = this.connections;
     this.#log.warn('new generation', { db: this.dbPath, reason });
-    conns.unpin();
-    // Take the write lock so the header we adopt is the epoch we pin.
+    // Take the write lock so the header we adopt is the epoch we pin; pin under it (see
+    // #openUnderLock) so the WAL stays pinned from here on.
     while (!conns.tryLockWrites(Math.min(this.settings.busyTimeoutMs, 200))) await new Promise((r) => setTimeout(r, 20));
     try {
+      conns.repin();
       conns.commitSeqWrite();
     } finally {
       conns.unlockWrites();
     }
-    conns.pinRead();
+    conns.repin();
     await this.#wal.ensureOpen();
     const hb = await this.#wal.readHeaderBytes();
     const h = tryParseWalHeader(hb);
@@ -603,7 +609,8 @@ export class WalEngine extends EventEmitter {
    *    the database file (a reader uses old frames), give up for now.
    * 3. Re-take the write lock (so the writer's read mark is 0, which lets its write restart the
    *    WAL) while the pin — taken before the checkpoint completed — stops anyone else from
-   *    restarting it in between; drop the pin, write one frame (restart), re-pin.
+   *    restarting it in between; hand the pin to a bridging read transaction, write one frame
+   *    (restart), move the pin onto the new WAL.
    * In `TRUNCATE` (emergency) mode step 2 retries the checkpoint for up to busyTimeout,
    * blocking writers while waiting for readers. The restarting commit truncates the WAL file to
    * journal_size_limit either way.
@@ -661,15 +668,16 @@ export class WalEngine extends EventEmitter {
         if (full) {
           closedEnd = e.end;
           this.#recordRestartIntentSync(e);
-          conns.unpin();
-          conns.commitSeqWrite();
-          // Record the restart before anything else (even the pin, whose read can wait on
-          // locks), so a kill -9 from here on finds a state that matches the WAL.
+          // The pin's read mark would stop the restart; a bridging read transaction keeps
+          // everyone else from restarting the WAL meanwhile (see commitRestartingWrite).
+          conns.commitRestartingWrite();
+          // Record the restart before anything else (even moving the pin, whose read can wait
+          // on locks), so a kill -9 from here on finds a state that matches the WAL.
           const written = this.#wal.readHeaderBytesSync();
           const wh = tryParseWalHeader(written);
           const restarted = !!written && !!wh && !written.equals(e.headerBytes) && isRestartOf(wh, e.header);
           if (restarted && e.index + 1 < MAX_INDEX) this.#persistRestartSync(e.index, closedEnd, written!, wh!);
-          conns.pinRead();
+          conns.repin();
           after = this.#wal.readHeaderBytesSync();
           const ah = tryParseWalHeader(after);
           if (!after || !ah) outcome = 'lost';
