@@ -8,5 +8,13 @@ if (!file) {
   process.exit(1);
 }
 const R = JSON.parse(readFileSync(file, 'utf8'));
-if (R.lag?.runs) Object.assign(R.lag, summarizeLag(R.lag.runs, R.params.lag.loads, R.lag.syncIntervalMs));
+if (R.lag?.runs) {
+  const loads: number[] = R.params.lag.loads;
+  Object.assign(R.lag, summarizeLag(R.lag.runs, loads, R.lag.syncIntervalMs));
+  if (R.lag.runs.some((r: any) => r.arm === 'litestream')) {
+    const ls = summarizeLag(R.lag.runs, loads, R.lag.syncIntervalMs, 'litestream');
+    R.lag.litestreamLevels = ls.levels;
+    R.lag.litestreamHighestSustained = ls.highestSustained;
+  }
+}
 process.stdout.write(`${table(R)}\n`);

@@ -1,5 +1,5 @@
 // Shared helpers for the walship benchmarks (bench/run.ts and its child processes).
-import { fork, type ChildProcess } from 'node:child_process';
+import { execFileSync, fork, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -46,7 +46,7 @@ export interface Spread {
 
 export function spread(values: number[]): Spread {
   const s = sortedCopy(values);
-  const med = percentile(s, 50);
+  const med = median(values); // for an even count the mean of the two middle values (4 overhead rounds, 2 restore rounds)
   return {
     n: values.length,
     median: med,
@@ -84,6 +84,53 @@ export function procMem(pid: number | 'self' = 'self'): { hwmBytes: number; rssB
   }
 }
 
+let clkTck: number | undefined;
+/** Clock ticks per second of /proc/<pid>/stat's utime and stime (`getconf CLK_TCK`, usually 100). */
+export function clockTicksPerSecond(): number {
+  if (clkTck === undefined) {
+    try {
+      clkTck = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+    } catch {
+      clkTck = 100;
+    }
+  }
+  return clkTck;
+}
+
+/** CPU time (user + system, all threads) a process has used so far, from /proc/<pid>/stat, in ms; NaN when gone. */
+export function procCpuMs(pid: number): number {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // the command name (field 2) is in parentheses and may contain spaces: split after its ')'
+    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+    // fields 14 (utime) and 15 (stime) of the full line are 12 and 13 after the name
+    return ((Number(f[11]) + Number(f[12])) / clockTicksPerSecond()) * 1000;
+  } catch {
+    return NaN;
+  }
+}
+
+/** Samples a process's VmHWM every `everyMs` (the last value read before it exits is its peak, to within one interval). */
+export function hwmSampler(pid: number, everyMs = 20): { stop(): number; readonly maxBytes: number } {
+  let max = NaN;
+  const read = (): void => {
+    const m = procMem(pid).hwmBytes;
+    if (Number.isFinite(m) && !(m <= max)) max = m;
+  };
+  read();
+  const t = setInterval(read, everyMs);
+  return {
+    stop() {
+      read();
+      clearInterval(t);
+      return max;
+    },
+    get maxBytes() {
+      return max;
+    },
+  };
+}
+
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Reads the JSON config a child was started with. */
@@ -99,6 +146,18 @@ export function send(msg: unknown): Promise<void> {
   });
 }
 
+/** In a child: resolves when the parent sends {type: 'go'} (so a child can start up while the parent prepares the other arm). */
+export function waitForGo(): Promise<void> {
+  return new Promise((resolve) => {
+    const on = (m: any): void => {
+      if (m?.type !== 'go') return;
+      process.off('message', on);
+      resolve();
+    };
+    process.on('message', on);
+  });
+}
+
 /** Exits the child by itself after `ms`, whatever happens (every workload is bounded). */
 export function hardDeadline(ms: number, what: string): void {
   const t = setTimeout(() => {
@@ -109,6 +168,12 @@ export function hardDeadline(ms: number, what: string): void {
 }
 
 const live = new Set<ChildProcess>();
+
+/** Registers a process started some other way (spawn) so killAllChildren() ends it too. */
+export function trackChild(p: ChildProcess): void {
+  live.add(p);
+  p.once('exit', () => live.delete(p));
+}
 
 export function killAllChildren(): void {
   for (const c of live) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');

@@ -14,6 +14,8 @@ export interface S3Bench {
   bucket: string;
   requests: number;
   byMethod: Record<string, number>;
+  /** requests by the first path component under the bucket (each replicator gets its own prefix) */
+  byPrefix: Record<string, number>;
   stop(): Promise<void>;
 }
 
@@ -52,11 +54,16 @@ export async function startS3(bucket = 'bench'): Promise<S3Bench> {
   child.stdout!.resume();
   child.stderr!.resume();
 
-  const state = { requests: 0, byMethod: {} as Record<string, number> };
+  const state = { requests: 0, byMethod: {} as Record<string, number>, byPrefix: {} as Record<string, number> };
   const agent = new http.Agent({ keepAlive: true });
   const proxy = http.createServer((req, res) => {
     state.requests++;
     state.byMethod[req.method!] = (state.byMethod[req.method!] ?? 0) + 1;
+    // path style: /<bucket>/<prefix>/…, or /<bucket>?list-type=2&prefix=<prefix>/… for listings
+    const u = new URL(req.url ?? '/', 'http://x');
+    const parts = u.pathname.split('/');
+    const prefix = (parts[2] || (u.searchParams.get('prefix') ?? '').split('/')[0] || '(bucket)').replace(/^%2F/i, '');
+    state.byPrefix[prefix] = (state.byPrefix[prefix] ?? 0) + 1;
     const up = http.request(
       { host: '127.0.0.1', port, method: req.method, path: req.url, headers: req.headers, agent },
       (r) => {
@@ -80,6 +87,9 @@ export async function startS3(bucket = 'bench'): Promise<S3Bench> {
     },
     get byMethod() {
       return { ...state.byMethod };
+    },
+    get byPrefix() {
+      return { ...state.byPrefix };
     },
     async stop() {
       proxy.closeAllConnections?.();

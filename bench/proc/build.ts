@@ -2,7 +2,10 @@
 //  - 'bigwal':  a snapshot plus a WAL tail of >= walBytes in ONE WAL index (huge min checkpoint
 //               page count, no forced restarts);
 //  - 'manyidx': a snapshot plus `indexes` WAL indexes (a controlled checkpoint after each batch);
-//  - 'bigdb':   a plain database file of about dbBytes (no replication), half-compressible rows.
+//  - 'bigdb':   a plain database file of about dbBytes (no replication), half-compressible rows;
+//  - 'base':    only the base database of 'bigwal' (for a replica built by a Litestream sidecar);
+//  - 'updates': `txs` of the same update transactions as 'bigwal' on an existing base database,
+//               without replication in this process (the Litestream sidecar replicates them).
 import { randomBytes } from 'node:crypto';
 import { statSync } from 'node:fs';
 import Database from 'better-sqlite3';
@@ -11,7 +14,8 @@ import { childConfig, hardDeadline, installChildErrorHandlers, now, send } from 
 import { makeClient, type ReplicaSpec } from '../lib/clients.js';
 
 interface Config {
-  mode: 'bigwal' | 'manyidx' | 'bigdb';
+  mode: 'bigwal' | 'manyidx' | 'bigdb' | 'base' | 'updates';
+  txs?: number;
   db: string;
   replica?: ReplicaSpec;
   baseBytes?: number;
@@ -63,6 +67,22 @@ if (cfg.mode === 'bigdb') {
   process.exit(0);
 }
 
+if (cfg.mode === 'updates') {
+  const db = new Database(cfg.db);
+  db.pragma('synchronous = NORMAL');
+  db.pragma('busy_timeout = 5000');
+  db.pragma('wal_autocheckpoint = 0');
+  const maxId = (db.prepare('SELECT max(id) AS m FROM r').get() as { m: number }).m;
+  const upd = db.prepare('UPDATE r SET v = ? WHERE id = ?');
+  const tx = db.transaction(() => {
+    for (let i = 0; i < 32; i++) upd.run(rowValue(), 1 + Math.floor(Math.random() * maxId));
+  });
+  for (let i = 0; i < cfg.txs!; i++) tx();
+  // no db.close(): the sidecar's connection stays; closing could checkpoint
+  await send({ type: 'result', txs: cfg.txs, buildMs: now() - t0 });
+  process.exit(0);
+}
+
 // base database, then replication
 {
   const db = new Database(cfg.db);
@@ -70,6 +90,10 @@ if (cfg.mode === 'bigdb') {
   db.pragma('synchronous = OFF');
   createBase(db, cfg.baseBytes!);
   db.close();
+}
+if (cfg.mode === 'base') {
+  await send({ type: 'result', dbBytes: statSync(cfg.db).size, buildMs: now() - t0 });
+  process.exit(0);
 }
 const client = await makeClient(cfg.replica!);
 const options =

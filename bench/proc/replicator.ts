@@ -125,7 +125,12 @@ rep.on('operation', (e: { operation: string; bytes: number }) => {
   if (opLog.length < 10_000) opLog.push({ t: now(), op: e.operation, bytes: e.bytes });
 });
 let checkpoints = 0;
-rep.on('checkpoint', () => checkpoints++);
+// checkpoint events; `lockHeldMs` (how long walship held SQLite's write lock) when the engine reports it
+const checkpointLog: { t: number; mode: string; durationMs: number; lockHeldMs?: number; restarted?: boolean }[] = [];
+rep.on('checkpoint', (e: { mode: string; durationMs: number; lockHeldMs?: number; restarted?: boolean }) => {
+  checkpoints++;
+  if (checkpointLog.length < 100_000) checkpointLog.push({ t: now(), mode: e.mode, durationMs: e.durationMs, ...(typeof e.lockHeldMs === 'number' ? { lockHeldMs: e.lockHeldMs } : {}), ...(typeof e.restarted === 'boolean' ? { restarted: e.restarted } : {}) });
+});
 let walShippedBytes = 0;
 rep.on('replica-sync', (e: { bytes: number }) => (walShippedBytes += e.bytes));
 let errors = 0;
@@ -164,6 +169,7 @@ function resetCounters(): void {
   samples.length = 0;
   durable.length = 0;
   checkpoints = 0;
+  checkpointLog.length = 0;
   walShippedBytes = 0;
   loopDelay.reset();
   markT = now();
@@ -178,6 +184,7 @@ async function finish(reason: string): Promise<void> {
   const cpu = process.cpuUsage(markCpu);
   const opsInWindow = { ...ops };
   const opLogWindow = opLog.slice();
+  const checkpointsInWindow = checkpointLog.map((c) => ({ ...c, t: c.t - markT }));
   const tDrain = now();
   let drainOk = true;
   try {
@@ -215,6 +222,7 @@ async function finish(reason: string): Promise<void> {
     opsTotal: Object.values(opsInWindow).reduce((a, b) => a + b, 0),
     opLog: opLogWindow.slice(0, 50).map((o) => ({ ...o, t: o.t - markT })),
     checkpoints,
+    checkpointLog: checkpointsInWindow,
     errors,
     errorMessages,
     eventLoopDelayMaxMs: loopDelay.max / 1e6,

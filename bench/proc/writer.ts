@@ -5,7 +5,7 @@
 import { randomFillSync } from 'node:crypto';
 import { statSync } from 'node:fs';
 import Database from 'better-sqlite3';
-import { childConfig, hardDeadline, installChildErrorHandlers, now, send } from '../lib/common.js';
+import { childConfig, hardDeadline, installChildErrorHandlers, now, send, waitForGo } from '../lib/common.js';
 
 interface Config {
   db: string;
@@ -14,11 +14,13 @@ interface Config {
   rate: number;
   autocheckpoint: number;
   payloadBytes?: number;
+  /** send {type:'loaded'} once the database is open, then wait for {type:'go'} */
+  waitGo?: boolean;
 }
 
 installChildErrorHandlers();
 const cfg = childConfig<Config>();
-hardDeadline(cfg.durationMs + 60_000, 'writer');
+hardDeadline(cfg.durationMs + (cfg.waitGo ? 180_000 : 60_000), 'writer');
 
 const db = new Database(cfg.db);
 db.pragma('journal_mode = WAL');
@@ -31,9 +33,15 @@ const payload = Buffer.alloc(cfg.payloadBytes ?? 100);
 randomFillSync(payload);
 payload.write('WSBM', 0, 'latin1');
 
+if (cfg.waitGo) {
+  const go = waitForGo();
+  await send({ type: 'loaded' });
+  await go;
+}
 const sab = new Int32Array(new SharedArrayBuffer(4));
 let seq = 0;
 let maxStallMs = 0;
+let lastTxTs = NaN;
 await send({ type: 'started' });
 const t0 = now();
 const end = t0 + cfg.durationMs;
@@ -42,7 +50,8 @@ if (cfg.rate <= 0) {
   for (;;) {
     for (let i = 0; i < 64; i++) {
       payload.writeUInt32LE(seq, 4);
-      payload.writeDoubleLE(now(), 8);
+      lastTxTs = now();
+      payload.writeDoubleLE(lastTxTs, 8);
       ins.run(payload);
       seq++;
     }
@@ -65,13 +74,15 @@ if (cfg.rate <= 0) {
       payload.writeUInt32LE(seq, 4);
       payload.writeDoubleLE(ts, 8);
       ins.run(payload);
+      lastTxTs = ts;
       seq++;
       if (ts - last > maxStallMs) maxStallMs = ts - last;
       last = ts;
     }
   }
 }
-const elapsedMs = now() - t0;
+const endedAt = now();
+const elapsedMs = endedAt - t0;
 let walBytes = 0;
 try {
   walBytes = statSync(`${cfg.db}-wal`).size;
@@ -81,6 +92,10 @@ await send({
   type: 'result',
   txs: seq,
   elapsedMs,
+  startedAt: t0,
+  endedAt,
+  /** start time of the last transaction (the marker written into it) */
+  lastTxTs,
   txPerSec: seq / (elapsedMs / 1000),
   walBytesAtEnd: walBytes,
   maxStallMs,

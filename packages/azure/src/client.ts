@@ -14,15 +14,17 @@ import {
   InvalidArgumentError,
   isGenerationName,
   layout,
+  leaseObjectKey,
   parseSnapshotFileName,
   parseWalSegmentFileName,
   type Pos,
   type ReplicaClient,
   type ReplicaClientCapabilities,
   type SnapshotInfo,
+  type StoredLease,
   type WALSegmentInfo,
 } from '@walship/core';
-import { isBlobNotFound, isRetryable, toWalshipError } from './errors.js';
+import { azureErrorInfo, isBlobNotFound, isRetryable, toWalshipError } from './errors.js';
 
 /** Blob service limit on sub-requests per batch. */
 export const MAX_BATCH_SIZE = 256;
@@ -138,6 +140,7 @@ export class AzureReplicaClient implements ReplicaClient {
     this.capabilities = {
       batchDelete: this.batchDelete,
       maxConcurrency: positiveInt('max concurrency', options.maxConcurrency, DEFAULT_MAX_CONCURRENCY),
+      leases: true,
     };
 
     const accountName = options.accountName || undefined;
@@ -310,6 +313,45 @@ export class AzureReplicaClient implements ReplicaClient {
     // Validate every position before deleting anything.
     const keys = positions.map((p) => layout.walSegment(this.path, p.generation, p.index, p.offset));
     await this.deleteKeys(keys);
+  }
+
+  /** The lease blob `<path>/walship-lease.json`, versioned by its ETag. */
+  async readLease(): Promise<StoredLease | undefined> {
+    const key = leaseObjectKey(this.path);
+    try {
+      const res = await this.containerClient.getBlobClient(key).download(0, undefined, { maxRetryRequests: 5 });
+      const stream = res.readableStreamBody;
+      const chunks: Buffer[] = [];
+      if (stream) for await (const c of stream as AsyncIterable<Buffer | string>) chunks.push(typeof c === 'string' ? Buffer.from(c) : c);
+      if (!res.etag) throw new BackendError(`abs: GET ${this.target(key)}: response has no ETag`, { retryable: true });
+      return { body: Buffer.concat(chunks).toString('utf8'), version: res.etag };
+    } catch (err) {
+      if (isBlobNotFound(err)) return undefined;
+      throw toWalshipError(err, 'GET', this.target(key));
+    }
+  }
+
+  /**
+   * Conditional Put Blob of the lease: `If-None-Match: *` to create, `If-Match: <ETag>` to
+   * replace. 412 ConditionNotMet, 409 BlobAlreadyExists and 404 (If-Match on a deleted blob)
+   * resolve null.
+   */
+  async writeLease(body: string, ifVersion: string | null): Promise<string | null> {
+    const key = leaseObjectKey(this.path);
+    const data = Buffer.from(body);
+    try {
+      const res = await this.containerClient.getBlockBlobClient(key).upload(data, data.length, {
+        blobHTTPHeaders: { blobContentType: 'application/json' },
+        conditions: ifVersion === null ? { ifNoneMatch: '*' } : { ifMatch: ifVersion },
+      });
+      if (!res.etag) throw new BackendError(`abs: PUT ${this.target(key)}: response has no ETag`, { retryable: true });
+      return res.etag;
+    } catch (err) {
+      const { statusCode, code } = azureErrorInfo(err);
+      if (statusCode === 412 || statusCode === 409 || code === 'ConditionNotMet' || code === 'BlobAlreadyExists') return null;
+      if (ifVersion !== null && isBlobNotFound(err)) return null;
+      throw toWalshipError(err, 'PUT', this.target(key));
+    }
   }
 
   async close(): Promise<void> {

@@ -50,12 +50,14 @@ export const COMMON_REPLICA_KEYS = [
   'validation-interval',
   'sync-interval',
   'age',
+  'lease-ttl',
+  'takeover',
 ] as const;
 const STRING_REPLICA_KEYS = new Set([
   'type', 'name', 'url', 'path', 'access-key-id', 'secret-access-key', 'region', 'bucket', 'endpoint',
   'account-name', 'account-key', 'host', 'user', 'password', 'key-path',
 ]);
-const BOOL_REPLICA_KEYS = new Set(['force-path-style', 'skip-verify']);
+const BOOL_REPLICA_KEYS = new Set(['force-path-style', 'skip-verify', 'takeover']);
 /** URL parts that may not also be given as keys (Litestream: `cannot specify url & path for s3 replica`). */
 const URL_CONFLICT_KEYS = ['path', 'bucket', 'host'] as const;
 
@@ -72,6 +74,10 @@ export interface ReplicaSpec {
   readonly retentionCheckIntervalMs: number;
   readonly snapshotIntervalMs: number;
   readonly validationIntervalMs: number;
+  /** `lease-ttl` (walship's own; undefined: the default, 1m; 0: no lease). */
+  readonly leaseTtlMs: number | undefined;
+  /** `takeover` (walship's own): take over another walship's live lease. */
+  readonly takeover: boolean;
   /** `file:line: key path` of the replica, for messages. */
   readonly where: string;
 }
@@ -334,8 +340,12 @@ async function parseReplica(pc: ParseContext, node: YNode): Promise<ReplicaSpec>
     else raw[key] = toPlain(entry.node);
   }
   const durations: Record<string, number | undefined> = {};
-  for (const key of ['sync-interval', 'retention', 'retention-check-interval', 'snapshot-interval', 'validation-interval']) {
+  for (const key of ['sync-interval', 'retention', 'retention-check-interval', 'snapshot-interval', 'validation-interval', 'lease-ttl']) {
     durations[key] = optDuration(loc, m, key, warnings, key === 'sync-interval');
+  }
+  const leaseTtl = durations['lease-ttl'];
+  if (leaseTtl !== undefined && leaseTtl !== 0 && leaseTtl < 1000) {
+    throw loc.error(m.entries.get('lease-ttl')!.node, `lease-ttl must be at least 1s, or 0 to turn the lease off`);
   }
   const where = loc.where(m.path, m.line);
   try {
@@ -448,6 +458,8 @@ async function resolveReplica(raw: Record<string, unknown>, rc: ResolveContext):
     retentionCheckIntervalMs: d['retention-check-interval'] ?? DEFAULTS.retentionCheckIntervalMs,
     snapshotIntervalMs: d['snapshot-interval'] ?? DEFAULTS.snapshotIntervalMs,
     validationIntervalMs: d['validation-interval'] ?? DEFAULTS.validationIntervalMs,
+    leaseTtlMs: d['lease-ttl'],
+    takeover: raw['takeover'] === true,
     where: rc.where,
   };
 }

@@ -33,6 +33,7 @@ export class Metrics {
   readonly replicaSyncBytes: Counter<'db' | 'replica'>;
   readonly replicaSyncSeconds: Histogram<'db' | 'replica'>;
   readonly replicaErrors: Counter<'db' | 'replica'>;
+  readonly replicaLeaseErrors: Counter<'db' | 'replica' | 'reason'>;
   readonly snapshotTotal: Counter<'db' | 'replica'>;
   readonly snapshotBytes: Counter<'db' | 'replica'>;
   readonly operationTotal: Counter<'db' | 'replica' | 'replica_type' | 'operation'>;
@@ -96,6 +97,14 @@ export class Metrics {
     this.replicaSyncBytes = new Counter({ name: 'walship_replica_sync_bytes_total', help: 'Uncompressed WAL bytes uploaded to the replica.', labelNames: ['db', 'replica'], registers });
     this.replicaSyncSeconds = new Histogram({ name: 'walship_replica_sync_seconds', help: 'Duration of WAL segment uploads in seconds.', labelNames: ['db', 'replica'], buckets: DURATION_BUCKETS, registers });
     this.replicaErrors = new Counter({ name: 'walship_replica_errors_total', help: 'Replica sync errors.', labelNames: ['db', 'replica'], registers });
+    this.replicaLeaseErrors = new Counter({
+      name: 'walship_replica_lease_errors_total',
+      help:
+        'Replica errors because another walship owns the replica: reason "held" (its lease is live, so nothing is written; retried) ' +
+        'or "lost" (it took the lease over; this walship writes nothing more to the replica until restarted).',
+      labelNames: ['db', 'replica', 'reason'],
+      registers,
+    });
     this.snapshotTotal = new Counter({ name: 'walship_snapshot_total', help: 'Snapshots written to the replica.', labelNames: ['db', 'replica'], registers });
     this.snapshotBytes = new Counter({ name: 'walship_snapshot_bytes_total', help: 'Stored bytes of snapshots written to the replica.', labelNames: ['db', 'replica'], registers });
     this.operationTotal = new Counter({
@@ -132,7 +141,12 @@ export class Metrics {
       this.replicaSyncBytes.inc({ db, replica: e.replica }, e.bytes);
       this.replicaSyncSeconds.observe({ db, replica: e.replica }, e.durationMs / 1000);
     });
-    replicator.on('replica-error', (e) => this.replicaErrors.inc({ db, replica: e.replica }));
+    replicator.on('replica-error', (e) => {
+      this.replicaErrors.inc({ db, replica: e.replica });
+      const code = (e.error as { code?: unknown } | undefined)?.code;
+      if (code === 'WALSHIP_LEASE_HELD') this.replicaLeaseErrors.inc({ db, replica: e.replica, reason: 'held' });
+      else if (code === 'WALSHIP_LEASE_LOST') this.replicaLeaseErrors.inc({ db, replica: e.replica, reason: 'lost' });
+    });
     replicator.on('snapshot', (e) => {
       this.snapshotTotal.inc({ db, replica: e.replica });
       this.snapshotBytes.inc({ db, replica: e.replica }, e.sizeBytes);

@@ -47,6 +47,11 @@ export const COMMANDS: readonly CommandSpec[] = [
       { name: 'addr', type: 'string', placeholder: 'HOST:PORT', help: 'serve /metrics and /healthz here (overrides the addr key)' },
       { name: 'shutdown-sync-timeout', type: 'string', placeholder: 'DURATION', help: 'bound of the final sync at shutdown (default 30s)' },
       { name: 'dry-run', type: 'boolean', help: 'validate the configuration, print it as JSON (credentials redacted) and exit' },
+      {
+        name: 'force',
+        type: 'boolean',
+        help: "take over every replica's lease from another walship that still holds it (a planned\nfailover; the first upload then waits ¾ of the lease TTL)",
+      },
     ],
   },
   {

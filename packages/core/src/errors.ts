@@ -12,6 +12,9 @@
  * | `RestoreError`          | `WALSHIP_RESTORE_*`         | restore cannot proceed (see `RestoreError.code`)     |
  * | `ClosedError`           | `WALSHIP_CLOSED`            | an operation was called on a stopped replicator      |
  * | `LockedError`           | `WALSHIP_LOCKED`            | another walship already replicates the database      |
+ * | `EngineWorkerError`     | `WALSHIP_ENGINE_WORKER`     | the engine worker thread died (it is replaced)       |
+ * | `LeaseError`            | `WALSHIP_LEASE_HELD`        | another walship holds the replica's lease            |
+ * |                         | `WALSHIP_LEASE_LOST`        | another walship took the replica's lease over        |
  */
 export class WalshipError extends Error {
   /** Stable machine-readable code, e.g. `WALSHIP_NOT_FOUND`. */
@@ -80,6 +83,29 @@ export class ClosedError extends WalshipError {
 export class LockedError extends WalshipError {
   constructor(message: string, options?: { cause?: unknown }) {
     super('WALSHIP_LOCKED', message, options);
+  }
+}
+
+/**
+ * The engine worker thread died (a bug, or out of memory). Reported as a `sync-error` event;
+ * the replicators it ran restart in a fresh worker from their meta directories.
+ */
+export class EngineWorkerError extends WalshipError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('WALSHIP_ENGINE_WORKER', message, options);
+  }
+}
+
+/**
+ * A replica's lease (its ownership record) belongs to another walship, so this one does not
+ * write to that replica. `WALSHIP_LEASE_HELD`: another writer's lease is live (retried with
+ * backoff; taken once it is released or expires, or at once with `takeover`).
+ * `WALSHIP_LEASE_LOST`: another writer took over the lease this one held; this replicator
+ * never writes to that replica again (restart it to compete for the lease again).
+ */
+export class LeaseError extends WalshipError {
+  constructor(code: 'WALSHIP_LEASE_HELD' | 'WALSHIP_LEASE_LOST', message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
   }
 }
 

@@ -24,6 +24,17 @@ export interface ReplicaOptions {
   validationInterval?: Duration;
   /** Object pipeline stages (default: LZ4 framing). */
   stages?: readonly ObjectStage[];
+  /**
+   * Time to live of this replica's lease, the record that keeps a second walship (another
+   * host) from writing to the same replica (default `1m`, at least `1s`; `0` turns the lease
+   * off). See "One writer per replica" in the README.
+   */
+  leaseTtl?: Duration;
+  /**
+   * Take over another walship's live lease instead of refusing to write (a planned failover
+   * while the old writer may still run; `walship replicate -force`). Default false.
+   */
+  takeover?: boolean;
 }
 
 /**
@@ -54,4 +65,9 @@ export interface ReplicatorOptions {
   busyTimeout?: Duration;
   /** Log sink (default: silent). */
   logger?: Logger;
+  /**
+   * Where the engine runs: `worker` (default), in the process's one shared engine worker
+   * thread, off the application's event loop; `inline`, on the calling thread.
+   */
+  thread?: 'worker' | 'inline';
 }

@@ -32,6 +32,23 @@ export interface ReplicaClientCapabilities {
   readonly batchDelete?: boolean;
   /** Upper bound of concurrent requests the client is happy to serve (default 8). */
   readonly maxConcurrency?: number;
+  /**
+   * The client implements `readLease` and `writeLease` (see "Leases" on `ReplicaClient`).
+   * walship uses them only when this is true, so a client that lacks them keeps working, with
+   * the weaker guarantee that a second writer on the same replica is not detected.
+   */
+  readonly leases?: boolean;
+}
+
+/** The replica's lease object as stored (see `ReplicaClient.readLease`). */
+export interface StoredLease {
+  /** The stored bytes as UTF-8 text (walship stores one JSON object). */
+  readonly body: string;
+  /**
+   * Opaque token naming this version of the object, passed back to `writeLease`: the S3 or ABS
+   * ETag, the GCS generation, a sequence number on file systems.
+   */
+  readonly version: string;
 }
 
 /**
@@ -61,6 +78,15 @@ export interface ReplicaClientCapabilities {
  * - Any other failure should be thrown as `BackendError` with `retryable` set; plain errors
  *   are treated as retryable. walship retries with backoff; clients may retry internally too.
  * - Methods may be called concurrently (up to `capabilities.maxConcurrency`).
+ *
+ * Leases (optional; declare `capabilities.leases: true`): one small object per replica that
+ * records which walship writes to it, kept beside `generations/` where Litestream never looks
+ * (`leaseObjectKey` / `leaseDirKey` in lease-store.ts). walship reads it, and replaces it only
+ * with `writeLease`'s precondition, so two writers on one replica cannot both believe they own
+ * it. The precondition must be checked by the store itself, atomically, where the store can:
+ * S3 `If-None-Match: *` / `If-Match`, GCS `ifGenerationMatch`, ABS `If-None-Match: *` /
+ * `If-Match`, an exclusive create (link or rename without replace) on file systems, for which
+ * `readSequencedLease` / `writeSequencedLease` implement it over a directory.
  */
 export interface ReplicaClient {
   /** Backend type: `file`, `s3`, `gcs`, `abs`, `sftp`, or a third party's own name. */
@@ -136,6 +162,20 @@ export interface ReplicaClient {
    *   when any position has an empty generation
    */
   deleteWALSegments(positions: readonly Pos[]): Promise<void>;
+
+  /**
+   * The lease object, or undefined when there is none. Optional (see "Leases" above).
+   */
+  readLease?(): Promise<StoredLease | undefined>;
+
+  /**
+   * Stores `body` as the lease object, only if the precondition holds at the store:
+   * `ifVersion === null` — no lease object exists (create if absent); otherwise — the stored
+   * lease is still at version `ifVersion`. Resolves with the new version, or `null` when the
+   * precondition failed (another writer created or replaced the lease meanwhile); throws
+   * `BackendError` for anything else. Optional (see "Leases" above).
+   */
+  writeLease?(body: string, ifVersion: string | null): Promise<string | null>;
 
   /** Releases connections and other resources. Optional; idempotent. */
   close?(): Promise<void>;

@@ -39,7 +39,12 @@ export interface ReplicatorEvents {
   /** A monitor cycle finished. */
   sync: [{ durationMs: number; pos: Pos; dbSizeBytes: number; walSizeBytes: number }];
   'sync-error': [{ error: Error }];
-  checkpoint: [{ mode: 'PASSIVE' | 'RESTART' | 'TRUNCATE'; durationMs: number }];
+  /**
+   * A checkpoint ran. For walship's controlled WAL restarts, `lockHeldMs` is how long it held
+   * SQLite's write lock (the application's writers wait meanwhile) and `restarted` whether the
+   * WAL was restarted; a plain PASSIVE checkpoint takes no write lock and has neither.
+   */
+  checkpoint: [{ mode: 'PASSIVE' | 'RESTART' | 'TRUNCATE'; durationMs: number; lockHeldMs?: number; restarted?: boolean }];
   'checkpoint-error': [{ mode: 'PASSIVE' | 'RESTART' | 'TRUNCATE'; error: Error }];
   /** A new generation started (with Litestream's reason string). */
   generation: [{ generation: string; reason: string }];

@@ -4,12 +4,14 @@ import path from 'node:path';
 import { type EngineSettings, WalEngine } from './db/engine.js';
 import { defaultMetaPath } from './db/meta-state.js';
 import { ProcessLock } from './db/process-lock.js';
+import { type WalWatch, watchWal } from './db/wal-watch.js';
 import { toMillis } from './duration.js';
 import { ClosedError, ConfigError, errorMessage, WalshipError } from './errors.js';
 import { childLogger, type Logger, silentLogger } from './logger.js';
 import type { ReplicaOptions, ReplicatorOptions } from './options.js';
 import { defaultStages } from './pipeline.js';
 import { comparePos, type Pos, ZERO_POS } from './pos.js';
+import { DEFAULT_LEASE_TTL_MS, MIN_LEASE_TTL_MS } from './replica/lease.js';
 import { Replica } from './replica/replica.js';
 import type { ReplicatorEvents, ReplicatorStatus, ReplicaStatus } from './replicator-types.js';
 import { backoffDelay, Signal, sleep } from './util/async.js';
@@ -20,6 +22,7 @@ const DB_KEYS = new Set([
 ]);
 const REPLICA_KEYS = new Set([
   'client', 'name', 'syncInterval', 'retention', 'retentionCheckInterval', 'snapshotInterval', 'validationInterval', 'stages',
+  'leaseTtl', 'takeover',
 ]);
 
 /** `sync-interval` → `syncInterval`; camelCase passes through. */
@@ -41,6 +44,29 @@ function positiveInt(v: unknown, fallback: number, key: string, allowZero = true
   return v;
 }
 
+/** `leaseTtl`: a duration of at least MIN_LEASE_TTL_MS, or 0 (no lease). */
+function leaseTtl(v: unknown): number {
+  const ms = toMillis(v as ReplicaOptions['leaseTtl'], DEFAULT_LEASE_TTL_MS, 'lease-ttl');
+  if (ms !== 0 && ms < MIN_LEASE_TTL_MS) throw new ConfigError(`invalid lease-ttl: ${JSON.stringify(v)}: use at least 1s, or 0 to turn the lease off`);
+  return ms;
+}
+
+function takeoverOption(v: unknown): boolean {
+  if (v === undefined) return false;
+  if (typeof v !== 'boolean') throw new ConfigError(`invalid takeover: ${JSON.stringify(v)}: expected true or false`);
+  return v;
+}
+
+/**
+ * While the `-wal` is watched, an idle database is still scanned every
+ * WATCH_IDLE_POLL_FACTOR × monitorInterval, at most every WATCH_IDLE_POLL_MS (and at least every
+ * monitorInterval): only a safety net for a missed notification.
+ */
+const WATCH_IDLE_POLL_FACTOR = 10;
+const WATCH_IDLE_POLL_MS = 10_000;
+/** Longest single timer (setTimeout's limit is 2^31-1 ms). */
+const MAX_WAIT_MS = 3_600_000;
+
 interface CommitMark {
   index: number;
   end: number;
@@ -48,23 +74,11 @@ interface CommitMark {
 }
 
 /**
- * Continuously replicates one SQLite database to one or more replicas (Litestream v0.3 layout).
- *
- * ```ts
- * const rep = new Replicator('/data/app.db', { replicas: [{ client: new FileReplicaClient({ path: '/backup/app' }) }] });
- * await rep.start();
- * // … the application writes …
- * await rep.sync();   // everything committed so far is durable on every replica
- * await rep.stop();
- * ```
- *
- * Errors: the constructor throws `ConfigError` for invalid options; `start()` throws
- * `ConfigError` when the database directory does not exist; `sync()` rejects with
- * `ClosedError` when the replicator stops first and with `WalshipError` code
- * `WALSHIP_TIMEOUT` when `timeout` passes. Replica failures are retried forever with backoff
- * and reported through `replica-error` events and `status()`.
+ * The replicator itself, on the thread it was created on. Applications use `Replicator`
+ * (replicator-facade.ts), which runs this class in the engine worker, or here with
+ * `thread: 'inline'`. Errors: see `Replicator`.
  */
-export class Replicator extends EventEmitter<ReplicatorEvents> {
+export class ReplicatorCore extends EventEmitter<ReplicatorEvents> {
   readonly dbPath: string;
   readonly #engine: WalEngine;
   readonly #replicas: Replica[];
@@ -82,6 +96,9 @@ export class Replicator extends EventEmitter<ReplicatorEvents> {
   #sizes = { dbSizeBytes: 0, walSizeBytes: 0 };
   #lock: ProcessLock | undefined;
   #kicks = new Map<Replica, Promise<void>>();
+  /** Change notifications for the -wal (db/wal-watch.ts); set by the watch, cleared by each monitor scan. */
+  #watch: WalWatch | undefined;
+  #walChanged = false;
 
   constructor(dbPath: string, options: ReplicatorOptions) {
     super();
@@ -121,6 +138,8 @@ export class Replicator extends EventEmitter<ReplicatorEvents> {
           retentionMs,
           retentionCheckIntervalMs: toMillis(r.retentionCheckInterval, 3_600_000, 'retention-check-interval'),
           snapshotIntervalMs: toMillis(r.snapshotInterval, 0, 'snapshot-interval'),
+          leaseTtlMs: leaseTtl(r.leaseTtl),
+          takeover: takeoverOption(r.takeover),
           stages: r.stages ?? defaultStages(),
           logger: childLogger(this.#log, { db: this.dbPath, replica: name }),
         },
@@ -132,8 +151,12 @@ export class Replicator extends EventEmitter<ReplicatorEvents> {
       this.#marks = [];
       this.emit('generation', e);
     });
-    this.#engine.on('checkpoint', (e: { mode: 'PASSIVE' | 'TRUNCATE'; durationMs: number }) =>
-      this.emit('checkpoint', { mode: e.mode, durationMs: e.durationMs }),
+    this.#engine.on('checkpoint', (e: { mode: 'PASSIVE' | 'TRUNCATE'; durationMs: number; lockHeldMs?: number; restarted?: boolean }) =>
+      this.emit('checkpoint', {
+        mode: e.mode,
+        durationMs: e.durationMs,
+        ...(e.lockHeldMs !== undefined ? { lockHeldMs: e.lockHeldMs, restarted: e.restarted ?? false } : {}),
+      }),
     );
   }
 
@@ -176,6 +199,12 @@ export class Replicator extends EventEmitter<ReplicatorEvents> {
       await this.#releaseLock();
       throw err;
     }
+    // Changed = true: the first scan picks up whatever was committed before the watch began.
+    this.#walChanged = true;
+    this.#watch = watchWal(this.dbPath, () => {
+      this.#walChanged = true;
+      this.#kick.notify();
+    });
     this.#loops = [this.#monitorLoop(), ...this.#replicas.map((r) => this.#replicaLoop(r))];
   }
 
@@ -207,12 +236,45 @@ export class Replicator extends EventEmitter<ReplicatorEvents> {
     });
   }
 
+  /**
+   * Scans after the `-wal` changes (the watch, re-armed before each scan, so one notification
+   * per scan), at most once per monitorInterval while scans find commits (under load scans
+   * keep their polling cadence);
+   * at idle only every 10 × monitorInterval up to 10 s (a safety net), or checkpointInterval
+   * when shorter (idle checkpoints). Without a working watch it polls every monitorInterval,
+   * as Litestream does.
+   */
   async #monitorLoop(): Promise<void> {
+    let last = Date.now();
+    let found = true; // whether the last scan found new commits
     while (this.#running) {
-      await this.#kick.wait(this.#monitorIntervalMs);
+      const watching = this.#watch?.active === true;
+      if (!watching || !this.#walChanged) {
+        const cp = this.#engine.settings.checkpointIntervalMs;
+        const poll = Math.min(WATCH_IDLE_POLL_MS, WATCH_IDLE_POLL_FACTOR * this.#monitorIntervalMs, cp > 0 ? cp : Number.POSITIVE_INFINITY);
+        const idleMs = watching ? Math.max(this.#monitorIntervalMs, poll) : this.#monitorIntervalMs;
+        await this.#kick.wait(watching ? Math.max(0, last + idleMs - Date.now()) : idleMs);
+        if (!this.#running) break;
+      }
+      // After a scan that found commits (a writer is busy) the next waits monitorInterval; after
+      // one that found none (a notification that was not a commit: e.g. the -wal's attributes
+      // changed, or another scan got there first) a commit is probably what comes next: soon.
+      const early = last + (found ? this.#monitorIntervalMs : Math.min(this.#monitorIntervalMs, 100)) - Date.now();
+      if (early > 0) await sleep(early, this.#abort.signal).catch(() => {});
       if (!this.#running) break;
+      // A timed wake: make sure the watch still watches the directory that holds the database.
+      if (!this.#walChanged) this.#watch?.refresh();
+      // Re-arm (the watch reports one change per arm) before the scan, which sees everything before.
+      this.#walChanged = false;
+      this.#watch?.arm();
+      const before = this.#engine.pos;
       await this.#scanOnce();
+      const scanned = this.#engine.pos;
+      found = comparePos(scanned, before) !== 0;
       await this.#maybeCheckpoint();
+      // A restart by the checkpoint starts a new index that replicas waiting for a change must ship.
+      if (comparePos(this.#engine.pos, scanned) !== 0) this.#changed.notify();
+      last = Date.now();
     }
   }
 
@@ -235,13 +297,23 @@ export class Replicator extends EventEmitter<ReplicatorEvents> {
       const wait = Math.max(0, lastRun + r.settings.syncIntervalMs - Date.now());
       if (wait > 0) await sleep(wait, this.#abort.signal).catch(() => {});
       if (!this.#running) break;
-      // Wait for a change (or the next tick, for retention/snapshot timers and retries).
-      if (r.lastError === undefined && r.pos && comparePos(r.pos, this.#engine.pos) >= 0 && r.pos.generation === this.#engine.generation) {
-        await this.#changed.wait(Math.max(r.settings.syncIntervalMs, 1000));
-        if (!this.#running) break;
+      // Caught up (or no database yet): sleep until the monitor loop reports a change or a
+      // snapshot/retention timer is due. No scans of its own: the monitor loop does them.
+      const idle = () =>
+        !this.#engine.isOpen ||
+        (r.lastError === undefined && r.pos !== undefined && comparePos(r.pos, this.#engine.pos) >= 0 && r.pos.generation === this.#engine.generation);
+      if (idle()) {
+        const due = this.#engine.isOpen ? r.maintenanceDueIn() : Number.POSITIVE_INFINITY;
+        if (due > 0) {
+          await this.#changed.wait(Math.min(due, MAX_WAIT_MS));
+          if (!this.#running) break;
+          if (idle() && (!this.#engine.isOpen || r.maintenanceDueIn() > 0)) continue;
+        }
       }
       lastRun = Date.now();
       await this.#syncReplica(r);
+      // Tell replicas waiting for a change when the WAL moved on meanwhile (e.g. this sync's checkpoint restarted it).
+      if (r.lastError === undefined && r.pos && comparePos(r.pos, this.#engine.pos) < 0) this.#changed.notify();
       if (r.lastError !== undefined) {
         await sleep(backoffDelay(r.errors - 1, 500, 30_000), this.#abort.signal).catch(() => {});
         continue;
@@ -327,6 +399,9 @@ export class Replicator extends EventEmitter<ReplicatorEvents> {
       const done = this.#replicas.every((r) => r.pos && r.pos.generation === target.generation && comparePos(r.pos, target) >= 0);
       if (done) return target;
       if (!this.#running) throw new ClosedError('replicator stopped before sync completed');
+      // A replica whose lease another writer took will never catch up: say so instead of waiting.
+      const fenced = this.#replicas.find((r) => r.lease.lostError !== undefined);
+      if (fenced) throw fenced.lease.lostError!;
       if (opts.signal?.aborted) throw opts.signal.reason;
       const left = deadline - Date.now();
       if (left <= 0) {
@@ -364,11 +439,15 @@ export class Replicator extends EventEmitter<ReplicatorEvents> {
       }
     }
     this.#running = false;
+    this.#watch?.close();
+    this.#watch = undefined;
     this.#abort.abort(new ClosedError());
     this.#kick.notify();
     this.#changed.notify();
     this.#progress.notify();
     await Promise.allSettled([...this.#loops, ...this.#kicks.values()]);
+    // Nothing writes any more: free the replicas' leases for the next writer.
+    await Promise.allSettled(this.#replicas.map((r) => r.lease.release()));
     await this.#withEngine(() => this.#engine.close({ clean: true }));
     await this.#releaseLock();
   }

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { CorruptDataError } from '../src/errors.js';
+import { prng } from './support/prng.js';
 import {
   createLz4FrameDecoder,
   createLz4FrameEncoder,
@@ -29,17 +30,6 @@ const lz4Skip = haveLz4Cli || process.env.CI === 'true' ? false : 'lz4 CLI not f
 
 function lz4Cli(args: string[], input?: Buffer): Buffer {
   return execFileSync('lz4', args, { input, maxBuffer: 256 * MiB });
-}
-
-/** Deterministic pseudo-random bytes (fast; crypto-quality not needed). */
-function prng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return s >>> 0;
-  };
 }
 
 const WORDS = 'select insert update page btree cell overflow freelist journal checkpoint wal frame salt'.split(' ');

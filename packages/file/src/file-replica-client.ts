@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Stats } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { link, mkdir, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -10,13 +10,17 @@ import {
   BackendError,
   ConfigError,
   NotFoundError,
+  chunkRecycler,
   formatHex8,
   isGenerationName,
   layout,
+  leaseDirKey,
+  readSequencedLease,
+  writeSequencedLease,
   parseSnapshotFileName,
   parseWalSegmentFileName,
 } from '@walship/core';
-import type { Pos, ReplicaClient, ReplicaClientCapabilities, SnapshotInfo, WALSegmentInfo } from '@walship/core';
+import type { LeaseDirectory, Pos, ReplicaClient, ReplicaClientCapabilities, SnapshotInfo, StoredLease, WALSegmentInfo } from '@walship/core';
 
 /** Options of {@link FileReplicaClient}. */
 export interface FileReplicaClientOptions {
@@ -125,7 +129,7 @@ async function mapLimit<T>(items: readonly T[], limit: number, fn: (item: T) => 
  */
 export class FileReplicaClient implements ReplicaClient {
   readonly type = 'file';
-  readonly capabilities: ReplicaClientCapabilities = { batchDelete: false, maxConcurrency: 16 };
+  readonly capabilities: ReplicaClientCapabilities = { batchDelete: false, maxConcurrency: 16, leases: true };
   /** Absolute replica directory. */
   readonly path: string;
 
@@ -209,7 +213,9 @@ export class FileReplicaClient implements ReplicaClient {
 
   async writeSnapshot(generation: string, index: number, body: Readable): Promise<SnapshotInfo> {
     const file = this.snapshotPath(generation, index);
-    const st = await this.writeAtomic(file, body);
+    // A snapshot streams the whole database: hand every chunk back once written, so the
+    // encoder reuses its buffers instead of allocating a new one per block.
+    const st = await this.writeAtomic(file, body, chunkRecycler(body));
     return { generation, index, size: st.size, createdAt: st.mtime };
   }
 
@@ -254,10 +260,90 @@ export class FileReplicaClient implements ReplicaClient {
     await mapLimit(files, FS_CONCURRENCY, (f) => this.removeFile(f));
   }
 
+  /** `<path>/walship-lease`: the lease's entries (see `writeSequencedLease`). */
+  leaseDir(): string {
+    return this.resolve(leaseDirKey(''));
+  }
+
+  /** The replica's lease: the highest `<path>/walship-lease/<seq>.json`. */
+  async readLease(): Promise<StoredLease | undefined> {
+    return readSequencedLease(this.leaseDirectory());
+  }
+
+  /** Conditional lease write by exclusive create (`link`) of the next sequence number. */
+  async writeLease(body: string, ifVersion: string | null): Promise<string | null> {
+    return writeSequencedLease(this.leaseDirectory(), body, ifVersion);
+  }
+
   /** Nothing to release; present for symmetry. Idempotent. */
   async close(): Promise<void> {}
 
   // -- internals ----------------------------------------------------------------------------
+
+  private leaseDirectory(): LeaseDirectory {
+    const dir = this.leaseDir();
+    return {
+      list: async () => (await this.readDir(dir)).filter(isFileLike).map((e) => e.name),
+      read: async (name) => {
+        const file = path.join(dir, name);
+        try {
+          return await readFile(file, 'utf8');
+        } catch (err) {
+          if (errCode(err) === 'ENOENT') return undefined;
+          throw backendError('read', file, err);
+        }
+      },
+      createExclusive: (name, body) => this.createExclusive(path.join(dir, name), body),
+      remove: (name) => this.removeFile(path.join(dir, name)),
+    };
+  }
+
+  /**
+   * Creates `file` with `body` only if it does not exist: the body goes to a fsynced temporary
+   * file, which is then hard-linked onto the name (link fails with EEXIST, atomically, when the
+   * name exists). File systems without hard links get an exclusive open instead (`wx`), whose
+   * content a concurrent reader may see half-written. Resolves false when `file` exists.
+   */
+  private async createExclusive(file: string, body: string): Promise<boolean> {
+    const dir = path.dirname(file);
+    try {
+      await mkdir(dir, { recursive: true, mode: DIR_MODE });
+    } catch (err) {
+      throw backendError('create directory', dir, err);
+    }
+    const tmp = `${file}.tmp-${randomBytes(6).toString('hex')}`;
+    const writeFile = async (target: string, flags: string): Promise<void> => {
+      const fh = await open(target, flags, FILE_MODE);
+      try {
+        await this.writeFully(fh, Buffer.from(body), target);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+    };
+    try {
+      await writeFile(tmp, 'wx');
+      try {
+        await link(tmp, file);
+      } catch (err) {
+        const code = errCode(err);
+        if (code === 'EEXIST') return false;
+        if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS') throw err;
+        try {
+          await writeFile(file, 'wx');
+        } catch (err2) {
+          if (errCode(err2) === 'EEXIST') return false;
+          throw err2;
+        }
+      }
+    } catch (err) {
+      throw backendError('write', file, err);
+    } finally {
+      await rm(tmp, { force: true }).catch(() => {});
+    }
+    await this.syncDir(dir);
+    return true;
+  }
 
   /** Directory entries; empty when the directory does not exist. */
   private async readDir(dir: string) {
@@ -309,9 +395,10 @@ export class FileReplicaClient implements ReplicaClient {
 
   /**
    * Streams `body` to a temporary file next to `file`, fsyncs and renames it onto `file`, then
-   * fsyncs the directory. Returns the stats of the written file.
+   * fsyncs the directory. Returns the stats of the written file. `release`, when given, gets
+   * every chunk back once its bytes are written (see `chunkRecycler`).
    */
-  private async writeAtomic(file: string, body: Readable): Promise<Stats> {
+  private async writeAtomic(file: string, body: Readable, release?: (chunk: Uint8Array) => void): Promise<Stats> {
     const dir = path.dirname(file);
     try {
       await mkdir(dir, { recursive: true, mode: DIR_MODE });
@@ -331,6 +418,7 @@ export class FileReplicaClient implements ReplicaClient {
       for await (const chunk of body) {
         const buf: Uint8Array = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Uint8Array);
         await this.writeFully(fh, buf, file);
+        release?.(buf);
       }
       let st: Stats;
       try {

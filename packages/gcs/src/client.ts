@@ -14,15 +14,17 @@ import {
   isGenerationName,
   joinKey,
   layout,
+  leaseObjectKey,
   parseSnapshotFileName,
   parseWalSegmentFileName,
   type Pos,
   type ReplicaClient,
   type ReplicaClientCapabilities,
   type SnapshotInfo,
+  type StoredLease,
   type WALSegmentInfo,
 } from '@walship/core';
-import { toWalshipError } from './errors.js';
+import { isGcsNotFound, statusOf, toWalshipError } from './errors.js';
 
 /** Options of {@link GcsReplicaClient}. */
 export interface GcsReplicaClientOptions {
@@ -140,7 +142,7 @@ export class GcsReplicaClient implements ReplicaClient {
       this.#chunkSize = cs;
     }
     if (options.endpoint !== undefined) checkEndpoint(options.endpoint);
-    this.capabilities = { batchDelete: false, maxConcurrency: this.#maxConcurrency };
+    this.capabilities = { batchDelete: false, maxConcurrency: this.#maxConcurrency, leases: true };
 
     if (options.storage) {
       this.storage = options.storage;
@@ -235,6 +237,58 @@ export class GcsReplicaClient implements ReplicaClient {
     // Validate every position before deleting anything.
     const keys = positions.map((p) => layout.walSegment(this.root, p.generation, p.index, p.offset));
     await this.#deleteKeys(keys);
+  }
+
+  /**
+   * The lease object `<path>/walship-lease.json`, versioned by its generation: the metadata
+   * names the generation, which is then read by number (retried if replaced in between).
+   */
+  async readLease(): Promise<StoredLease | undefined> {
+    const key = leaseObjectKey(this.root);
+    for (let attempt = 0; ; attempt++) {
+      let generation: string;
+      try {
+        const [md] = await this.#bucket.file(key).getMetadata();
+        generation = String(md.generation ?? '');
+      } catch (err) {
+        if (isGcsNotFound(err)) return undefined;
+        throw toWalshipError(err, 'read', this.#url(key));
+      }
+      if (!/^\d+$/.test(generation)) throw toWalshipError(new Error('object metadata has no generation'), 'read', this.#url(key));
+      try {
+        const [data] = await this.#bucket.file(key, { generation }).download();
+        return { body: data.toString('utf8'), version: generation };
+      } catch (err) {
+        if (!isGcsNotFound(err) || attempt >= 3) throw toWalshipError(err, 'read', this.#url(key));
+      }
+    }
+  }
+
+  /**
+   * Conditional write of the lease object with `ifGenerationMatch` (0: only if absent; else the
+   * generation read). 412 resolves null. The Firebase Storage emulator ignores the
+   * precondition; walship notices that at start.
+   */
+  async writeLease(body: string, ifVersion: string | null): Promise<string | null> {
+    const key = leaseObjectKey(this.root);
+    if (ifVersion !== null && !/^\d+$/.test(ifVersion)) return null;
+    const file = this.#bucket.file(key);
+    try {
+      await file.save(Buffer.from(body), {
+        resumable: false,
+        metadata: { contentType: 'application/json' },
+        preconditionOpts: { ifGenerationMatch: ifVersion === null ? 0 : ifVersion },
+      });
+    } catch (err) {
+      const status = statusOf(err);
+      if (status === 412 || (ifVersion !== null && status === 404)) return null;
+      throw toWalshipError(err, 'write', this.#url(key));
+    }
+    const generation = file.metadata?.generation;
+    if (generation === undefined || generation === null || generation === '') {
+      throw toWalshipError(new Error('response has no generation'), 'write', this.#url(key));
+    }
+    return String(generation);
   }
 
   async close(): Promise<void> {

@@ -18,7 +18,7 @@
  * @packageDocumentation
  */
 export type { ClientUnderTest, ReplicaClientSuiteOptions, StoreBackdoor, StoredObjectInfo, TestFn } from './types.js';
-export { replicaClientSuite, replicaClientTestNames } from './suite.js';
+export { leasePreconditionGaps, leasePreconditionTestNames, replicaClientSuite, replicaClientTestNames } from './suite.js';
 export { describeStoreKeys, snapshotKey, sortedStoreKeys, walSegmentKey } from './keys.js';
 export { fileSystemBackdoor, type FileSystemBackdoorOptions } from './fs-backdoor.js';
 export {

@@ -67,6 +67,8 @@ const METHODS = new Set([
   'deleteWALSegments',
   'close',
 ]);
+/** Optional lease methods (present when `capabilities.leases` is true). */
+const LEASE_METHODS = new Set(['readLease', 'writeLease']);
 
 function describeError(err: unknown): string {
   if (err instanceof Error) {
@@ -84,7 +86,7 @@ function strict(client: ReplicaClient): ReplicaClient {
   return new Proxy(client, {
     get(target, prop) {
       const value: unknown = Reflect.get(target, prop, target);
-      if (typeof value !== 'function' || typeof prop !== 'string' || !METHODS.has(prop)) return value;
+      if (typeof value !== 'function' || typeof prop !== 'string' || (!METHODS.has(prop) && !LEASE_METHODS.has(prop))) return value;
       return (...args: unknown[]) => {
         let result: unknown;
         try {
@@ -995,9 +997,144 @@ define('close: idempotent', async ({ client }) => {
 });
 
 // ---------------------------------------------------------------------------------------------
+// leases (optional: clients that declare `capabilities.leases`)
+
+/** The client's lease methods, or undefined when it does not declare lease support. */
+function leaseOf(client: ReplicaClient):
+  | { read: NonNullable<ReplicaClient['readLease']>; write: NonNullable<ReplicaClient['writeLease']> }
+  | undefined {
+  if (client.capabilities?.leases !== true) return undefined;
+  return { read: () => client.readLease!(), write: (body, v) => client.writeLease!(body, v) };
+}
+
+function leaseBody(tag: string): string {
+  return JSON.stringify({ walship: 'lease', test: tag, at: new Date().toISOString() }) + '\n';
+}
+
+async function assertLease(
+  lease: NonNullable<ReturnType<typeof leaseOf>>,
+  body: string,
+  version: string,
+  label: string,
+): Promise<void> {
+  const got = await lease.read();
+  assert.ok(got, `${label}: readLease() must return the lease`);
+  assert.equal(got.body, body, `${label}: readLease() must return the stored body`);
+  assert.equal(got.version, version, `${label}: readLease() must return the version writeLease() resolved with`);
+}
+
+function assertVersion(v: unknown, label: string): asserts v is string {
+  assert.equal(typeof v, 'string', `${label}: writeLease() must resolve with the new version (a string) when it wrote`);
+  assert.ok((v as string).length > 0, `${label}: the version must not be empty`);
+}
+
+define('lease: capability matches the methods', async ({ client }) => {
+  const c = client as unknown as Record<string, unknown>;
+  const has = typeof c['readLease'] === 'function' && typeof c['writeLease'] === 'function';
+  const caps = client.capabilities;
+  assert.ok(caps?.leases === undefined || typeof caps.leases === 'boolean', 'capabilities.leases must be a boolean');
+  if (caps?.leases === true) assert.ok(has, 'capabilities.leases is true: readLease and writeLease must be methods');
+  else {
+    assert.ok(
+      c['readLease'] === undefined && c['writeLease'] === undefined,
+      'readLease/writeLease are present: declare capabilities.leases: true (walship uses them only then)',
+    );
+  }
+});
+
+define('lease: round trip beside generations, invisible to listings', async (ctx) => {
+  const { client, store } = ctx;
+  const lease = leaseOf(client);
+  if (!lease) return;
+  assert.equal(await lease.read(), undefined, 'readLease() of a fresh root must be undefined');
+  const a = leaseBody('a');
+  const v1 = await lease.write(a, null);
+  assertVersion(v1, 'create');
+  await assertLease(lease, a, v1, 'after create');
+  const b = leaseBody('b');
+  const v2 = await lease.write(b, v1);
+  assertVersion(v2, 'replace');
+  assert.notEqual(v2, v1, 'a replaced lease must get a new version');
+  await assertLease(lease, b, v2, 'after replace');
+  // Litestream only lists generations/: the lease must live outside it, and listings skip it.
+  await putSnapshot(ctx, GEN_A, 1, Buffer.from('s'));
+  assert.deepEqual(await listGenerations(client), [GEN_A], 'generations() must not list the lease');
+  assert.equal((await client.snapshots(GEN_A)).length, 1);
+  const keys = await sortedStoreKeys(store);
+  const leaseKeys = keys.filter((k) => !k.startsWith('generations/'));
+  assert.ok(leaseKeys.length > 0, `the lease must be stored under the root, outside generations/ (${await describeStoreKeys(store)})`);
+  for (const k of leaseKeys) {
+    assert.ok(k === 'walship-lease.json' || k.startsWith('walship-lease/'), `unexpected key ${k}: the lease goes to walship-lease.json or walship-lease/`);
+  }
+  assert.deepEqual(keys.filter((k) => k.startsWith('generations/')), [snapshotKey(GEN_A, 1)], 'nothing of the lease under generations/');
+});
+
+define('lease precondition: create-if-absent refuses an existing lease', async ({ client }) => {
+  const lease = leaseOf(client);
+  if (!lease) return;
+  const a = leaseBody('a');
+  const v1 = await lease.write(a, null);
+  assertVersion(v1, 'create');
+  assert.equal(await lease.write(leaseBody('b'), null), null, 'writeLease(body, null) must resolve null when a lease exists');
+  await assertLease(lease, a, v1, 'after the refused create');
+});
+
+define('lease precondition: a stale version is refused', async ({ client }) => {
+  const lease = leaseOf(client);
+  if (!lease) return;
+  const v1 = await lease.write(leaseBody('a'), null);
+  assertVersion(v1, 'create');
+  const b = leaseBody('b');
+  const v2 = await lease.write(b, v1);
+  assertVersion(v2, 'replace');
+  assert.equal(await lease.write(leaseBody('c'), v1), null, 'writeLease(body, staleVersion) must resolve null');
+  await assertLease(lease, b, v2, 'after the refused replace');
+});
+
+define('lease precondition: concurrent creates, exactly one wins', async ({ client }) => {
+  const lease = leaseOf(client);
+  if (!lease) return;
+  const bodies = Array.from({ length: 6 }, (_, i) => leaseBody(`create-${i}`));
+  const results = await Promise.all(bodies.map((b) => lease.write(b, null)));
+  const winners = results.map((v, i) => ({ v, i })).filter((r) => r.v !== null);
+  assert.equal(winners.length, 1, `exactly one of ${bodies.length} concurrent creates must succeed, ${winners.length} did`);
+  const w = winners[0]!;
+  assertVersion(w.v, 'winner');
+  await assertLease(lease, bodies[w.i]!, w.v, 'the winner');
+});
+
+define('lease precondition: concurrent replacements, exactly one wins', async ({ client }) => {
+  const lease = leaseOf(client);
+  if (!lease) return;
+  const v1 = await lease.write(leaseBody('base'), null);
+  assertVersion(v1, 'create');
+  const bodies = Array.from({ length: 6 }, (_, i) => leaseBody(`replace-${i}`));
+  const results = await Promise.all(bodies.map((b) => lease.write(b, v1)));
+  const winners = results.map((v, i) => ({ v, i })).filter((r) => r.v !== null);
+  assert.equal(winners.length, 1, `exactly one of ${bodies.length} concurrent replacements of one version must succeed, ${winners.length} did`);
+  const w = winners[0]!;
+  assertVersion(w.v, 'winner');
+  await assertLease(lease, bodies[w.i]!, w.v, 'the winner');
+});
+
+// ---------------------------------------------------------------------------------------------
 
 /** Names of every test the suite registers (without `prefix`), in registration order. */
 export const replicaClientTestNames: readonly string[] = Object.freeze(cases.map((c) => c.name));
+
+/**
+ * The lease cases that need the server to enforce `writeLease`'s precondition (create-if-absent,
+ * replace-if-version, atomically). A backend whose test server ignores preconditions declares
+ * these in `gaps` with the reason (see `ReplicaClientSuiteOptions.gaps`).
+ */
+export const leasePreconditionTestNames: readonly string[] = Object.freeze(
+  replicaClientTestNames.filter((n) => n.startsWith('lease precondition: ')),
+);
+
+/** `gaps` for a server that ignores lease preconditions: every precondition case, with `reason`. */
+export function leasePreconditionGaps(reason: string): Record<string, string> {
+  return Object.fromEntries(leasePreconditionTestNames.map((n) => [n, reason]));
+}
 
 function positiveInteger(value: number | undefined, fallback: number, name: string): number {
   if (value === undefined) return fallback;
@@ -1030,12 +1167,23 @@ export function replicaClientSuite(options: ReplicaClientSuiteOptions): void {
       throw new InvalidArgumentError(`replicaClientSuite: unknown test name in skip: ${JSON.stringify(name)}`);
     }
   }
+  const gaps = new Map(Object.entries(options.gaps ?? {}));
+  for (const [name, reason] of gaps) {
+    if (!replicaClientTestNames.includes(name)) {
+      throw new InvalidArgumentError(`replicaClientSuite: unknown test name in gaps: ${JSON.stringify(name)}`);
+    }
+    if (typeof reason !== 'string' || reason.trim() === '') {
+      throw new InvalidArgumentError(`replicaClientSuite: gaps[${JSON.stringify(name)}] must give the reason`);
+    }
+    if (skip.has(name)) throw new InvalidArgumentError(`replicaClientSuite: ${JSON.stringify(name)} is in both skip and gaps`);
+  }
   const prefix = options.prefix ?? '';
   const create = options.create;
 
   for (const c of cases) {
     if (skip.has(c.name)) continue;
-    options.test(prefix + c.name, async () => {
+    const gap = gaps.get(c.name);
+    options.test(prefix + c.name + (gap !== undefined ? ` (capability gap: ${gap})` : ''), async () => {
       const { client, store } = await create();
       let failed = false;
       let failure: unknown;
@@ -1044,6 +1192,18 @@ export function replicaClientSuite(options: ReplicaClientSuiteOptions): void {
       } catch (err) {
         failed = true;
         failure = err;
+      }
+      if (gap !== undefined) {
+        // A declared gap must really be one: the case has to fail its assertions here. One that
+        // passes (the server learnt the feature) or fails otherwise (an error) fails the test.
+        if (!failed) {
+          failed = true;
+          failure = new assert.AssertionError({
+            message: `${c.name}: declared as a capability gap (${gap}) but it passed: remove it from gaps`,
+          });
+        } else if (failure instanceof assert.AssertionError) {
+          failed = false;
+        }
       }
       const cleanupErrors: unknown[] = [];
       try {

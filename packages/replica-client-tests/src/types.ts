@@ -87,4 +87,12 @@ export interface ReplicaClientSuiteOptions {
   skip?: readonly string[];
   /** Prepended to every test name, e.g. `'s3: '`. */
   prefix?: string;
+  /**
+   * Capability gaps of the server under test: test name (without `prefix`) → the reason, e.g.
+   * `'lease precondition: a stale version is refused': 'the emulator ignores ifGenerationMatch'`.
+   * Such a test still runs, named with its reason, and must fail its assertions: one that
+   * passes, or throws anything but an assertion error, fails, so a gap is never silently green
+   * and a stale declaration is noticed. Unknown names throw.
+   */
+  gaps?: Readonly<Record<string, string>>;
 }

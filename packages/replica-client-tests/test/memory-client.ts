@@ -47,6 +47,14 @@ export interface Faults {
   deepListing?: boolean;
   /** Empty generation gives a differently worded message. */
   wrongMessage?: boolean;
+  /** writeLease ignores its precondition (as s3rver and the GCS emulator do). */
+  ignoreLeasePreconditions?: boolean;
+  /** writeLease checks and writes in two steps with a pause between (not atomic). */
+  racyLeaseWrites?: boolean;
+  /** The lease is stored under generations/. */
+  leaseInGenerations?: boolean;
+  /** Lease methods present without capabilities.leases. */
+  undeclaredLeases?: boolean;
 }
 
 type Obj = { data: Buffer; createdAt: Date };
@@ -80,7 +88,8 @@ export function memoryBackdoor(store: MemoryStore): StoreBackdoor {
 
 export class MemoryReplicaClient implements ReplicaClient {
   readonly type = 'memory';
-  readonly capabilities = { maxConcurrency: 16 };
+  readonly capabilities: { maxConcurrency: number; leases?: boolean };
+  private leaseVersion = 0;
   closed = 0;
   private readonly writeTimes = new Map<string, Date>();
   private readonly cache = new Map<string, Buffer>();
@@ -91,6 +100,7 @@ export class MemoryReplicaClient implements ReplicaClient {
     private readonly store: MemoryStore,
     private readonly faults: Faults = {},
   ) {
+    this.capabilities = { maxConcurrency: 16, ...(faults.undeclaredLeases ? {} : { leases: true }) };
     if (faults.syncThrow) {
       const snapshots = this.snapshots.bind(this);
       this.snapshots = (generation: string) => {
@@ -121,6 +131,28 @@ export class MemoryReplicaClient implements ReplicaClient {
     if (this.faults.wrongMessage && !p.generation) throw new InvalidArgumentError('generation required');
     const offset = this.faults.truncateOffsets ? p.offset % 2 ** 32 : p.offset;
     return layout.walSegment('', p.generation, p.index, offset);
+  }
+
+  private get leaseKey(): string {
+    return this.faults.leaseInGenerations ? 'generations/walship-lease.json' : 'walship-lease.json';
+  }
+
+  async readLease(): Promise<{ body: string; version: string } | undefined> {
+    const obj = this.store.get(this.leaseKey) as (Obj & { version?: string }) | undefined;
+    return obj ? { body: obj.data.toString('utf8'), version: obj.version! } : undefined;
+  }
+
+  async writeLease(body: string, ifVersion: string | null): Promise<string | null> {
+    const check = () => {
+      const cur = this.store.get(this.leaseKey) as (Obj & { version?: string }) | undefined;
+      if (this.faults.ignoreLeasePreconditions) return true;
+      return ifVersion === null ? cur === undefined : cur?.version === ifVersion;
+    };
+    if (!check()) return null;
+    if (this.faults.racyLeaseWrites) await new Promise((r) => setTimeout(r, 5));
+    const version = `v${++this.leaseVersion}`;
+    this.store.set(this.leaseKey, Object.assign({ data: Buffer.from(body), createdAt: new Date() }, { version }));
+    return version;
   }
 
   async generations(): Promise<string[]> {

@@ -100,6 +100,18 @@ describe('the suite catches contract violations', () => {
     ]],
     ['snapshots listed from other folders', { deepListing: true }, ['snapshots: ignores foreign objects']],
     ["messages other than Litestream's", { wrongMessage: true }, ['invalid arguments: empty generation']],
+    ['lease preconditions ignored', { ignoreLeasePreconditions: true }, [
+      'lease precondition: create-if-absent refuses an existing lease',
+      'lease precondition: a stale version is refused',
+      'lease precondition: concurrent creates, exactly one wins',
+      'lease precondition: concurrent replacements, exactly one wins',
+    ]],
+    ['lease preconditions checked, then written (not atomic)', { racyLeaseWrites: true }, [
+      'lease precondition: concurrent creates, exactly one wins',
+      'lease precondition: concurrent replacements, exactly one wins',
+    ]],
+    ['lease stored under generations/', { leaseInGenerations: true }, ['lease: round trip beside generations, invisible to listings']],
+    ['lease methods without capabilities.leases', { undeclaredLeases: true }, ['lease: capability matches the methods']],
   ];
   for (const [what, faults, names] of cases) {
     test(what, async () => {
@@ -120,6 +132,19 @@ describe('options', () => {
     assert.equal(tests.size, replicaClientTestNames.length - 1);
     assert.ok(tests.has('mem: type and capabilities'));
     assert.ok(!tests.has('mem: pagination: generations'));
+  });
+
+  test('gaps: a declared gap must fail its assertions, and is named with its reason', async () => {
+    const name = 'lease precondition: a stale version is refused';
+    const { tests: real } = memorySuite({ ignoreLeasePreconditions: true }, { gaps: { [name]: 'ignores If-Match' } });
+    const gapTest = real.get(`${name} (capability gap: ignores If-Match)`);
+    assert.ok(gapTest, 'the gap test is registered under a name carrying the reason');
+    await gapTest(); // the server really lacks it: passes
+    const { tests: stale } = memorySuite({}, { gaps: { [name]: 'ignores If-Match' } });
+    await assert.rejects(stale.get(`${name} (capability gap: ignores If-Match)`)!(), /declared as a capability gap .* but it passed/);
+    const create = async () => assert.fail('not called');
+    assert.throws(() => collect({ create, gaps: { 'no such test': 'x' } }), InvalidArgumentError);
+    assert.throws(() => collect({ create, gaps: { [name]: '' } }), InvalidArgumentError);
   });
 
   test('unknown skip names and bad sizes throw InvalidArgumentError', () => {

@@ -5,7 +5,9 @@ import {
   DeleteObjectsCommand,
   GetBucketLocationCommand,
   GetObjectCommand,
+  HeadObjectCommand,
   ListObjectsV2Command,
+  PutObjectCommand,
   S3Client,
   type S3ClientConfig,
   type ListObjectsV2CommandOutput,
@@ -18,16 +20,18 @@ import {
   isGenerationName,
   joinKey,
   layout,
+  leaseObjectKey,
   parseSnapshotFileName,
   parseWalSegmentFileName,
   type Pos,
   type ReplicaClient,
   type ReplicaClientCapabilities,
   type SnapshotInfo,
+  type StoredLease,
   type WALSegmentInfo,
 } from '@walship/core';
 import { DEFAULT_REGION, type ChecksumMode } from './config.js';
-import { isRetryable, toWalshipError } from './errors.js';
+import { errorCode, httpStatus, isNoSuchKey, isRetryable, toWalshipError } from './errors.js';
 
 /** Litestream's `MaxKeys`: the most keys one DeleteObjects request may carry. */
 export const MAX_DELETE_KEYS = 1000;
@@ -98,7 +102,7 @@ interface Listed {
  */
 export class S3ReplicaClient implements ReplicaClient {
   readonly type = 's3';
-  readonly capabilities: ReplicaClientCapabilities = { batchDelete: true, maxConcurrency: 16 };
+  readonly capabilities: ReplicaClientCapabilities = { batchDelete: true, maxConcurrency: 16, leases: true };
 
   /** Bucket name. */
   readonly bucket: string;
@@ -112,6 +116,8 @@ export class S3ReplicaClient implements ReplicaClient {
   private readonly queueSize: number;
   private s3: Promise<S3Client> | undefined;
   private closed = false;
+  /** The store wants If-Match ETags without their quotes (Ceph radosgw, DigitalOcean Spaces). */
+  private unquotedIfMatch = false;
 
   constructor(options: S3ReplicaClientOptions) {
     if (!options || typeof options.bucket !== 'string' || options.bucket === '') {
@@ -473,6 +479,69 @@ export class S3ReplicaClient implements ReplicaClient {
     // Validate every position before deleting anything.
     const keys = positions.map((p) => layout.walSegment(this.path, p.generation, p.index, p.offset));
     await this.deleteKeys(keys);
+  }
+
+  /** The lease object `<path>/walship-lease.json`, versioned by its ETag. */
+  async readLease(): Promise<StoredLease | undefined> {
+    const s3 = await this.client();
+    const key = leaseObjectKey(this.path);
+    try {
+      const out = await s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
+      const body = out.Body ? await out.Body.transformToString('utf8') : '';
+      if (!out.ETag) throw new BackendError(`s3: GET ${this.bucket}/${key}: response has no ETag`, { retryable: true });
+      return { body, version: out.ETag };
+    } catch (err) {
+      if (isNoSuchKey(err)) return undefined;
+      throw toWalshipError(err, `GET ${this.bucket}/${key}`);
+    }
+  }
+
+  /**
+   * Conditional PUT of the lease object: `If-None-Match: *` to create, `If-Match: <ETag>` to
+   * replace. 412 PreconditionFailed, 409 ConditionalRequestConflict (a concurrent conditional
+   * write) and 404 (If-Match on a deleted object) resolve null. Stores that ignore these
+   * headers (s3rver, some S3-compatible services) write anyway; walship notices that at start.
+   */
+  async writeLease(body: string, ifVersion: string | null): Promise<string | null> {
+    const s3 = await this.client();
+    const key = leaseObjectKey(this.path);
+    const put = async (condition: { IfNoneMatch: string } | { IfMatch: string }): Promise<string | 'failed'> => {
+      try {
+        const out = await s3.send(
+          new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentType: 'application/json', ...condition }),
+        );
+        if (!out.ETag) throw new BackendError(`s3: PUT ${this.bucket}/${key}: response has no ETag`, { retryable: true });
+        return out.ETag;
+      } catch (err) {
+        const status = httpStatus(err);
+        const code = errorCode(err);
+        if (status === 412 || code === 'PreconditionFailed' || status === 409 || code === 'ConditionalRequestConflict') return 'failed';
+        if ('IfMatch' in condition && isNoSuchKey(err)) return 'failed';
+        throw toWalshipError(err, `PUT ${this.bucket}/${key}`);
+      }
+    };
+    if (ifVersion === null) {
+      const v = await put({ IfNoneMatch: '*' });
+      return v === 'failed' ? null : v;
+    }
+    const bare = ifVersion.replace(/^"(.*)"$/, '$1');
+    const v = await put({ IfMatch: this.unquotedIfMatch ? bare : ifVersion });
+    if (v !== 'failed') return v;
+    if (this.unquotedIfMatch || bare === ifVersion) return null;
+    // Some stores (Ceph radosgw, DigitalOcean Spaces) compare If-Match without the quotes the
+    // ETag is returned with. If the object still has the ETag we sent, that was the reason:
+    // send it bare, now and from now on.
+    let current: string | undefined;
+    try {
+      current = (await s3.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }))).ETag;
+    } catch (err) {
+      if (isNoSuchKey(err)) return null;
+      throw toWalshipError(err, `HEAD ${this.bucket}/${key}`);
+    }
+    if (current !== ifVersion) return null;
+    this.unquotedIfMatch = true;
+    const again = await put({ IfMatch: bare });
+    return again === 'failed' ? null : again;
   }
 
   async close(): Promise<void> {

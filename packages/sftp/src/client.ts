@@ -9,14 +9,19 @@ import {
   NotFoundError,
   isGenerationName,
   layout,
+  leaseDirKey,
   parseSnapshotFileName,
   parseWalSegmentFileName,
+  readSequencedLease,
+  writeSequencedLease,
 } from '@walship/core';
 import type {
+  LeaseDirectory,
   Pos,
   ReplicaClient,
   ReplicaClientCapabilities,
   SnapshotInfo,
+  StoredLease,
   WALSegmentInfo,
 } from '@walship/core';
 import SftpClient from 'ssh2-sftp-client';
@@ -232,7 +237,7 @@ export class SftpReplicaClient implements ReplicaClient {
       throw new InvalidArgumentError(`maxConcurrency must be an integer from 1 to ${MAX_CONCURRENCY}: ${max}`);
     }
     this.slots = new Semaphore(max);
-    this.capabilities = { maxConcurrency: max };
+    this.capabilities = { maxConcurrency: max, leases: true };
     this.maxRetries = options.maxRetries ?? 5;
     if (options.insecureIgnoreHostKey) {
       this.warn(
@@ -315,6 +320,20 @@ export class SftpReplicaClient implements ReplicaClient {
     await Promise.all(paths.map((path) => this.slots.run(() => this.unlink(path))));
   }
 
+  /** The replica's lease: the highest `<path>/walship-lease/<seq>.json` (see `writeSequencedLease`). */
+  async readLease(): Promise<StoredLease | undefined> {
+    return readSequencedLease(this.leaseDirectory());
+  }
+
+  /**
+   * Conditional lease write by exclusive create: the next sequence number is written to a
+   * temporary file and moved onto its name with plain SSH_FXP_RENAME, which refuses to replace
+   * an existing file (OpenSSH's sftp-server links, then unlinks).
+   */
+  async writeLease(body: string, ifVersion: string | null): Promise<string | null> {
+    return writeSequencedLease(this.leaseDirectory(), body, ifVersion);
+  }
+
   /** Closes the SSH connection. A later call reconnects. Idempotent. */
   async close(): Promise<void> {
     const dialing = this.dialing;
@@ -326,6 +345,63 @@ export class SftpReplicaClient implements ReplicaClient {
 
   // ---------------------------------------------------------------------------------------
   // Operations (callers hold a slot)
+
+  private leaseDirectory(): LeaseDirectory {
+    const dir = leaseDirKey(this.root);
+    return {
+      list: async () => (await this.slots.run(() => this.readdir(dir))).filter((e) => isFile(e.attrs)).map((e) => e.filename),
+      read: async (name) => {
+        const path = posix.join(dir, name);
+        try {
+          const chunks: Buffer[] = [];
+          for await (const c of await this.openReader(path)) chunks.push(c as Buffer);
+          return Buffer.concat(chunks).toString('utf8');
+        } catch (err) {
+          if (err instanceof NotFoundError) return undefined;
+          throw err;
+        }
+      },
+      createExclusive: (name, body) => this.slots.run(() => this.createExclusive(posix.join(dir, name), Buffer.from(body))),
+      remove: (name) => this.slots.run(() => this.unlink(posix.join(dir, name))),
+    };
+  }
+
+  /** Creates `path` with `data` only if it does not exist (temporary file + plain rename). */
+  private async createExclusive(path: string, data: Buffer): Promise<boolean> {
+    const dir = posix.dirname(path);
+    const tmp = posix.join(dir, `.${posix.basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+    await this.attempt('write', tmp, async (sftp) => {
+      const open = () => req<Buffer>(sftp, (cb) => sftp.open(tmp, 'w', cb));
+      let handle: Buffer;
+      try {
+        handle = await open();
+      } catch (err) {
+        if (!isNoSuchFile(err)) throw err;
+        await this.mkdirp(sftp, dir);
+        handle = await open();
+      }
+      try {
+        if (data.length > 0) await req(sftp, (cb) => sftp.write(handle, data, 0, data.length, 0, cb));
+      } finally {
+        await req(sftp, (cb) => sftp.close(handle, cb)).catch(() => undefined);
+      }
+    });
+    try {
+      await this.attempt('rename', path, (sftp) => req(sftp, (cb) => sftp.rename(tmp, path, cb)));
+      return true;
+    } catch (err) {
+      // Refused (the name exists), or our own rename landed and its reply was lost: either way
+      // the name is taken now; the caller reads the lease to tell which.
+      const exists = await this.attempt('stat', path, (sftp) => req<Stats>(sftp, (cb) => sftp.stat(path, cb))).then(
+        () => true,
+        (e: unknown) => (e instanceof NotFoundError ? false : Promise.reject(e)),
+      );
+      if (exists) return false;
+      throw err;
+    } finally {
+      await this.attempt('delete', tmp, (s) => req(s, (cb) => s.unlink(tmp, cb))).catch(() => undefined);
+    }
+  }
 
   private async readdir(dir: string): Promise<FileEntryWithStats[]> {
     try {

@@ -50,6 +50,8 @@ export async function replicateCommand(inv: Invocation): Promise<number> {
   const bind = addr ? splitAddrOrUsage(addr) : undefined;
 
   const dryRun = boolFlag(args, 'dry-run');
+  // -force: every replica takes over a lease another walship still holds (planned failover).
+  if (boolFlag(args, 'force')) config = { ...config, dbs: config.dbs.map((db) => ({ ...db, replicas: db.replicas.map((r) => ({ ...r, takeover: true })) })) };
   const logger = createLogger({
     level: config.logging.level,
     format: config.logging.format,
@@ -155,6 +157,8 @@ function describeConfig(config: CliConfig, overrides: { exec: string | undefined
         retentionCheckInterval: d(r.retentionCheckIntervalMs),
         snapshotInterval: d(r.snapshotIntervalMs),
         validationInterval: d(r.validationIntervalMs),
+        leaseTtl: r.leaseTtlMs !== undefined ? d(r.leaseTtlMs) : null,
+        takeover: r.takeover,
         config: redactValue('', r.config),
       })),
     })),
@@ -171,6 +175,8 @@ function replicatorOptions(db: DbSpec, logger: CliLogger): ReplicatorOptions {
       retentionCheckInterval: r.retentionCheckIntervalMs,
       snapshotInterval: r.snapshotIntervalMs,
       validationInterval: r.validationIntervalMs,
+      ...(r.leaseTtlMs !== undefined ? { leaseTtl: r.leaseTtlMs } : {}),
+      ...(r.takeover ? { takeover: true } : {}),
     })),
     ...(db.metaPath !== undefined ? { metaPath: db.metaPath } : {}),
     monitorInterval: db.monitorIntervalMs,

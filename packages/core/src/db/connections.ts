@@ -44,6 +44,8 @@ export class DbConnections {
   readonly seqPage: number;
   #pinned = false;
   #closed = false;
+  #journalSizeLimit = 0;
+  #truncating = true;
   readonly #upsert: Database.Statement;
 
   private constructor(writer: Db, checkpointer: Db, pins: readonly [Db, Db], snapshotReader: Db, dbFile: fs.FileHandle, seqPage: number, shmFd: number) {
@@ -101,7 +103,9 @@ export class DbConnections {
       };
       const pins = [ro(), ro()] as const;
       const snapshotReader = ro();
-      return new DbConnections(writer, checkpointer, pins, snapshotReader, dbFile, seqPage, shmFd);
+      const conns = new DbConnections(writer, checkpointer, pins, snapshotReader, dbFile, seqPage, shmFd);
+      conns.#journalSizeLimit = Math.max(0, Math.floor(opts.journalSizeLimit));
+      return conns;
     } catch (err) {
       // Read-write connections first, read-only last (keeps the -wal in place).
       for (const d of opened) {
@@ -206,6 +210,18 @@ export class DbConnections {
 
   unlockWrites(): void {
     if (this.writer.inTransaction) this.writer.exec('ROLLBACK');
+  }
+
+  /**
+   * Whether the writer's next WAL-restarting commit truncates the `-wal` file to the journal
+   * size limit. Truncating a large file frees its blocks under the write lock (measured: 240–
+   * 280 ms for a WAL of ~150 MB), so under load the file keeps its size, as SQLite does by
+   * default, and is truncated by a restart while the database is quiet.
+   */
+  truncateOnRestart(on: boolean): void {
+    if (on === this.#truncating) return;
+    this.writer.pragma(`journal_size_limit = ${on ? this.#journalSizeLimit : -1}`);
+    this.#truncating = on;
   }
 
   /** Writes `_litestream_seq` inside the writer's open transaction and commits. */

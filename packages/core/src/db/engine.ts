@@ -14,7 +14,7 @@ import type { Checksum } from '../wal/checksum.js';
 import { calcWalSize, parseWalHeader, WAL_HEADER_SIZE, type WalHeader } from '../wal/format.js';
 import { readWalIndexSync } from '../wal/wal-index.js';
 import { scanCommittedFrames, scanCommittedFramesSync, tryParseWalHeader, WalFile } from '../wal/wal-file.js';
-import { DbConnections } from './connections.js';
+import { type CheckpointResult, DbConnections } from './connections.js';
 import {
   type DbFingerprint,
   fingerprintOf,
@@ -92,6 +92,10 @@ function isRestartOf(after: WalHeader, before: WalHeader): boolean {
 /** Largest WAL segment walship uploads as one object (uncompressed); a single larger transaction is kept whole. */
 export const SEGMENT_SPLIT = 64 * 1024 * 1024;
 const READ_CHUNK = 1024 * 1024;
+/** A WAL-restarting commit truncates a `-wal` file up to this size (freeing it is quick)… */
+const TRUNCATE_CHEAP_BYTES = 32 * 1024 * 1024;
+/** …or any size once nothing was committed for this long (nobody waits on the lock then). */
+const TRUNCATE_QUIET_MS = 1000;
 
 /**
  * The database side of replication: owns walship's SQLite connections and the read lock that
@@ -625,11 +629,20 @@ export class WalEngine extends EventEmitter {
     const spillsBefore = this.#spills.size;
     this.#spillSync(this.#epoch);
     const e = this.#epoch;
+    // Copy what can be copied without the write lock first, beside the application's writers,
+    // so the checkpoint under the lock has only the frames of the last moments left. The pin
+    // moves only onto frames not yet copied (see scan), so it keeps a WAL read mark.
+    const wi = conns.shmFd >= 0 ? readWalIndexSync(conns.shmFd) : undefined;
+    if (!wi || wi.mxFrame > wi.nBackfill) conns.repin();
+    conns.checkpoint('PASSIVE');
     const lockWait = Math.min(50, this.settings.busyTimeoutMs);
     if (!conns.tryLockWrites(lockWait)) {
       if (this.#spills.size !== spillsBefore) await this.#persist();
       return false;
     }
+    // Write lock held from here to the last unlock (both stretches, and the gap between).
+    const lockedAt = performance.now();
+    let checkpointed: { durationMs: number; result: CheckpointResult } | undefined;
     type Outcome = 'busy' | 'header-changed' | 'appended' | 'restarted' | 'lost';
     let outcome: Outcome = 'busy';
     let closedEnd = e.end;
@@ -654,7 +667,7 @@ export class WalEngine extends EventEmitter {
           }
         }
         let full = isFull();
-        this.emit('checkpoint', { mode, durationMs: Date.now() - t0, result: r });
+        checkpointed = { durationMs: Date.now() - t0, result: r };
         if (full) {
           // Our writer began before the checkpoint finished, so its read mark is not 0 and its
           // write would only append. Begin again; the pin keeps others from restarting meanwhile.
@@ -667,6 +680,10 @@ export class WalEngine extends EventEmitter {
         }
         if (full) {
           closedEnd = e.end;
+          // Truncate the file only when that is cheap or nobody is writing (see truncateOnRestart).
+          const walBytes = fsSync.statSync(this.walPath, { throwIfNoEntry: false })?.size ?? 0;
+          const quiet = Date.now() - this.#lastChangeAt >= TRUNCATE_QUIET_MS;
+          conns.truncateOnRestart(mode === 'TRUNCATE' || quiet || walBytes <= TRUNCATE_CHEAP_BYTES);
           this.#recordRestartIntentSync(e);
           // The pin's read mark would stop the restart; a bridging read transaction keeps
           // everyone else from restarting the WAL meanwhile (see commitRestartingWrite).
@@ -688,7 +705,9 @@ export class WalEngine extends EventEmitter {
       }
     } finally {
       conns.unlockWrites();
+      const lockHeldMs = performance.now() - lockedAt;
       if (!conns.pinned) conns.pinRead();
+      if (checkpointed) this.emit('checkpoint', { mode, ...checkpointed, lockHeldMs, restarted: outcome === 'restarted' });
     }
     switch (outcome) {
       case 'header-changed':
@@ -808,9 +827,12 @@ export class WalEngine extends EventEmitter {
 
   /**
    * Runs `fn` with the snapshot read transaction held (so checkpoints cannot copy frames past
-   * `pos` into the database file) and a stream of the database file's bytes.
+   * `pos` into the database file) and `source`, which reads the database file's bytes in order
+   * into buffers the caller provides (see `encodeSource` in pipeline.ts).
    */
-  async withSnapshot<T>(fn: (snap: { pos: Pos; size: number; stream: Readable }) => Promise<T>): Promise<T> {
+  async withSnapshot<T>(
+    fn: (snap: { pos: Pos; size: number; source: { read(buf: Buffer, offset: number, length: number): Promise<number> } }) => Promise<T>,
+  ): Promise<T> {
     // One snapshot at a time: they share the snapshot connection's read transaction.
     return this.#snapshotMutex.run(async () => {
       const conns = this.connections;
@@ -826,18 +848,20 @@ export class WalEngine extends EventEmitter {
         const pos = this.pos;
         const size = (await conns.dbFile.stat()).size;
         const fh = conns.dbFile;
-        async function* gen() {
-          let off = 0;
-          while (off < size) {
-            const n = Math.min(READ_CHUNK, size - off);
-            const buf = Buffer.allocUnsafe(n);
-            const got = await readFullAt(fh, buf, 0, n, off);
-            if (got === 0) break; // truncated by a checkpoint: the WAL replay restores the rest
-            off += got;
-            yield got === n ? buf : buf.subarray(0, got);
-          }
-        }
-        return await fn({ pos, size, stream: Readable.from(gen(), { objectMode: false }) });
+        // Read straight into the consumer's buffers (the LZ4 encoder's reused block): a
+        // snapshot allocates nothing per chunk, whatever the database size.
+        let off = 0;
+        const source = {
+          async read(buf: Buffer, offset: number, length: number): Promise<number> {
+            const n = Math.min(length, size - off);
+            if (n <= 0) return 0;
+            const got = await readFullAt(fh, buf, offset, n, off);
+            // Short: truncated by a checkpoint; the WAL replay restores the rest.
+            off = got < n ? size : off + got;
+            return got;
+          },
+        };
+        return await fn({ pos, size, source });
       } finally {
         this.#snapshotDepth--;
         if (db.inTransaction) db.exec('COMMIT');

@@ -4,10 +4,11 @@ import { pipeline } from 'node:stream/promises';
 import type { WalEngine } from '../db/engine.js';
 import { errorMessage, isNotFoundError, WalshipError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { decodeObject, encodeObject, type ObjectStage } from '../pipeline.js';
+import { decodeObject, encodeObject, encodeSource, type ObjectStage } from '../pipeline.js';
 import { comparePos, formatPos, type Pos } from '../pos.js';
 import type { ReplicaClient, SnapshotInfo, WALSegmentInfo } from '../replica-client.js';
 import { backoffDelay, Mutex, sleep } from '../util/async.js';
+import { DEFAULT_LEASE_TTL_MS, ReplicaLease } from './lease.js';
 
 /**
  * A generation's first object is written at least this long after the replica's previous write
@@ -27,6 +28,10 @@ export interface ReplicaSettings {
   readonly snapshotIntervalMs: number;
   readonly stages: readonly ObjectStage[];
   readonly logger: Logger;
+  /** Lease time to live (default `DEFAULT_LEASE_TTL_MS`; 0: no lease). See lease.ts. */
+  readonly leaseTtlMs?: number;
+  /** Take over another writer's live lease (planned failover). */
+  readonly takeover?: boolean;
 }
 
 /**
@@ -37,8 +42,10 @@ export interface ReplicaSettings {
  */
 export class Replica {
   readonly name: string;
+  /** The replica's client behind its lease guard (writes check the lease first). */
   readonly client: ReplicaClient;
   readonly settings: ReplicaSettings;
+  readonly lease: ReplicaLease;
   /** Durable remote position; undefined while unknown. */
   pos: Pos | undefined;
   lastError: string | undefined;
@@ -59,7 +66,19 @@ export class Replica {
   constructor(settings: ReplicaSettings, engine: WalEngine, events: EventEmitter) {
     this.settings = settings;
     this.name = settings.name;
-    this.client = settings.client;
+    // Every write and delete goes through the lease (lease.ts); reads pass straight through.
+    this.lease = new ReplicaLease({
+      client: settings.client,
+      replica: settings.name,
+      dbPath: engine.dbPath,
+      metaPath: engine.settings.metaPath,
+      ttlMs: settings.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS,
+      takeover: settings.takeover ?? false,
+      logger: settings.logger,
+      generation: () => engine.generation,
+      onRequest: (op) => this.#op(op),
+    });
+    this.client = this.lease.guard(settings.client);
     this.#engine = engine;
     this.#events = events;
     this.#log = settings.logger;
@@ -112,6 +131,8 @@ export class Replica {
   async #sync(): Promise<void> {
     const engine = this.#engine;
     if (!engine.isOpen || !engine.generation) return;
+    // Take the replica's lease before anything else; false: wait after a forced takeover.
+    if (!(await this.lease.begin())) return;
     if (!this.pos || this.pos.generation !== engine.generation) await this.#calcPos();
     if (this.#snapshotGeneration !== engine.generation) await this.#snapshot();
     for (;;) {
@@ -163,7 +184,7 @@ export class Replica {
       const wait = this.#lastWriteAt + NEW_GENERATION_GAP_MS - performance.now();
       if (wait > 0) await sleep(wait);
     }
-    return engine.withSnapshot(async ({ pos, stream }) => {
+    return engine.withSnapshot(async ({ pos, source }) => {
       // If this replica already holds WAL of this generation, send the WAL of the snapshot's
       // index up to the snapshot's read point first: a point-in-time restore that includes the
       // snapshot then also includes every frame the snapshot's pages may contain. A
@@ -186,7 +207,16 @@ export class Replica {
           await this.#shipUpTo(pos);
         }
       }
-      const info = await this.client.writeSnapshot(pos.generation, pos.index, encodeObject(stream, this.settings.stages));
+      // The database is read straight into the LZ4 encoder's buffers (encodeSource), so memory
+      // stays a few blocks whatever the database size.
+      const body = encodeSource(source, this.settings.stages);
+      let info: SnapshotInfo;
+      try {
+        info = await this.client.writeSnapshot(pos.generation, pos.index, body);
+      } finally {
+        // Nothing may read the database file once the snapshot transaction ends.
+        if (!body.destroyed) body.destroy();
+      }
       this.#lastWriteAt = performance.now();
       this.#op('PUT', info.size);
       this.#snapshotGeneration = pos.generation;
@@ -216,6 +246,20 @@ export class Replica {
     if (this.settings.retentionMs <= 0) return false;
     const every = Math.min(this.settings.retentionCheckIntervalMs, this.settings.retentionMs);
     return now - this.#lastRetentionAt >= every;
+  }
+
+  /**
+   * Milliseconds until `snapshotDue()` or `retentionDue()` turns true (≤ 0: one is due now;
+   * Infinity: neither ever will), so an idle replica can sleep exactly that long.
+   */
+  maintenanceDueIn(now = Date.now()): number {
+    let due = Number.POSITIVE_INFINITY;
+    if (this.settings.snapshotIntervalMs > 0 && this.#snapshotGeneration !== undefined) due = this.#lastSnapshotAt + this.settings.snapshotIntervalMs - now;
+    if (this.settings.retentionMs > 0) {
+      const every = Math.min(this.settings.retentionCheckIntervalMs, this.settings.retentionMs);
+      due = Math.min(due, this.#lastRetentionAt + every - now);
+    }
+    return due;
   }
 
   /**

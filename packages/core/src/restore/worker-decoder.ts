@@ -1,8 +1,9 @@
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { CorruptDataError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { FromWorker, ToWorker } from './decode-worker.js';
 import type { SegmentPrefetcher } from './prefetch.js';
+import { spawnWorker } from '../util/spawn-worker.js';
 
 /** Decoded bytes of a segment, with what the worker's verifier found. */
 export interface DecodedChunk {
@@ -28,24 +29,8 @@ export function defaultWorkerCount(): number {
   return 0;
 }
 
-// In source mode (tests run .ts through tsx), a worker cannot load .ts on its own under
-// Node 20: a small bootstrap registers tsx's loader in the worker first.
-const BOOT = `
-const { workerData } = require('node:worker_threads');
-(async () => {
-  if (workerData.tsx) (await import(workerData.tsx)).register();
-  await import(workerData.url);
-})().catch((err) => { setImmediate(() => { throw err; }); });
-`;
-
 function createWorker(): Worker {
-  const here = import.meta.url;
-  if (here.endsWith('.ts')) {
-    const url = new URL('./decode-worker.ts', here).href;
-    const tsx = import.meta.resolve('tsx/esm/api');
-    return new Worker(BOOT, { eval: true, workerData: { url, tsx } });
-  }
-  return new Worker(new URL('./decode-worker.js', here));
+  return spawnWorker('./decode-worker', import.meta.url);
 }
 
 interface SegState {
