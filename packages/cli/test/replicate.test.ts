@@ -455,11 +455,12 @@ describe('replicate', () => {
     t.after(() => cli.kill('SIGKILL'));
     const [, url] = await cli.waitFor(/msg="serving metrics on" url=(http:\/\/127\.0\.0\.1:\d+\/metrics)/);
     for (let i = 0; i < 20; i++) w.insert();
-    // Wait until the first uploads are done.
+    // Wait until the first uploads are done (the first PUT may be the replica's lease, which
+    // carries no payload bytes: wait for payload).
     let metrics = '';
     for (let i = 0; i < 100; i++) {
       metrics = (await httpGet(url!)).body;
-      if (/walship_replica_operation_total\{[^}]*operation="PUT"[^}]*\} [1-9]/.test(metrics)) break;
+      if (/walship_replica_operation_bytes_total\{[^}]*operation="PUT"[^}]*\} [1-9]/.test(metrics)) break;
       await sleep(100);
     }
     const res = await httpGet(url!);
