@@ -114,6 +114,8 @@ describe('replicate -exec and signals', () => {
       cli.kill(first);
       await cli.waitFor(new RegExp(`child got ${first} #1`));
       await cli.waitFor(/msg="waiting for exec process to close"/);
+      // Later than a duplicate delivery of the first signal (which is ignored, see below).
+      await new Promise((r) => setTimeout(r, 600));
       cli.kill(second);
       const exit = await exitOf(cli.child);
       assert.deepEqual(exit, { code, signal: null }, `${cli.output().stdout}\n${cli.output().stderr}`);
@@ -126,4 +128,27 @@ describe('replicate -exec and signals', () => {
       process.kill(Number(pid), 0); // the child is still alive (throws ESRCH otherwise)
     });
   }
+
+  test('one Ctrl-C delivered twice (terminal and a wrapper such as npm run): a normal shutdown with the final sync', async (t) => {
+    const { dir, cleanup } = tempDir();
+    t.after(cleanup);
+    const db = join(dir, 'app.db');
+    const w = openWriter(db);
+    for (let i = 0; i < 20; i++) w.insert();
+    const cli = spawnCli(['replicate', db, join(dir, 'r')]);
+    t.after(() => cli.kill('SIGKILL'));
+    await cli.waitFor(/msg="replicating to"/);
+    // Committed after the last upload: only the final sync of a normal shutdown ships it.
+    for (let i = 0; i < 20; i++) w.insert();
+    cli.kill('SIGINT');
+    // The repeat arrives just after the first was handled (two kills at once would merge into
+    // one pending signal).
+    await cli.waitFor(/msg="signal received, walship shutting down"/);
+    cli.kill('SIGINT');
+    const r = await cli.exited;
+    w.close();
+    assert.doesNotMatch(r.stdout, /second signal received/);
+    assert.match(r.stdout, /msg="walship shut down"/);
+    assert.equal(r.code, 0);
+  });
 });

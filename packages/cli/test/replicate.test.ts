@@ -516,6 +516,8 @@ describe('replicate', () => {
     await cli.waitFor(/signal received/);
     // The final sync cannot finish (the replica stays broken; default bound 30 s), so only the
     // second signal can end the process now: 143 and no orderly shutdown prove it exited at once.
+    // (Sent later than a duplicate delivery of the first, which is ignored.)
+    await sleep(600);
     cli.kill('SIGTERM');
     const r = await cli.exited;
     assert.equal(r.code, 143, r.stdout + r.stderr);

@@ -14,6 +14,9 @@ import { Metrics, startMetricsServer } from '../metrics.js';
 import { splitShellWords } from '../shellwords.js';
 import { cliVersion } from '../version.js';
 
+/** A repeat of the first signal within this many ms is the same signal delivered twice. */
+const DUPLICATE_SIGNAL_MS = 250;
+
 /** How often replica health is re-read to log recoveries (an in-memory `status()` call). */
 const HEALTH_POLL_MS = 1_000;
 
@@ -210,6 +213,7 @@ class ReplicateRun {
   #child: ChildProcess | undefined;
   #childExited = false;
   #signal: Signal | undefined;
+  #signalAt = 0;
   #shuttingDown = false;
   #resolveExit: (code: number) => void = () => {};
   #keepAlive: NodeJS.Timeout | undefined;
@@ -340,6 +344,13 @@ class ReplicateRun {
   }
 
   #onSignal(sig: Signal): void {
+    // One Ctrl-C often arrives twice within a millisecond: from the terminal (to the whole
+    // process group) and forwarded by a wrapper (`npm run`, a launcher script). That repeat is
+    // not a request to exit at once, which would skip the final sync.
+    if (sig === this.#signal && performance.now() - this.#signalAt < DUPLICATE_SIGNAL_MS) {
+      this.logger.debug('repeated signal ignored (delivered twice)', { signal: sig });
+      return;
+    }
     if (this.#signal || this.#shuttingDown) {
       this.logger.warn('second signal received, exiting immediately', { signal: sig });
       if (this.#child && !this.#childExited) this.#child.kill(sig);
@@ -347,6 +358,7 @@ class ReplicateRun {
       process.exit(sig === 'SIGINT' ? 130 : 143);
     }
     this.#signal = sig;
+    this.#signalAt = performance.now();
     this.logger.info('signal received, walship shutting down', { signal: sig });
     if (this.#child && !this.#childExited) {
       this.#child.kill(sig);
