@@ -152,6 +152,11 @@ export class Replicator extends EventEmitter<ReplicatorEvents> {
   /** Ends this replicator in the worker and forgets it (after a failed start or a stop). */
   async #dispose(): Promise<void> {
     if (this.#in) await this.#call('stop').catch(() => {});
+    this.#forget();
+  }
+
+  /** Leaves the worker and the host (its clients too). */
+  #forget(): void {
     this.#in = undefined;
     if (this.#reg) this.#host?.unregister(this.#reg.id, this.#reg.clientIds);
     this.#reg = undefined;
@@ -246,13 +251,15 @@ export class Replicator extends EventEmitter<ReplicatorEvents> {
     this.#stopping = true;
     try {
       // A worker lost just now: wait (bounded) for the restart, so the final sync still runs.
-      if (this.#restarting) await Promise.race([this.#restarting, sleep(opts.timeout ?? 30_000)]);
+      // (The bound's timer is cleared after, so it never keeps the process alive.)
+      if (this.#restarting) {
+        const bound = new AbortController();
+        await Promise.race([this.#restarting, sleep(opts.timeout ?? 30_000, bound.signal).catch(() => {})]).finally(() => bound.abort());
+      }
       if (this.#in) await this.#call('stop', opts);
     } finally {
       this.#running = false;
-      this.#in = undefined;
-      if (this.#reg) this.#host?.unregister(this.#reg.id, this.#reg.clientIds);
-      this.#reg = undefined;
+      this.#forget();
     }
   }
 

@@ -376,7 +376,5 @@ export function fromWireError(w: WireError): Error {
   }
   if (w.stack) err.stack = w.stack;
   if (w.cause) err.cause = fromWireError(w.cause);
-  if (w.code && err instanceof WalshipError === false) (err as Error & { code?: string }).code = w.code;
-  else if (w.code && (err as { code?: string }).code !== w.code) Object.defineProperty(err, 'code', { value: w.code });
   return err;
 }
