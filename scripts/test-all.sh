@@ -26,10 +26,13 @@ trap cleanup EXIT
 eval "$(packages/s3/test/servers/radosgw.sh start "$RGW_DIR")"
 
 LOG="${TMPDIR:-/tmp}/walship-test-all-$$.log"
+# Bounded: CI stops the whole job at 90 min; stop the tests well before so the summary prints.
+TEST_LIMIT="${WALSHIP_TEST_LIMIT:-70m}"
 set +e
-npm test 2>&1 | tee "$LOG"
+timeout --kill-after=30s "$TEST_LIMIT" npm test 2>&1 | tee "$LOG"
 status=${PIPESTATUS[0]}
 set -e
+if ((status == 124 || status == 137)); then echo "test-all: the tests did not finish within $TEST_LIMIT (WALSHIP_TEST_LIMIT)" >&2; fi
 # One closing line over every package's node:test summary.
 sum() { grep -Eo "ℹ $1 [0-9]+" "$LOG" | awk '{s += $3} END {print s + 0}'; }
 echo "walship: $(sum pass) passed, $(sum fail) failed, $(sum skipped) skipped"

@@ -43,8 +43,9 @@ export interface ReplicatorEvents {
    * A checkpoint ran. For walship's controlled WAL restarts, `lockHeldMs` is how long it held
    * SQLite's write lock (the application's writers wait meanwhile) and `restarted` whether the
    * WAL was restarted; a plain PASSIVE checkpoint takes no write lock and has neither.
+   * `walFrames` is the number of frames the WAL held when the checkpoint ran.
    */
-  checkpoint: [{ mode: 'PASSIVE' | 'RESTART' | 'TRUNCATE'; durationMs: number; lockHeldMs?: number; restarted?: boolean }];
+  checkpoint: [{ mode: 'PASSIVE' | 'RESTART' | 'TRUNCATE'; durationMs: number; walFrames?: number; lockHeldMs?: number; restarted?: boolean }];
   'checkpoint-error': [{ mode: 'PASSIVE' | 'RESTART' | 'TRUNCATE'; error: Error }];
   /** A new generation started (with Litestream's reason string). */
   generation: [{ generation: string; reason: string }];

@@ -151,10 +151,11 @@ export class ReplicatorCore extends EventEmitter<ReplicatorEvents> {
       this.#marks = [];
       this.emit('generation', e);
     });
-    this.#engine.on('checkpoint', (e: { mode: 'PASSIVE' | 'TRUNCATE'; durationMs: number; lockHeldMs?: number; restarted?: boolean }) =>
+    this.#engine.on('checkpoint', (e: { mode: 'PASSIVE' | 'TRUNCATE'; durationMs: number; result?: { log: number }; lockHeldMs?: number; restarted?: boolean }) =>
       this.emit('checkpoint', {
         mode: e.mode,
         durationMs: e.durationMs,
+        ...(e.result && e.result.log >= 0 ? { walFrames: e.result.log } : {}),
         ...(e.lockHeldMs !== undefined ? { lockHeldMs: e.lockHeldMs, restarted: e.restarted ?? false } : {}),
       }),
     );
@@ -301,7 +302,7 @@ export class ReplicatorCore extends EventEmitter<ReplicatorEvents> {
       // snapshot/retention timer is due. No scans of its own: the monitor loop does them.
       const idle = () =>
         !this.#engine.isOpen ||
-        (r.lastError === undefined && r.pos !== undefined && comparePos(r.pos, this.#engine.pos) >= 0 && r.pos.generation === this.#engine.generation);
+        (r.lastError === undefined && r.restorablePos !== undefined && comparePos(r.restorablePos, this.#engine.pos) >= 0 && r.restorablePos.generation === this.#engine.generation);
       if (idle()) {
         const due = this.#engine.isOpen ? r.maintenanceDueIn() : Number.POSITIVE_INFINITY;
         if (due > 0) {
@@ -313,7 +314,7 @@ export class ReplicatorCore extends EventEmitter<ReplicatorEvents> {
       lastRun = Date.now();
       await this.#syncReplica(r);
       // Tell replicas waiting for a change when the WAL moved on meanwhile (e.g. this sync's checkpoint restarted it).
-      if (r.lastError === undefined && r.pos && comparePos(r.pos, this.#engine.pos) < 0) this.#changed.notify();
+      if (r.lastError === undefined && (!r.restorablePos || comparePos(r.restorablePos, this.#engine.pos) < 0)) this.#changed.notify();
       if (r.lastError !== undefined) {
         await sleep(backoffDelay(r.errors - 1, 500, 30_000), this.#abort.signal).catch(() => {});
         continue;
@@ -366,7 +367,7 @@ export class ReplicatorCore extends EventEmitter<ReplicatorEvents> {
   }
 
   #lagMs(r: Replica, now: number): number {
-    const p = r.pos;
+    const p = r.restorablePos;
     const gen = this.#engine.generation;
     if (!gen) return 0;
     if (p && p.generation === gen && comparePos(p, this.#engine.pos) >= 0) return 0;
@@ -396,7 +397,8 @@ export class ReplicatorCore extends EventEmitter<ReplicatorEvents> {
     for (const r of this.#replicas) this.#kickReplica(r);
     for (;;) {
       if (this.#engine.generation !== target.generation) target = this.#engine.pos;
-      const done = this.#replicas.every((r) => r.pos && r.pos.generation === target.generation && comparePos(r.pos, target) >= 0);
+      // Restorable, not just uploaded: WAL shipped ahead of a generation's first snapshot is not.
+      const done = this.#replicas.every((r) => r.restorablePos && r.restorablePos.generation === target.generation && comparePos(r.restorablePos, target) >= 0);
       if (done) return target;
       if (!this.#running) throw new ClosedError('replicator stopped before sync completed');
       // A replica whose lease another writer took will never catch up: say so instead of waiting.
@@ -405,12 +407,12 @@ export class ReplicatorCore extends EventEmitter<ReplicatorEvents> {
       if (opts.signal?.aborted) throw opts.signal.reason;
       const left = deadline - Date.now();
       if (left <= 0) {
-        const lagging = this.#replicas.filter((r) => !r.pos || comparePos(r.pos, target) < 0).map((r) => `${r.name}${r.lastError ? ` (${r.lastError})` : ''}`);
+        const lagging = this.#replicas.filter((r) => !r.restorablePos || comparePos(r.restorablePos, target) < 0).map((r) => `${r.name}${r.lastError ? ` (${r.lastError})` : ''}`);
         throw new WalshipError('WALSHIP_TIMEOUT', `sync timed out waiting for replicas: ${lagging.join(', ')}`);
       }
       await this.#progress.wait(Math.min(left, 250));
       // A failing replica is retried by its own loop, with backoff; kick only the healthy ones.
-      for (const r of this.#replicas) if (r.lastError === undefined && (!r.pos || comparePos(r.pos, target) < 0)) this.#kickReplica(r);
+      for (const r of this.#replicas) if (r.lastError === undefined && (!r.restorablePos || comparePos(r.restorablePos, target) < 0)) this.#kickReplica(r);
     }
   }
 
@@ -470,7 +472,7 @@ export class ReplicatorCore extends EventEmitter<ReplicatorEvents> {
       return {
         name: r.name,
         type: r.client.type,
-        pos: r.pos ?? ZERO_POS,
+        pos: r.restorablePos ?? ZERO_POS,
         lagMs,
         syncIntervalMs: r.settings.syncIntervalMs,
         ...(r.lastSyncAt ? { lastSyncAt: r.lastSyncAt } : {}),

@@ -2,32 +2,18 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { FileReplicaClient } from '@walship/file';
 import { restore, RestoreError, type DamageReport, type RestoreReplica } from '../src/restore/index.js';
 import { FaultyClient, type Faults } from './helpers/faulty-client.js';
-import { hex8, LZ4, sqliteDump, type FixturePoint, type LitestreamFixture } from './helpers/litestream-fixture.js';
-import { assertRestored, buildStandardFixture, copyDir, strayFiles, tempDir } from './helpers/restore-fixtures.js';
+import { hex8, LZ4, sqliteDump, type FixturePoint } from './helpers/litestream-fixture.js';
+import { assertRestored, sharedStandardFixture, strayFiles } from './helpers/restore-fixtures.js';
 
-let dir: string;
-let fx: LitestreamFixture;
-let genA: string;
-let genB: string;
-let n = 0;
-
-before(() => {
-  dir = tempDir('restore-damage');
-  ({ fx, genA, genB } = buildStandardFixture(path.join(dir, 'fx')));
-});
-
-after(() => {
-  fs.rmSync(dir, { recursive: true, force: true });
-});
+const S = sharedStandardFixture('restore-damage');
 
 /** A copy of the replica, mutated by `mutate(genDir)` for generation `gen`. */
 function damaged(gen: string, mutate: (genDir: string) => void, faults?: Faults): { replicas: RestoreReplica[]; out: string } {
-  const root = path.join(dir, `case${n++}`);
-  copyDir(fx.replicaDir, path.join(root, 'replica'));
+  const { root } = S.copyReplica();
   mutate(path.join(root, 'replica', 'generations', gen));
   const client = new FileReplicaClient({ path: path.join(root, 'replica') });
   return {
@@ -38,7 +24,7 @@ function damaged(gen: string, mutate: (genDir: string) => void, faults?: Faults)
 
 const segFile = (genDir: string, p: { index: number; offset: number }) => path.join(genDir, 'wal', `${hex8(p.index)}_${hex8(p.offset)}.wal.lz4`);
 const snapFile = (genDir: string, index: number) => path.join(genDir, 'snapshots', `${hex8(index)}.snapshot.lz4`);
-const pointsOf = (gen: string, index?: number) => fx.points.filter((p) => p.generation === gen && (index === undefined || p.index === index));
+const pointsOf = (gen: string, index?: number) => S.fx.points.filter((p) => p.generation === gen && (index === undefined || p.index === index));
 
 function flipMiddle(file: string): void {
   const b = fs.readFileSync(file);
@@ -129,38 +115,38 @@ async function checkDamage(
 describe('restore: damaged replicas', () => {
   test('missing segment in the middle of an index', async () => {
     const idx = 4;
-    const segs = pointsOf(genA, idx);
+    const segs = pointsOf(S.genA, idx);
     const gone = segs[1]!;
-    const c = damaged(genA, (g) => fs.rmSync(segFile(g, gone)));
-    const rep = await checkDamage(c, { generation: genA }, { kind: 'missing-segment', index: idx, offset: gone.offset, restorable: segs[0]!, snapshotIndex: 3 });
+    const c = damaged(S.genA, (g) => fs.rmSync(segFile(g, gone)));
+    const rep = await checkDamage(c, { generation: S.genA }, { kind: 'missing-segment', index: idx, offset: gone.offset, restorable: segs[0]!, snapshotIndex: 3 });
     assert.equal(rep.object, `wal/${hex8(idx)}_${hex8(gone.offset)}.wal.lz4`);
-    assert.equal(rep.generation, genA);
+    assert.equal(rep.generation, S.genA);
   });
 
   test('missing initial segment (offset 0) of an index', async () => {
-    const first = pointsOf(genA, 4)[0]!;
-    const c = damaged(genA, (g) => fs.rmSync(segFile(g, first)));
-    await checkDamage(c, { generation: genA }, { kind: 'missing-segment', index: 4, offset: 0, restorable: fx.lastPointOfIndex(genA, 3)! });
+    const first = pointsOf(S.genA, 4)[0]!;
+    const c = damaged(S.genA, (g) => fs.rmSync(segFile(g, first)));
+    await checkDamage(c, { generation: S.genA }, { kind: 'missing-segment', index: 4, offset: 0, restorable: S.fx.lastPointOfIndex(S.genA, 3)! });
   });
 
   test('missing index between the snapshot and later indexes', async () => {
     // Without snapshots 2 and 3, generation A restores from snapshot 1 through indexes 1–4.
-    const c = damaged(genA, (g) => {
+    const c = damaged(S.genA, (g) => {
       fs.rmSync(snapFile(g, 2));
       fs.rmSync(snapFile(g, 3));
-      for (const p of pointsOf(genA, 2)) fs.rmSync(segFile(g, p));
+      for (const p of pointsOf(S.genA, 2)) fs.rmSync(segFile(g, p));
     });
-    const rep = await checkDamage(c, { generation: genA }, { kind: 'missing-index', index: 2, offset: 0, restorable: fx.lastPointOfIndex(genA, 1)!, snapshotIndex: 1 });
+    const rep = await checkDamage(c, { generation: S.genA }, { kind: 'missing-index', index: 2, offset: 0, restorable: S.fx.lastPointOfIndex(S.genA, 1)!, snapshotIndex: 1 });
     assert.match(rep.detail, /WAL index 00000002 has no segments/);
   });
 
   test('corrupted segment objects (bytes flipped), across LZ4 variants', async () => {
     // Generation B: one transaction per segment; the objects cycle through the lz4 variants.
-    const segs = pointsOf(genB);
-    const snap = fx.snapshots.find((s) => s.generation === genB)!;
+    const segs = pointsOf(S.genB);
+    const snap = S.fx.snapshots.find((s) => s.generation === S.genB)!;
     for (let i = 0; i < segs.length; i++) {
       const bad = segs[i]!;
-      const c = damaged(genB, (g) => flipMiddle(segFile(g, bad)));
+      const c = damaged(S.genB, (g) => flipMiddle(segFile(g, bad)));
       const prev = segs[i - 1];
       await checkDamage(
         c,
@@ -176,19 +162,19 @@ describe('restore: damaged replicas', () => {
   });
 
   test('truncated segment object (cut in half, and empty)', async () => {
-    const segs = pointsOf(genA, 4);
-    const c = damaged(genA, (g) => truncateHalf(segFile(g, segs[1]!)));
-    const rep = await checkDamage(c, { generation: genA }, { kind: 'truncated-segment', index: 4, offset: segs[1]!.offset, restorable: segs[0]! });
+    const segs = pointsOf(S.genA, 4);
+    const c = damaged(S.genA, (g) => truncateHalf(segFile(g, segs[1]!)));
+    const rep = await checkDamage(c, { generation: S.genA }, { kind: 'truncated-segment', index: 4, offset: segs[1]!.offset, restorable: segs[0]! });
     assert.match(rep.detail, /truncated LZ4 frame/);
-    const c2 = damaged(genA, (g) => fs.truncateSync(segFile(g, segs[2]!), 0));
-    await checkDamage(c2, { generation: genA }, { kind: 'truncated-segment', index: 4, offset: segs[2]!.offset, restorable: segs[1]! });
+    const c2 = damaged(S.genA, (g) => fs.truncateSync(segFile(g, segs[2]!), 0));
+    await checkDamage(c2, { generation: S.genA }, { kind: 'truncated-segment', index: 4, offset: segs[2]!.offset, restorable: segs[1]! });
   });
 
   test('a segment that ends in the middle of a transaction (its rest missing) is damage', async () => {
     // Re-cut index 4's second segment so that it stops one frame early.
-    const segs = pointsOf(genA, 4);
+    const segs = pointsOf(S.genA, 4);
     const s = segs[1]!;
-    const c = damaged(genA, (g) => {
+    const c = damaged(S.genA, (g) => {
       const file = segFile(g, s);
       const st = fs.statSync(file);
       const raw = execFileSync(LZ4, ['-d', '-c', file], { maxBuffer: 1 << 28 });
@@ -197,55 +183,55 @@ describe('restore: damaged replicas', () => {
       fs.rmSync(`${file}.raw`);
       fs.utimesSync(file, st.atime, st.mtime);
     });
-    await checkDamage(c, { generation: genA }, { kind: ['missing-segment', 'invalid-wal'], index: 4, restorable: segs[0]! });
+    await checkDamage(c, { generation: S.genA }, { kind: ['missing-segment', 'invalid-wal'], index: 4, restorable: segs[0]! });
   });
 
   test('WAL damage before the snapshot is complete falls back to an older snapshot', async () => {
     // Snapshot 1 was taken after segment 3 of index 1 (its file holds pages of those frames),
     // so stopping inside them would mix states: the restorable point comes from snapshot 0.
-    const idx1 = pointsOf(genA, 1);
-    const snap1 = fx.snapshots.find((s) => s.generation === genA && s.index === 1)!;
+    const idx1 = pointsOf(S.genA, 1);
+    const snap1 = S.fx.snapshots.find((s) => s.generation === S.genA && s.index === 1)!;
     assert.ok(idx1[2]!.createdAt < snap1.createdAt);
-    const c = damaged(genA, (g) => flipMiddle(segFile(g, idx1[1]!)));
+    const c = damaged(S.genA, (g) => flipMiddle(segFile(g, idx1[1]!)));
     await checkDamage(
       c,
-      { generation: genA, index: 1 },
+      { generation: S.genA, index: 1 },
       { kind: ['corrupt-segment', 'invalid-wal'], index: 1, offsetIn: [idx1[1]!.offset, idx1[1]!.end], restorable: idx1[0]!, snapshotIndex: 0 },
     );
     // Without the older snapshot nothing consistent can be restored.
-    const c2 = damaged(genA, (g) => {
+    const c2 = damaged(S.genA, (g) => {
       flipMiddle(segFile(g, idx1[1]!));
       fs.rmSync(snapFile(g, 0));
     });
-    await checkDamage(c2, { generation: genA, index: 1 }, { kind: ['corrupt-segment', 'invalid-wal'], index: 1 });
+    await checkDamage(c2, { generation: S.genA, index: 1 }, { kind: ['corrupt-segment', 'invalid-wal'], index: 1 });
   });
 
   test('a corrupt or vanished snapshot falls back to an older snapshot and still restores everything', async () => {
-    const c = damaged(genA, (g) => flipMiddle(snapFile(g, 3)));
-    const r = await restore({ outputPath: c.out, replicas: c.replicas, generation: genA });
+    const c = damaged(S.genA, (g) => flipMiddle(snapFile(g, 3)));
+    const r = await restore({ outputPath: c.out, replicas: c.replicas, generation: S.genA });
     assert.equal(r.snapshotIndex, 2);
     assert.equal(r.partial, undefined);
-    assertRestored(c.out, fx.lastPoint(genA)!.dump);
+    assertRestored(c.out, S.fx.lastPoint(S.genA)!.dump);
 
-    const c2 = damaged(genA, () => {}, { missingSnapshots: [3, 2] });
-    const r2 = await restore({ outputPath: c2.out, replicas: c2.replicas, generation: genA });
+    const c2 = damaged(S.genA, () => {}, { missingSnapshots: [3, 2] });
+    const r2 = await restore({ outputPath: c2.out, replicas: c2.replicas, generation: S.genA });
     assert.equal(r2.snapshotIndex, 1);
-    assertRestored(c2.out, fx.lastPoint(genA)!.dump);
+    assertRestored(c2.out, S.fx.lastPoint(S.genA)!.dump);
   });
 
   test('the only snapshot corrupt → DAMAGED with nothing restorable', async () => {
-    const c = damaged(genB, (g) => flipMiddle(snapFile(g, 0)));
+    const c = damaged(S.genB, (g) => flipMiddle(snapFile(g, 0)));
     const rep = await checkDamage(c, {}, { kind: 'corrupt-snapshot', index: 0, offset: 0 });
     assert.equal(rep.object, 'snapshots/00000000.snapshot.lz4');
-    const c2 = damaged(genB, () => {}, { missingSnapshots: [0] });
+    const c2 = damaged(S.genB, () => {}, { missingSnapshots: [0] });
     const rep2 = await checkDamage(c2, {}, { kind: 'missing-snapshot', index: 0, offset: 0 });
     assert.equal(rep2.detail, 'snapshot object not found');
   });
 
   test('a database failing integrity_check is never handed back', async () => {
     // A snapshot-only generation whose snapshot has a garbage b-tree page.
-    const snap = fx.snapshots.find((s) => s.generation === genB)!;
-    const c = damaged(genB, (g) => {
+    const snap = S.fx.snapshots.find((s) => s.generation === S.genB)!;
+    const c = damaged(S.genB, (g) => {
       fs.rmSync(path.join(g, 'wal'), { recursive: true });
       const file = snapFile(g, 0);
       const st = fs.statSync(file);
@@ -274,16 +260,16 @@ describe('restore: damaged replicas', () => {
 
 describe('restore: transient storage errors', () => {
   test('failed opens and broken streams are retried and resumed', async () => {
-    const c = damaged(genA, () => {}, { failOpens: 2, breakAfterBytes: 3000 });
-    const r = await restore({ outputPath: c.out, replicas: c.replicas, generation: genA, parallelism: 3 });
+    const c = damaged(S.genA, () => {}, { failOpens: 2, breakAfterBytes: 3000 });
+    const r = await restore({ outputPath: c.out, replicas: c.replicas, generation: S.genA, parallelism: 3 });
     assert.equal(r.status, 'restored');
-    assertRestored(c.out, fx.lastPoint(genA)!.dump);
+    assertRestored(c.out, S.fx.lastPoint(S.genA)!.dump);
     const fc = c.replicas[0]!.client as FaultyClient;
     assert.ok([...fc.opens.values()].every((v) => v >= 3), 'every object was opened at least 3 times');
   });
 
   test('a permanent backend error fails the restore as it is, leaving nothing behind', async () => {
-    const c = damaged(genA, () => {}, { permanent: true });
+    const c = damaged(S.genA, () => {}, { permanent: true });
     await assert.rejects(restore({ outputPath: c.out, replicas: c.replicas }), { code: 'WALSHIP_BACKEND', message: /access denied/ });
     assert.ok(!fs.existsSync(c.out));
     assert.deepEqual(strayFiles(path.dirname(c.out)), []);
@@ -291,8 +277,8 @@ describe('restore: transient storage errors', () => {
 
   test('sqlite3 .dump of a partial restore equals the state at its restorable point (sanity of the oracle)', () => {
     // The expected dumps differ from point to point (otherwise the tests above prove nothing).
-    const dumps = new Set(fx.points.map((p) => p.dump));
-    assert.equal(dumps.size, fx.points.length);
-    assert.ok(sqliteDump(fx.dbPath).length > 0);
+    const dumps = new Set(S.fx.points.map((p) => p.dump));
+    assert.equal(dumps.size, S.fx.points.length);
+    assert.ok(sqliteDump(S.fx.dbPath).length > 0);
   });
 });

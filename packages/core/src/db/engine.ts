@@ -364,7 +364,9 @@ export class WalEngine extends EventEmitter {
   async #scanMore(): Promise<boolean> {
     const e = this.#epoch!;
     const r = await scanCommittedFrames((b, n, p) => this.#wal.readAt(b, 0, n, p), e.header, e.end, e.checksum);
-    if (r.end === e.end) return false;
+    // Another scan may have finished first (the monitor's and a snapshot's): only ever forward,
+    // end and checksum together.
+    if (r.end <= e.end) return false;
     this.#recordBoundaries(e, r.end);
     e.end = r.end;
     e.checksum = r.checksum;
@@ -625,7 +627,8 @@ export class WalEngine extends EventEmitter {
     if (this.#snapshotDepth > 0) return false;
     const t0 = Date.now();
     await this.scan();
-    if (!this.#epoch || !this.#conns) return false;
+    // A snapshot may have begun meanwhile: the pin must not move under it.
+    if (!this.#epoch || !this.#conns || this.#snapshotDepth > 0) return false;
     const spillsBefore = this.#spills.size;
     this.#spillSync(this.#epoch);
     const e = this.#epoch;
@@ -842,9 +845,16 @@ export class WalEngine extends EventEmitter {
       conns.checkpoint('PASSIVE');
       db.exec('BEGIN');
       this.#snapshotDepth++;
+      let advanced = false;
       try {
         db.prepare('SELECT COUNT(1) FROM _litestream_seq').get();
-        // The pin does not move while snapshotting, so the file holds nothing past `pos`.
+        // The pin does not move while snapshotting, so checkpoints copy nothing past its read
+        // mark into the file. The pin may have begun after the last scan, on frames committed
+        // since: scan to the WAL's end now, so `pos` is at or past everything the file can hold.
+        if (this.#epoch && (await this.#scanMore())) {
+          this.#lastChangeAt = Date.now();
+          advanced = true;
+        }
         const pos = this.pos;
         const size = (await conns.dbFile.stat()).size;
         const fh = conns.dbFile;
@@ -865,6 +875,11 @@ export class WalEngine extends EventEmitter {
       } finally {
         this.#snapshotDepth--;
         if (db.inTransaction) db.exec('COMMIT');
+        // Frames this scan found (rather than the monitor's) are not under the pin yet.
+        if (advanced && this.#snapshotDepth === 0 && this.#conns === conns) {
+          const wi = conns.shmFd >= 0 ? readWalIndexSync(conns.shmFd) : undefined;
+          if (!wi || wi.mxFrame > wi.nBackfill) conns.repin();
+        }
       }
     });
   }

@@ -120,6 +120,14 @@ export class Replica {
   }
 
   /**
+   * The replica's position once a restore can reach it: its generation has a snapshot on this
+   * replica. WAL shipped ahead of a generation's first snapshot does not count yet.
+   */
+  get restorablePos(): Pos | undefined {
+    return this.pos && this.#snapshotGeneration === this.pos.generation ? this.pos : undefined;
+  }
+
+  /**
    * Uploads everything the engine has committed. Takes a snapshot first when this replica has
    * none for the current generation (or its local data is gone).
    * @throws the client's error; the caller retries with backoff
@@ -168,9 +176,9 @@ export class Replica {
   }
 
   /**
-   * Snapshot of the database file labelled with the current WAL index. The WAL up to the
-   * snapshot's read point is uploaded first, so a point-in-time restore that includes the
-   * snapshot also includes every frame the snapshot's pages may already contain.
+   * Snapshot of the database file labelled with the current WAL index. The WAL of that index
+   * up to the snapshot's point is uploaded first, so every restore that uses the snapshot also
+   * replays every frame the snapshot's pages may already contain.
    */
   snapshot(): Promise<SnapshotInfo> {
     return this.#mutex.run(() => this.#snapshot());
@@ -185,27 +193,27 @@ export class Replica {
       if (wait > 0) await sleep(wait);
     }
     return engine.withSnapshot(async ({ pos, source }) => {
-      // If this replica already holds WAL of this generation, send the WAL of the snapshot's
-      // index up to the snapshot's read point first: a point-in-time restore that includes the
-      // snapshot then also includes every frame the snapshot's pages may contain. A
-      // generation's first snapshot goes first instead, so the newest generation on a replica
-      // always has a snapshot (Litestream restores the newest generation and needs one).
-      const shipFirst = this.pos !== undefined && this.pos.generation === pos.generation;
-      if (shipFirst) {
-        // From wherever the replica stands — possibly in an index the WAL has left since its
-        // last sync: that index's tail must not be skipped, or restores from older snapshots
-        // would silently miss it (a segment list cannot show where an index should have ended).
+      // Send the WAL of the snapshot's index up to the snapshot's point first, always. The
+      // database file may already hold frames up to there (checkpoints copy up to the pin),
+      // and a restore replays the snapshot's index from its start on top of it: a snapshot on
+      // the replica without those frames — a kill -9 between the two uploads — would restore
+      // to a torn database. For a generation's first snapshot this means the generation has
+      // WAL but no snapshot while the snapshot uploads; walship's restore skips such a
+      // generation (nothing in it was acknowledged yet) and Litestream's fails until it lands.
+      if (!this.pos || this.pos.generation !== pos.generation) this.pos = { generation: pos.generation, index: pos.index, offset: 0 };
+      // From wherever the replica stands — possibly in an index the WAL has left since its
+      // last sync: that index's tail must not be skipped, or restores from older snapshots
+      // would silently miss it (a segment list cannot show where an index should have ended).
+      await this.#shipUpTo(pos);
+      if (comparePos(this.pos, pos) < 0 && this.pos.index < pos.index) {
+        // The rest of an older index is gone locally (it was not kept for this replica).
+        this.#log.warn('replica misses the end of an older wal index; older snapshots of this generation may not restore to their latest point', {
+          replica: this.name,
+          pos: formatPos(this.pos),
+          snapshot: formatPos(pos),
+        });
+        this.pos = { generation: pos.generation, index: pos.index, offset: 0 };
         await this.#shipUpTo(pos);
-        if (comparePos(this.pos!, pos) < 0 && this.pos!.index < pos.index) {
-          // The rest of an older index is gone locally (it was not kept for this replica).
-          this.#log.warn('replica misses the end of an older wal index; older snapshots of this generation may not restore to their latest point', {
-            replica: this.name,
-            pos: formatPos(this.pos!),
-            snapshot: formatPos(pos),
-          });
-          this.pos = { generation: pos.generation, index: pos.index, offset: 0 };
-          await this.#shipUpTo(pos);
-        }
       }
       // The database is read straight into the LZ4 encoder's buffers (encodeSource), so memory
       // stays a few blocks whatever the database size.
@@ -220,7 +228,6 @@ export class Replica {
       this.#lastWriteAt = performance.now();
       this.#op('PUT', info.size);
       this.#snapshotGeneration = pos.generation;
-      if (!shipFirst) this.pos = { generation: pos.generation, index: pos.index, offset: 0 };
       this.#lastSnapshotAt = info.createdAt.getTime();
       this.#log.info('snapshot written', { replica: this.name, pos: formatPos(pos), sz: info.size, elapsed: Date.now() - t0 });
       this.#events.emit('snapshot', { replica: this.name, generation: pos.generation, index: pos.index, sizeBytes: info.size, durationMs: Date.now() - t0 });

@@ -11,6 +11,7 @@ export type {
   RestoreOptions,
   RestoreProgress,
   RestoreResult,
+  ConcurrentGeneration,
   RestorablePoint,
   DamageKind,
   DamageLocation,

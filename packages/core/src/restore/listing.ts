@@ -4,6 +4,7 @@ import type { SnapshotInfo, WALSegmentInfo } from '../replica-client.js';
 import { RestoreError } from './errors.js';
 import { throwIfAborted, withRetry } from './retry.js';
 import type {
+  ConcurrentGeneration,
   GenerationInfo,
   ListOptions,
   ReplicaSnapshotInfo,
@@ -131,6 +132,21 @@ async function listGenerationNames(replica: RestoreReplica, signal?: AbortSignal
 
 export interface TargetChoice extends RestoreTarget {
   readonly listing: GenerationListing;
+  /** Other generations of the same replica whose lifetimes overlap the chosen one's (see {@link concurrentGenerations}). */
+  readonly concurrent: readonly ConcurrentGeneration[];
+}
+
+/**
+ * The generations whose lifetimes overlap `chosen`'s. One database's generations follow each
+ * other in time (walship starts a new one at least a second after the previous one's last
+ * upload), so an overlap means another writer — another database, or a second replicator —
+ * wrote to the same replica at the same time: two lineages. Strict overlap only, so stores
+ * that list whole seconds do not turn a quick succession into a false alarm.
+ */
+export function concurrentGenerations(chosen: ConcurrentGeneration, others: readonly ConcurrentGeneration[]): ConcurrentGeneration[] {
+  return others.filter(
+    (o) => o.generation !== chosen.generation && o.createdAt.getTime() < chosen.updatedAt.getTime() && chosen.createdAt.getTime() < o.updatedAt.getTime(),
+  );
 }
 
 /**
@@ -165,11 +181,13 @@ export async function chooseTarget(options: RestoreTargetOptions): Promise<Targe
     let names = await listGenerationNames(replica, options.signal, logger);
     if (options.generation) names = names.filter((g) => g === options.generation);
     const listings = await mapLimit(names, 8, (g) => listGeneration(replica, g, options.signal, logger));
-    let replicaBest: TargetChoice | undefined;
+    let replicaBest: Omit<TargetChoice, 'concurrent'> | undefined;
     let bestCreatedAt = 0;
+    const all: ConcurrentGeneration[] = [];
     for (const listing of listings) {
       const bounds = generationBounds(listing);
       if (!bounds) continue;
+      all.push({ generation: listing.generation, ...bounds });
       if (listing.snapshots.length === 0) {
         logger.warn('generation has no snapshot, skipping', { replica: replica.name, generation: listing.generation });
         continue;
@@ -180,7 +198,10 @@ export async function chooseTarget(options: RestoreTargetOptions): Promise<Targe
         bestCreatedAt = bounds.createdAt.getTime();
       }
     }
-    if (replicaBest && (!best || replicaBest.updatedAt.getTime() > best.updatedAt.getTime())) best = replicaBest;
+    if (replicaBest && (!best || replicaBest.updatedAt.getTime() > best.updatedAt.getTime())) {
+      const chosen = all.find((g) => g.generation === replicaBest!.generation)!;
+      best = { ...replicaBest, concurrent: concurrentGenerations(chosen, all) };
+    }
   }
   return best;
 }

@@ -176,6 +176,13 @@ export async function restoreWith(options: RestoreOptions, internals: RestoreInt
     }
     throw new RestoreError('WALSHIP_RESTORE_NO_BACKUPS', 'no matching backups found');
   }
+  if (target.concurrent.length > 0) {
+    logger.warn('the replica holds generations written at the same time by another writer; restoring the newest, never a mix (choose another with -generation)', {
+      replica: target.replicaName,
+      restoring: target.generation,
+      others: target.concurrent.map((g) => `${g.generation} (${g.createdAt.toISOString()} to ${g.updatedAt.toISOString()})`).join(', '),
+    });
+  }
 
   let fileMode = 0o600;
   if (!options.overwrite) {
@@ -258,6 +265,7 @@ export async function restoreWith(options: RestoreOptions, internals: RestoreInt
       snapshotIndex: pass.plan.snapshot.index,
       restoredTo: pass.reached.pos,
       ...(outcome.partial ? { partial: outcome.partial } : {}),
+      ...(target.concurrent.length > 0 ? { concurrentGenerations: target.concurrent } : {}),
       walBytes: pass.walBytes,
       durationMs,
     };
@@ -444,6 +452,7 @@ async function runPass(ctx: PassContext, listing: GenerationListing, plan: Resto
     let consistent = plan.baseSegments === 0;
     let walBytes = 0;
     let k = 0;
+    let overlaps = 0;
     const damageAt = async (d: DamageLocation): Promise<PassResult> => {
       store!.discardPending();
       await store!.flush();
@@ -459,6 +468,8 @@ async function runPass(ctx: PassContext, listing: GenerationListing, plan: Resto
       for (let si = 0; si < ip.segments.length; si++) {
         const seg = ip.segments[si]!;
         const segBase = { ...base, index: idx, object: segmentObjectName(idx, seg.offset) };
+        // Bytes at the segment's start that the previous segment already covered.
+        let skip = 0;
         if (seg.offset !== applier.consumed) {
           // Drain nothing: the prefetcher is closed in finally.
           if (seg.offset > applier.consumed) {
@@ -471,24 +482,44 @@ async function runPass(ctx: PassContext, listing: GenerationListing, plan: Resto
               detail: `missing wal segment: expected offset ${applier.consumed}, next segment starts at offset ${seg.offset}`,
             });
           }
-          return damageAt({
-            ...segBase,
-            kind: 'invalid-wal',
-            offset: seg.offset,
-            detail: `wal segment at offset ${seg.offset} overlaps the previous segment, which ends at offset ${applier.consumed}`,
-          });
+          // Overlapping segments: two replicators shipped the same WAL with different segment
+          // bounds. The overlap is dropped; the checksum chain, checked by the applier itself
+          // from the first frame after it, proves the rest continues this WAL. A segment of
+          // another WAL (another lineage) fails there and stops the restore as damage: never a mix.
+          skip = applier.consumed - seg.offset;
+          if (overlaps++ === 0) {
+            logger.warn('wal segments overlap: two writers shipped this generation; dropping the overlap, the checksum chain decides what continues', {
+              generation: gen,
+              index: formatHex8(idx),
+              object: segBase.object,
+              overlap: skip,
+            });
+          }
         }
+        // Feeds the applier what lies past the overlap.
+        let toDrop = skip;
+        let decoded = 0;
+        const feed = async (chunk: Buffer): Promise<void> => {
+          decoded += chunk.length;
+          if (toDrop >= chunk.length) {
+            toDrop -= chunk.length;
+            return;
+          }
+          const rest = toDrop > 0 ? chunk.subarray(toDrop) : chunk;
+          toDrop = 0;
+          await applier.write(rest);
+        };
         applier.segmentTime = seg.createdAt;
         const si2 = k++;
         const before = applier.consumed;
         try {
           if (workers) {
-            applier.setTrust(SegmentVerifier.trustedFrom(seg.offset, pageSize));
+            applier.setTrust(SegmentVerifier.trustedFrom(seg.offset + skip, pageSize));
             for await (const chunk of workers.take(si2)) {
               if (chunk.badAt >= 0) applier.limitTrust(chunk.badAt);
               if (chunk.bigEndian !== undefined && applier.bigEndian !== undefined && chunk.bigEndian !== applier.bigEndian) applier.limitTrust(-1);
               walBytes += chunk.buf.length;
-              await applier.write(chunk.buf);
+              await feed(chunk.buf);
             }
           } else {
             applier.setTrust(Infinity);
@@ -497,11 +528,11 @@ async function runPass(ctx: PassContext, listing: GenerationListing, plan: Resto
             for await (const raw of decoded) {
               const chunk = raw as Buffer;
               walBytes += chunk.length;
-              await applier.write(chunk);
+              await feed(chunk);
             }
           }
           if (storedBySegment[si2] === 0) throw new CorruptDataError('wal segment object is empty (0 bytes)');
-          if (applier.consumed === before) {
+          if (decoded === 0 || (skip === 0 && applier.consumed === before)) {
             return damageAt({ ...segBase, kind: 'corrupt-segment', offset: seg.offset, detail: 'wal segment decodes to 0 bytes' });
           }
         } catch (err) {

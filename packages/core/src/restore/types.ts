@@ -150,6 +150,19 @@ export interface RestoreResult {
   readonly walBytes?: number;
   /** Wall time of the whole restore. */
   readonly durationMs?: number;
+  /**
+   * Generations of the same replica written while the restored one was: another writer (a
+   * second database or replicator) used the replica at the same time. Each is a lineage of its
+   * own; restore never mixes them, and `generation` restores one of these instead.
+   */
+  readonly concurrentGenerations?: readonly ConcurrentGeneration[];
+}
+
+/** A generation whose lifetime (first to last object) overlaps the restored one's. */
+export interface ConcurrentGeneration {
+  readonly generation: string;
+  readonly createdAt: Date;
+  readonly updatedAt: Date;
 }
 
 /** Options of {@link calcRestoreTarget}. */

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { after, before } from 'node:test';
 import Database from 'better-sqlite3';
 import { LitestreamFixture, sqliteDump, workload, type FixtureOptions, type FixturePoint } from './litestream-fixture.js';
 
@@ -91,4 +92,33 @@ export function pointAt(points: readonly FixturePoint[], generation: string, ind
 
 export function copyDir(from: string, to: string): void {
   fs.cpSync(from, to, { recursive: true, preserveTimestamps: true });
+}
+
+/** The standard fixture of a test file: built before its tests, removed after them. */
+export interface SharedFixture {
+  readonly dir: string;
+  readonly fx: LitestreamFixture;
+  readonly genA: string;
+  readonly genB: string;
+  /** A fresh copy of the fixture's replica, under a new case directory. */
+  copyReplica(): { root: string; replicaDir: string };
+}
+
+export function sharedStandardFixture(name: string): SharedFixture {
+  let copies = 0;
+  const shared = {
+    copyReplica() {
+      const root = path.join(shared.dir, `case${copies++}`);
+      copyDir(shared.fx.replicaDir, path.join(root, 'replica'));
+      return { root, replicaDir: path.join(root, 'replica') };
+    },
+  } as { -readonly [K in keyof SharedFixture]: SharedFixture[K] };
+  before(() => {
+    shared.dir = tempDir(name);
+    Object.assign(shared, buildStandardFixture(path.join(shared.dir, 'fx')));
+  });
+  after(() => {
+    fs.rmSync(shared.dir, { recursive: true, force: true });
+  });
+  return shared;
 }
