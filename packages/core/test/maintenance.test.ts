@@ -240,3 +240,38 @@ test('snapshot-interval takes snapshots; retention deletes old generations, snap
   assert.deepEqual(rows(out), rows(dbPath));
   app.close();
 });
+
+test('a kept WAL tail cut short (a power loss before its fsync) costs a new snapshot, not a stuck replica', async () => {
+  const dir = await tempDir();
+  const dbPath = path.join(dir, 'app.db');
+  const metaPath = path.join(dir, 'meta');
+  const flaky = new OutageClient(new FileReplicaClient({ path: path.join(dir, 'flaky') }));
+  flaky.down = false;
+  const app = openApp(dbPath);
+  const opts = { metaPath, monitorInterval: 20, minCheckpointPageCount: 10_000, replicas: [{ name: 'flaky', client: flaky, syncInterval: 20 }] };
+  const rep = new Replicator(dbPath, opts);
+  await rep.start();
+  insertRows(app, 10, 500);
+  await rep.sync();
+  // The replica goes away; the WAL is restarted, so its unsent tail is kept in the meta dir.
+  flaky.down = true;
+  insertRows(app, 40, 500);
+  await until(async () => (await rep.checkpoint()) && (await spillFiles(metaPath)).length > 0, 10_000, 'a kept tail');
+  await rep.stop({ timeout: 500 }).catch(() => {});
+  const [tail] = await spillFiles(metaPath);
+  const size = (await fs.stat(tail!)).size;
+  await fs.truncate(tail!, Math.floor(size / 2));
+  // Back up, with the tail short: the replica takes a new snapshot and holds every row.
+  flaky.down = false;
+  const rep2 = new Replicator(dbPath, opts);
+  let snapshots = 0;
+  rep2.on('snapshot', () => snapshots++);
+  await rep2.start();
+  insertRows(app, 5, 500);
+  await rep2.sync({ timeout: 20_000 });
+  await rep2.stop();
+  assert.equal(snapshots, 1, 'one new snapshot instead of the lost tail');
+  const out = await rebuildLikeLitestream(new FileReplicaClient({ path: path.join(dir, 'flaky') }), path.join(dir, 'rebuild'));
+  assert.deepEqual(rows(out), rows(dbPath));
+  app.close();
+});

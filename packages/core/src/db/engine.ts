@@ -96,6 +96,10 @@ const READ_CHUNK = 1024 * 1024;
 const TRUNCATE_CHEAP_BYTES = 32 * 1024 * 1024;
 /** …or any size once nothing was committed for this long (nobody waits on the lock then). */
 const TRUNCATE_QUIET_MS = 1000;
+/** Unlocked checkpoint passes before a controlled restart takes the write lock (see restartWal). */
+const UNLOCKED_CHECKPOINT_PASSES = 3;
+/** An unlocked checkpoint pass this quick leaves too little behind to be worth another. */
+const QUICK_CHECKPOINT_MS = 20;
 
 /**
  * The database side of replication: owns walship's SQLite connections and the read lock that
@@ -124,6 +128,10 @@ export class WalEngine extends EventEmitter {
   #closedEnds = new Map<number, number>();
   #spills = new Map<number, SpillRecord>();
   #snapshotDepth = 0;
+  /** Counts state writes: an asynchronous write that a newer one overtook is dropped (see #persist). */
+  #stateVersion = 0;
+  /** Spill files written but not yet fsynced (see #syncSpills). */
+  readonly #unsyncedSpills = new Set<string>();
   #snapshotMutex = new Mutex();
   #lastCheckpointAt = Date.now();
   #lastChangeAt = Date.now();
@@ -333,6 +341,7 @@ export class WalEngine extends EventEmitter {
   /** Records, under the write lock and right before walship's restarting write, what it restarts. */
   #recordRestartIntentSync(e: Epoch): void {
     const extra = { restartIntent: { end: e.end, seqPage: this.connections.seqPage } };
+    this.#stateVersion++;
     writeMetaStateSync(this.settings.metaPath, this.#stateOf(e.index, e.headerBytes, e.header.pageSize, extra));
   }
 
@@ -340,8 +349,12 @@ export class WalEngine extends EventEmitter {
     this.#generation = state.generation;
     if (state.prevIndexEnd !== undefined) this.#closedEnds.set(state.index - 1, state.prevIndexEnd);
     for (const s of state.spills) {
-      this.#spills.set(s.index, s);
       this.#closedEnds.set(s.index, s.end);
+      // A spill cut short (a power loss before its fsync) is not used: a replica that needed
+      // it takes a new snapshot instead.
+      const size = fsSync.statSync(spillFile(this.settings.metaPath, state.generation, s.index), { throwIfNoEntry: false })?.size ?? 0;
+      if (size >= s.end) this.#spills.set(s.index, s);
+      else this.#log.warn('a kept wal tail is shorter than recorded; replicas that need it take a new snapshot', { index: s.index, size, end: s.end });
     }
   }
 
@@ -389,8 +402,11 @@ export class WalEngine extends EventEmitter {
   }
 
   async #persist(extra?: Partial<MetaState>): Promise<void> {
+    // The spills the state names are durable before the state is.
+    await this.#syncSpills();
     const e = this.#epoch!;
-    await writeMetaState(this.settings.metaPath, this.#stateOf(e.index, e.headerBytes, e.header.pageSize, extra));
+    const version = ++this.#stateVersion;
+    await writeMetaState(this.settings.metaPath, this.#stateOf(e.index, e.headerBytes, e.header.pageSize, extra), () => this.#stateVersion === version);
   }
 
   /**
@@ -400,6 +416,7 @@ export class WalEngine extends EventEmitter {
    */
   #persistRestartSync(prevIndex: number, closedEnd: number, headerBytes: Buffer, header: WalHeader): void {
     this.#closedEnds.set(prevIndex, closedEnd);
+    this.#stateVersion++;
     writeMetaStateSync(this.settings.metaPath, this.#stateOf(prevIndex + 1, headerBytes, header.pageSize));
   }
 
@@ -634,11 +651,26 @@ export class WalEngine extends EventEmitter {
     const e = this.#epoch;
     // Copy what can be copied without the write lock first, beside the application's writers,
     // so the checkpoint under the lock has only the frames of the last moments left. The pin
-    // moves only onto frames not yet copied (see scan), so it keeps a WAL read mark.
-    const wi = conns.shmFd >= 0 ? readWalIndexSync(conns.shmFd) : undefined;
-    if (!wi || wi.mxFrame > wi.nBackfill) conns.repin();
-    conns.checkpoint('PASSIVE');
+    // moves only onto frames not yet copied (see scan), so it keeps a WAL read mark. Under a
+    // high write rate a pass leaves what was appended while it ran: a slow pass is followed by
+    // another (at most UNLOCKED_CHECKPOINT_PASSES), each shorter than the one before.
+    for (let pass = 0; pass < UNLOCKED_CHECKPOINT_PASSES; pass++) {
+      const wi = conns.shmFd >= 0 ? readWalIndexSync(conns.shmFd) : undefined;
+      if (wi && wi.mxFrame <= wi.nBackfill) break;
+      conns.repin();
+      const started = performance.now();
+      const r = conns.checkpoint('PASSIVE');
+      if (r.busy !== 0 || performance.now() - started < QUICK_CHECKPOINT_MS) break;
+    }
+    // Catch up with what was appended meanwhile, so the locked section scans and keeps only the
+    // last moments' frames.
+    if (await this.#scanMore()) this.#lastChangeAt = Date.now();
+    this.#spillSync(e);
     const lockWait = Math.min(50, this.settings.busyTimeoutMs);
+    if (this.#snapshotDepth > 0 || this.#epoch !== e) {
+      if (this.#spills.size !== spillsBefore && this.#epoch === e) await this.#persist();
+      return false;
+    }
     if (!conns.tryLockWrites(lockWait)) {
       if (this.#spills.size !== spillsBefore) await this.#persist();
       return false;
@@ -745,7 +777,7 @@ export class WalEngine extends EventEmitter {
   #scanMoreSync(): boolean {
     const e = this.#epoch!;
     const r = scanCommittedFramesSync((b, n, p) => this.#wal.readAtSync(b, 0, n, p), e.header, e.end, e.checksum);
-    if (r.end === e.end) return false;
+    if (r.end <= e.end) return false;
     this.#recordBoundaries(e, r.end);
     e.end = r.end;
     e.checksum = r.checksum;
@@ -754,8 +786,11 @@ export class WalEngine extends EventEmitter {
 
   /**
    * Makes sure every replica's unsent bytes of the current index are in the meta dir (appending
-   * only what is missing), synchronously and fsynced. Records the spill in memory; callers
-   * persist the state.
+   * only what is missing), synchronously. Records the spill in memory; callers persist the
+   * state. The bytes survive a kill -9 once written (the page cache keeps them); the fsync
+   * that makes them survive a power loss is left to {@link #syncSpills}, after the write lock
+   * is released, so the application's writers never wait for it. (A power loss before it can
+   * lose the spill; the next start then finds it short and takes a new snapshot — safe.)
    */
   #spillSync(e: Epoch): void {
     try {
@@ -791,13 +826,36 @@ export class WalEngine extends EventEmitter {
         while (w < n) w += fsSync.writeSync(fd, buf, w, n - w, pos + w);
         pos += n;
       }
-      fsSync.fsyncSync(fd);
     } finally {
       fsSync.closeSync(fd);
     }
-    if (fresh) fsyncDirSync(path.dirname(file));
+    this.#unsyncedSpills.add(file);
     this.#spills.set(e.index, { index: e.index, start: fresh ? start : existing.start, end: e.end });
     this.#log.debug('kept unsent wal locally', { index: e.index, start, end: e.end });
+  }
+
+  /** Makes the spills written since the last call durable (fsync of each file and its directory). */
+  async #syncSpills(): Promise<void> {
+    const dirs = new Set<string>();
+    for (const file of [...this.#unsyncedSpills]) {
+      // Unlisted first: an append while this fsync runs lists it again.
+      this.#unsyncedSpills.delete(file);
+      let fh: fs.FileHandle | undefined;
+      try {
+        fh = await fs.open(file, 'r');
+        await fh.sync();
+        dirs.add(path.dirname(file));
+      } catch (err) {
+        // Pruned meanwhile: nothing left to make durable. Otherwise listed again for the next try.
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+          this.#unsyncedSpills.add(file);
+          throw fileSystemError(`cannot fsync unsent wal frames in ${file}`, err);
+        }
+      } finally {
+        await fh?.close();
+      }
+    }
+    for (const dir of dirs) fsyncDirSync(dir);
   }
 
   /** Deletes spilled tails every replica has moved past. */

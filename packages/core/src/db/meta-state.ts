@@ -91,13 +91,15 @@ export async function readMetaState(metaPath: string): Promise<MetaState | undef
  *   (`cannot write walship state to <meta>/state.json: no space left on device (ENOSPC): …`),
  *   with `code` kept and the original error as `cause`
  */
-export async function writeMetaState(metaPath: string, state: MetaState): Promise<void> {
+export async function writeMetaState(metaPath: string, state: MetaState, stillCurrent?: () => boolean): Promise<void> {
   try {
     await fs.mkdir(metaPath, { recursive: true, mode: 0o700 });
   } catch (err) {
     throw fileSystemError(`cannot create the walship meta directory ${metaPath}`, err);
   }
-  await writeFileAtomic(stateFile(metaPath), JSON.stringify(state, null, 2) + '\n', 0o600, 'walship state');
+  // A newer state written meanwhile (synchronously, around a WAL restart) must not be replaced
+  // by this older one: `stillCurrent` says whether this one is still the newest.
+  if (!(await writeFileAtomic(stateFile(metaPath), JSON.stringify(state, null, 2) + '\n', 0o600, 'walship state', stillCurrent))) return;
   // A plain-text copy of the generation, as Litestream keeps one, for people inspecting the dir.
   await writeFileAtomic(path.join(metaPath, 'generation'), state.generation + '\n', 0o600, 'walship generation name');
 }

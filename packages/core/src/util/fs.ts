@@ -74,9 +74,11 @@ export async function fsyncDir(dir: string): Promise<void> {
  * Writes `data` to `file` atomically: temp file in the same directory, fsync, rename, fsync dir.
  * A crash leaves either the old or the new content, never a torn file.
  * @param what what the file holds, for the error message (`cannot write <what> to <file>: …`)
+ * @param stillCurrent checked right before the rename: false drops this write (a newer one
+ *   replaced the file meanwhile) and resolves false
  * @throws the file-system error, described by {@link fileSystemError}; the temp file is removed
  */
-export async function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o600, what?: string): Promise<void> {
+export async function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o600, what?: string, stillCurrent?: () => boolean): Promise<boolean> {
   const dir = path.dirname(file);
   const tmp = path.join(dir, `.${path.basename(file)}.${randomBytes(4).toString('hex')}.tmp`);
   try {
@@ -90,13 +92,20 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array, m
       throw err;
     }
     await fh.close();
+    // Superseded while it was being written (a newer write of the same file went first): the
+    // newer content stays. The check and the rename run with no await between them.
+    if (stillCurrent && !stillCurrent()) {
+      await fs.rm(tmp, { force: true }).catch(() => {});
+      return false;
+    }
     try {
-      await fs.rename(tmp, file);
+      fsSync.renameSync(tmp, file);
     } catch (err) {
       await fs.rm(tmp, { force: true }).catch(() => {});
       throw err;
     }
     await fsyncDir(dir);
+    return true;
   } catch (err) {
     throw fileSystemError(`cannot write ${what ? `${what} to ` : ''}${file}`, err);
   }
