@@ -653,14 +653,19 @@ export class WalEngine extends EventEmitter {
     // so the checkpoint under the lock has only the frames of the last moments left. The pin
     // moves only onto frames not yet copied (see scan), so it keeps a WAL read mark. Under a
     // high write rate a pass leaves what was appended while it ran: a slow pass is followed by
-    // another (at most UNLOCKED_CHECKPOINT_PASSES), each shorter than the one before.
+    // another (at most UNLOCKED_CHECKPOINT_PASSES) while each is shorter than the one before.
+    // A pass no quicker than the one before means the writer outruns the copy: more passes would
+    // only grow the WAL, so the lock is taken then.
+    let previousMs = Number.POSITIVE_INFINITY;
     for (let pass = 0; pass < UNLOCKED_CHECKPOINT_PASSES; pass++) {
       const wi = conns.shmFd >= 0 ? readWalIndexSync(conns.shmFd) : undefined;
       if (wi && wi.mxFrame <= wi.nBackfill) break;
       conns.repin();
       const started = performance.now();
       const r = conns.checkpoint('PASSIVE');
-      if (r.busy !== 0 || performance.now() - started < QUICK_CHECKPOINT_MS) break;
+      const ms = performance.now() - started;
+      if (r.busy !== 0 || ms < QUICK_CHECKPOINT_MS || ms >= previousMs) break;
+      previousMs = ms;
     }
     // Catch up with what was appended meanwhile, so the locked section scans and keeps only the
     // last moments' frames.
