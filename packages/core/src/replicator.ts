@@ -280,10 +280,10 @@ export class ReplicatorCore extends EventEmitter<ReplicatorEvents> {
   }
 
   async #maybeCheckpoint(): Promise<void> {
-    if (!this.#engine.isOpen || this.#replicas.some((r) => r.inflight > 0)) return;
+    if (!this.#engine.isOpen) return;
     await this.#withEngine(async () => {
       try {
-        await this.#engine.maybeCheckpoint();
+        await this.#engine.maybeCheckpoint({ uploading: this.#replicas.some((r) => r.inflight > 0) });
         await this.#engine.onReplicasAdvanced();
       } catch (err) {
         this.#log.error('checkpoint error', { error: errorMessage(err) });

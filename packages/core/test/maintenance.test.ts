@@ -275,3 +275,48 @@ test('a kept WAL tail cut short (a power loss before its fsync) costs a new snap
   assert.deepEqual(rows(out), rows(dbPath));
   app.close();
 });
+
+test('a replica slower than the writer does not hold off forced restarts: the WAL stays bounded while its uploads run', async () => {
+  const dir = await tempDir();
+  const dbPath = path.join(dir, 'app.db');
+  const inner = new FileReplicaClient({ path: path.join(dir, 'slow') });
+  let inflight = 0;
+  // Every upload takes 300 ms: under continuous writes one is always in flight.
+  const slow: ReplicaClient = Object.create(inner, {
+    writeWALSegment: {
+      value: async (p: Pos, body: Readable) => {
+        inflight++;
+        try {
+          await new Promise((r) => setTimeout(r, 300));
+          return await inner.writeWALSegment(p, body);
+        } finally {
+          inflight--;
+        }
+      },
+    },
+  });
+  const app = openApp(dbPath);
+  const maxPages = 60;
+  const rep = new Replicator(dbPath, { monitorInterval: 20, minCheckpointPageCount: 20, maxCheckpointPageCount: maxPages, replicas: [{ client: slow, syncInterval: 20 }] });
+  let restartsDuringUploads = 0;
+  rep.on('checkpoint', (e) => {
+    if (e.restarted && inflight > 0) restartsDuringUploads++;
+  });
+  await rep.start();
+  let maxWal = 0;
+  let written = 0;
+  for (let i = 0; i < 80; i++) {
+    insertRows(app, 20, 1000);
+    written += 20 * 1000;
+    await new Promise((r) => setTimeout(r, 25));
+    maxWal = Math.max(maxWal, (await fs.stat(`${dbPath}-wal`)).size);
+  }
+  const pageBytes = 4096 + 24;
+  assert.ok(restartsDuringUploads >= 1, 'the WAL was restarted while an upload was in flight');
+  assert.ok(maxWal <= 3 * maxPages * pageBytes, `largest -wal ${maxWal} bytes, bound ${3 * maxPages * pageBytes} (${written} bytes of rows written)`);
+  await rep.sync({ timeout: 60_000 });
+  await rep.stop();
+  const out = await rebuildLikeLitestream(inner, path.join(dir, 'rebuild'));
+  assert.deepEqual(rows(out), rows(dbPath));
+  app.close();
+});

@@ -585,7 +585,13 @@ export class WalEngine extends EventEmitter {
    * - idle for checkpointInterval with more than one frame in the epoch
    * → controlled restart. Past truncatePageCount the restart waits for readers.
    */
-  async maybeCheckpoint(): Promise<void> {
+  /**
+   * Checkpoints or restarts the WAL when its size calls for it. While an upload is in flight
+   * (`uploading`) only the forced and emergency restarts run: the upload's reader moves to the
+   * kept tail when the WAL restarts under it, but an ordinary restart can wait for it to end,
+   * and a writer faster than the uploads must not grow the WAL without bound meanwhile.
+   */
+  async maybeCheckpoint(opts: { uploading?: boolean } = {}): Promise<void> {
     const e = this.#epoch;
     if (!e || !this.#conns) return;
     const pages = (e.end - WAL_HEADER_SIZE) / (e.header.pageSize + 24);
@@ -596,8 +602,12 @@ export class WalEngine extends EventEmitter {
     const emergency = s.truncatePageCount > 0 && pages >= s.truncatePageCount;
     const forced = s.maxCheckpointPageCount > 0 && pages >= s.maxCheckpointPageCount;
     const due = pages >= s.minCheckpointPageCount && behind <= Math.max(4 * 1024 * 1024, (e.end - WAL_HEADER_SIZE) / 4);
-    if (emergency || forced || due) {
+    if (emergency || forced) {
       await this.restartWal(emergency ? 'TRUNCATE' : 'PASSIVE');
+    } else if (opts.uploading) {
+      return;
+    } else if (due) {
+      await this.restartWal('PASSIVE');
     } else if (pages >= s.minCheckpointPageCount || idle) {
       // An idle database only gets a PASSIVE checkpoint: a restart would write a frame that
       // then has to be uploaded, and idle databases make no storage requests.
