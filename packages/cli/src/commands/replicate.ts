@@ -80,7 +80,8 @@ export async function replicateCommand(inv: Invocation): Promise<number> {
   // the others (or the -exec child) from starting. The replicator retries it with backoff, it is
   // reported by status(), the metrics and /healthz, and it catches up when it returns.
 
-  const metrics = new Metrics();
+  // Node.js process metrics only when they are served (their event-loop sampling costs CPU at idle).
+  const metrics = new Metrics({ defaultMetrics: bind !== undefined });
   let server: Server | undefined;
   let metricsUrl: string | undefined;
   if (bind) {
