@@ -302,7 +302,7 @@ export class ReplicatorCore extends EventEmitter<ReplicatorEvents> {
       // snapshot/retention timer is due. No scans of its own: the monitor loop does them.
       const idle = () =>
         !this.#engine.isOpen ||
-        (r.lastError === undefined && r.restorablePos !== undefined && comparePos(r.restorablePos, this.#engine.pos) >= 0 && r.restorablePos.generation === this.#engine.generation);
+        (r.lastError === undefined && r.reached(this.#engine.pos));
       if (idle()) {
         const due = this.#engine.isOpen ? r.maintenanceDueIn() : Number.POSITIVE_INFINITY;
         if (due > 0) {
@@ -398,7 +398,7 @@ export class ReplicatorCore extends EventEmitter<ReplicatorEvents> {
     for (;;) {
       if (this.#engine.generation !== target.generation) target = this.#engine.pos;
       // Restorable, not just uploaded: WAL shipped ahead of a generation's first snapshot is not.
-      const done = this.#replicas.every((r) => r.restorablePos && r.restorablePos.generation === target.generation && comparePos(r.restorablePos, target) >= 0);
+      const done = this.#replicas.every((r) => r.reached(target));
       if (done) return target;
       if (!this.#running) throw new ClosedError('replicator stopped before sync completed');
       // A replica whose lease another writer took will never catch up: say so instead of waiting.

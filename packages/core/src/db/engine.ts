@@ -8,7 +8,7 @@ import type { Logger } from '../logger.js';
 import { MAX_INDEX, newGenerationName } from '../naming.js';
 import { comparePos, type Pos, ZERO_POS } from '../pos.js';
 import { Mutex } from '../util/async.js';
-import { fileSystemError, fsyncDirSync, readFullAt, sleepSync, statOrUndefined } from '../util/fs.js';
+import { fileSystemError, fsyncDir, readFullAt, sleepSync, statOrUndefined } from '../util/fs.js';
 import { heldFileHandle } from '../util/held-files.js';
 import type { Checksum } from '../wal/checksum.js';
 import { calcWalSize, parseWalHeader, WAL_HEADER_SIZE, type WalHeader } from '../wal/format.js';
@@ -452,10 +452,7 @@ export class WalEngine extends EventEmitter {
       // sent before the snapshot.
       // Not when every frame is already in the database file either: a read lock taken then
       // would not keep the WAL from being restarted (see readWalIndexSync); the current one does.
-      if (this.#snapshotDepth === 0) {
-        const wi = this.#conns.shmFd >= 0 ? readWalIndexSync(this.#conns.shmFd) : undefined;
-        if (!wi || wi.mxFrame > wi.nBackfill) this.#conns.repin();
-      }
+      if (this.#snapshotDepth === 0 && hasUncopiedFrames(this.#conns)) this.#conns.repin();
     }
     return changed;
   }
@@ -584,12 +581,10 @@ export class WalEngine extends EventEmitter {
    * - epoch ≥ maxCheckpointPageCount pages (lagging tails are spilled locally), or
    * - idle for checkpointInterval with more than one frame in the epoch
    * → controlled restart. Past truncatePageCount the restart waits for readers.
-   */
-  /**
-   * Checkpoints or restarts the WAL when its size calls for it. While an upload is in flight
-   * (`uploading`) only the forced and emergency restarts run: the upload's reader moves to the
-   * kept tail when the WAL restarts under it, but an ordinary restart can wait for it to end,
-   * and a writer faster than the uploads must not grow the WAL without bound meanwhile.
+   * While an upload is in flight (`uploading`) only the forced and emergency restarts run: the
+   * upload's reader moves to the kept tail when the WAL restarts under it, but an ordinary
+   * restart can wait for it to end, and a writer faster than the uploads must not grow the WAL
+   * without bound meanwhile.
    */
   async maybeCheckpoint(opts: { uploading?: boolean } = {}): Promise<void> {
     const e = this.#epoch;
@@ -668,8 +663,7 @@ export class WalEngine extends EventEmitter {
     // only grow the WAL, so the lock is taken then.
     let previousMs = Number.POSITIVE_INFINITY;
     for (let pass = 0; pass < UNLOCKED_CHECKPOINT_PASSES; pass++) {
-      const wi = conns.shmFd >= 0 ? readWalIndexSync(conns.shmFd) : undefined;
-      if (wi && wi.mxFrame <= wi.nBackfill) break;
+      if (!hasUncopiedFrames(conns)) break;
       conns.repin();
       const started = performance.now();
       const r = conns.checkpoint('PASSIVE');
@@ -870,7 +864,7 @@ export class WalEngine extends EventEmitter {
         await fh?.close();
       }
     }
-    for (const dir of dirs) fsyncDirSync(dir);
+    for (const dir of dirs) await fsyncDir(dir);
   }
 
   /** Deletes spilled tails every replica has moved past. */
@@ -949,10 +943,7 @@ export class WalEngine extends EventEmitter {
         this.#snapshotDepth--;
         if (db.inTransaction) db.exec('COMMIT');
         // Frames this scan found (rather than the monitor's) are not under the pin yet.
-        if (advanced && this.#snapshotDepth === 0 && this.#conns === conns) {
-          const wi = conns.shmFd >= 0 ? readWalIndexSync(conns.shmFd) : undefined;
-          if (!wi || wi.mxFrame > wi.nBackfill) conns.repin();
-        }
+        if (advanced && this.#snapshotDepth === 0 && this.#conns === conns && hasUncopiedFrames(conns)) conns.repin();
       }
     });
   }
@@ -1010,4 +1001,14 @@ export class WalEngine extends EventEmitter {
     await this.#wal.close();
     await c?.close();
   }
+}
+
+/**
+ * True when the WAL holds frames not yet copied into the database file (or when that cannot be
+ * read): only then does a read transaction begun now take a WAL read mark that keeps anyone else
+ * from restarting the WAL (see readWalIndexSync).
+ */
+function hasUncopiedFrames(conns: DbConnections): boolean {
+  const wi = conns.shmFd >= 0 ? readWalIndexSync(conns.shmFd) : undefined;
+  return !wi || wi.mxFrame > wi.nBackfill;
 }

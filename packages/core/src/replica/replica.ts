@@ -127,6 +127,12 @@ export class Replica {
     return this.pos && this.#snapshotGeneration === this.pos.generation ? this.pos : undefined;
   }
 
+  /** True when a restore of this replica reaches `target`: restorable, same generation, at or past it. */
+  reached(target: Pos): boolean {
+    const p = this.restorablePos;
+    return p !== undefined && p.generation === target.generation && comparePos(p, target) >= 0;
+  }
+
   /**
    * Uploads everything the engine has committed. Takes a snapshot first when this replica has
    * none for the current generation (or its local data is gone).

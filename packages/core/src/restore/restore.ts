@@ -498,9 +498,9 @@ async function runPass(ctx: PassContext, listing: GenerationListing, plan: Resto
         }
         // Feeds the applier what lies past the overlap.
         let toDrop = skip;
-        let decoded = 0;
+        let decodedBytes = 0;
         const feed = async (chunk: Buffer): Promise<void> => {
-          decoded += chunk.length;
+          decodedBytes += chunk.length;
           if (toDrop >= chunk.length) {
             toDrop -= chunk.length;
             return;
@@ -532,7 +532,7 @@ async function runPass(ctx: PassContext, listing: GenerationListing, plan: Resto
             }
           }
           if (storedBySegment[si2] === 0) throw new CorruptDataError('wal segment object is empty (0 bytes)');
-          if (decoded === 0 || (skip === 0 && applier.consumed === before)) {
+          if (decodedBytes === 0 || (skip === 0 && applier.consumed === before)) {
             return damageAt({ ...segBase, kind: 'corrupt-segment', offset: seg.offset, detail: 'wal segment decodes to 0 bytes' });
           }
         } catch (err) {
