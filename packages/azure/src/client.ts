@@ -80,6 +80,11 @@ export interface AzureReplicaClientOptions {
   readonly pipelineOptions?: StoragePipelineOptions;
 }
 
+/** The error for an http endpoint without an account key or SAS token (see the constructor). */
+function missingKeyOverHttp(endpoint: string): string {
+  return `account key missing for abs replica at ${endpoint}: plain http needs a shared key (Azure AD tokens require https); set account-key in the config or the LITESTREAM_AZURE_ACCOUNT_KEY environment variable (or a sas-token / AZURE_STORAGE_SAS_TOKEN)`;
+}
+
 /** Loads `DefaultAzureCredential` on first use, so importing this package stays cheap. */
 class LazyDefaultAzureCredential implements TokenCredential {
   private inner: Promise<TokenCredential> | undefined;
@@ -175,6 +180,10 @@ export class AzureReplicaClient implements ReplicaClient {
       credential = new AnonymousCredential();
       serviceUrl = `${this.endpoint}?${options.sasToken.replace(/^\?/, '')}`;
     } else {
+      // Azure AD tokens are only ever sent over https (the SDK refuses plain http with
+      // "Bearer token authentication is not permitted for non-TLS protected (non-https) URLs"):
+      // on an http endpoint (Azurite, a local proxy) the only way in is a key or a SAS token.
+      if (url.protocol === 'http:') throw new ConfigError(missingKeyOverHttp(this.endpoint));
       credential = options.credential ?? new LazyDefaultAzureCredential();
     }
 

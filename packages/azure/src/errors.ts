@@ -72,7 +72,14 @@ export function toWalshipError(err: unknown, op: string, target: string, notFoun
     // DefaultAzureCredential found no usable identity: retrying will not change that.
     const detail = err instanceof Error ? firstLine(err.message) : '';
     return new BackendError(
-      `${where}: no Azure credential available: set account-key or sas-token, or configure DefaultAzureCredential (managed identity, AZURE_CLIENT_ID/AZURE_TENANT_ID/…, az login) (${detail})`,
+      `${where}: no Azure credential available: set account-key (or LITESTREAM_AZURE_ACCOUNT_KEY) or sas-token, or configure DefaultAzureCredential (managed identity, AZURE_CLIENT_ID/AZURE_TENANT_ID/…, az login) (${detail})`,
+      { cause: err, retryable: false },
+    );
+  }
+  if (err instanceof Error && /Bearer token authentication is not permitted for non-TLS/.test(err.message)) {
+    // The client refuses this at construction; kept for a custom pipeline that reaches it anyway.
+    return new BackendError(
+      `${where}: account key missing: plain http needs a shared key (Azure AD tokens require https); set account-key in the config or the LITESTREAM_AZURE_ACCOUNT_KEY environment variable (or a sas-token / AZURE_STORAGE_SAS_TOKEN)`,
       { cause: err, retryable: false },
     );
   }

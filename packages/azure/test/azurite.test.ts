@@ -15,7 +15,7 @@ import {
   generateBlobSASQueryParameters,
   StorageSharedKeyCredential,
 } from '@azure/storage-blob';
-import { BackendError, InvalidArgumentError, NotFoundError, type Pos } from '@walship/core';
+import { BackendError, ConfigError, InvalidArgumentError, NotFoundError, type Pos } from '@walship/core';
 import { AzureReplicaClient, azureBackend, type AzureReplicaClientOptions } from '../src/index.js';
 import { startAzuriteOrSkip, type AzuriteServer } from './helpers/azurite.js';
 
@@ -463,4 +463,32 @@ test('account key from LITESTREAM_AZURE_ACCOUNT_KEY', { skip }, async () => {
   assert.deepEqual((await c.snapshots(GEN)).map((x) => x.index), [3]);
   await c.deleteGeneration(GEN);
   await c.close?.();
+});
+
+test('no account key over plain http: a config error naming the key and where to set it, never the SDK bearer-token error', { skip }, async () => {
+  const s = srv();
+  assert.ok(s.endpoint.startsWith('http://'), s.endpoint);
+  const keys = { bucket: container, path: 'nokey', 'account-name': s.accountName, endpoint: s.endpoint };
+  const missing = (err: unknown) => {
+    assert.ok(err instanceof ConfigError, String(err));
+    assert.equal(
+      err.message,
+      `account key missing for abs replica at ${s.endpoint}: plain http needs a shared key (Azure AD tokens require https); set account-key in the config or the LITESTREAM_AZURE_ACCOUNT_KEY environment variable (or a sas-token / AZURE_STORAGE_SAS_TOKEN)`,
+    );
+    assert.doesNotMatch(err.message, /Bearer/);
+    return true;
+  };
+  // Through the backend (litestream.yml keys, no key anywhere) and the client (no credential).
+  assert.throws(() => azureBackend.createClient(keys, { env: {} }), missing);
+  assert.throws(() => new AzureReplicaClient({ container, accountName: s.accountName, endpoint: s.endpoint }), missing);
+  // The fix the message names works against the same server: the key from the config, or from
+  // the environment variable.
+  for (const [config, env] of [
+    [{ ...keys, 'account-key': s.accountKey }, {}],
+    [keys, { LITESTREAM_AZURE_ACCOUNT_KEY: s.accountKey }],
+  ] as const) {
+    const c = azureBackend.createClient(config, { env });
+    assert.deepEqual(await c.generations(), []);
+    await c.close?.();
+  }
 });

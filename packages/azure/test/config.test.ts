@@ -89,8 +89,15 @@ test('credential selection: explicit key, explicit sas, env key, env sas, Azure 
   assert.equal(aad.accountKey, undefined);
   assert.equal(aad.sasToken, undefined);
   // No network I/O: building a client for an unreachable endpoint succeeds.
-  const client = azureBackend.createClient({ ...base, endpoint: 'http://127.0.0.1:9/acct' }, { env: {} }) as AzureReplicaClient;
-  assert.equal(client.endpoint, 'http://127.0.0.1:9/acct');
+  const client = azureBackend.createClient({ ...base, endpoint: 'https://127.0.0.1:9/acct' }, { env: {} }) as AzureReplicaClient;
+  assert.equal(client.endpoint, 'https://127.0.0.1:9/acct');
+  // Over plain http an Azure AD token is never sent: without a key or SAS token that is a config
+  // error naming the missing key (not the SDK's "Bearer token authentication is not permitted").
+  configError(
+    () => azureBackend.createClient({ ...base, endpoint: 'http://127.0.0.1:9/acct' }, { env: {} }),
+    'account key missing for abs replica at http://127.0.0.1:9/acct: plain http needs a shared key (Azure AD tokens require https); set account-key in the config or the LITESTREAM_AZURE_ACCOUNT_KEY environment variable (or a sas-token / AZURE_STORAGE_SAS_TOKEN)',
+  );
+  assert.equal((azureBackend.createClient({ ...base, endpoint: 'http://127.0.0.1:9/acct' }, { env: { LITESTREAM_AZURE_ACCOUNT_KEY: KEY } }) as AzureReplicaClient).endpoint, 'http://127.0.0.1:9/acct');
 });
 
 test('path: leading slash removed, trailing kept clean', () => {

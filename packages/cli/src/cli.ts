@@ -1,7 +1,7 @@
 import { errorMessage } from '@walship/core';
 import { parseArgs, stringFlag, boolFlag, type ParsedArgs } from './args.js';
 import { adHocConfig, loadConfigFile, locateConfig, replicaFromUrl, type CliConfig, type DbSpec, type ReplicaSpec } from './config.js';
-import { UsageError, isUserError } from './errors.js';
+import { ConfigErrors, UsageError, isUserError } from './errors.js';
 import { createLogger, scrubString, type CliLogger } from './logger.js';
 import { absPath, looksLikeUrl } from './paths.js';
 import { BackendRegistry } from './registry.js';
@@ -97,7 +97,9 @@ export async function main(argv: readonly string[], io: CliIo = defaultIo()): Pr
 export function reportError(err: unknown, io: Pick<CliIo, 'stderr' | 'env'>): void {
   const message = scrubString(errorMessage(err));
   if (isUserError(err)) {
-    io.stderr.write(`walship: ${message}\n`);
+    // Several config problems: one line each.
+    const lines = err instanceof ConfigErrors ? err.problems.map((p) => scrubString(errorMessage(p))) : [message];
+    io.stderr.write(lines.map((line) => `walship: ${line}\n`).join(''));
     if (io.env.WALSHIP_DEBUG && err.stack) io.stderr.write(`${err.stack}\n`);
     return;
   }
@@ -129,14 +131,31 @@ export interface Target {
   readonly dbPath: string | undefined;
   readonly replicas: readonly ReplicaSpec[];
   readonly urlMode: boolean;
+  /** Remarks for the command's log (e.g. an ignored `-replica` in URL mode). */
+  readonly warnings: readonly string[];
+  /**
+   * `-replica NAME` named no replica of the database (config mode, only with
+   * `unknownReplica: 'empty'`): `replicas` is then empty.
+   */
+  readonly unknownReplica?: string;
+}
+
+export interface ResolveTargetOptions {
+  /**
+   * What `-replica NAME` naming no replica of the config's database does: `error` (default,
+   * `replica "x" not found for database "…"`) or `empty` (no replicas; `restore
+   * -if-replica-exists` then finds no backup and exits 0, as Litestream does).
+   */
+  readonly unknownReplica?: 'error' | 'empty';
 }
 
 /**
  * Resolves the single positional argument of restore/generations/snapshots/wal: a replica URL
  * (then `-config` is an error) or a database path looked up in the config file.
- * `-replica NAME` restricts the replicas.
+ * `-replica NAME` restricts the replicas of the config's database; with a URL it is ignored
+ * with a warning, as Litestream ignores it (the URL is the one replica there is).
  */
-export async function resolveTarget(inv: Invocation, missingMessage: string): Promise<Target> {
+export async function resolveTarget(inv: Invocation, missingMessage: string, options: ResolveTargetOptions = {}): Promise<Target> {
   const { args, io } = inv;
   if (args.positionals.length === 0) throw new UsageError(missingMessage);
   if (args.positionals.length > 1) throw new UsageError('too many arguments');
@@ -145,10 +164,11 @@ export async function resolveTarget(inv: Invocation, missingMessage: string): Pr
   if (looksLikeUrl(arg)) {
     if (stringFlag(args, 'config') !== undefined) throw new UsageError('cannot specify a replica URL and the -config flag');
     const replica = await replicaFromUrl(arg, { registry: io.registry, env: io.env, cwd: io.cwd });
+    const warnings: string[] = [];
     if (replicaName !== undefined && replicaName !== replica.name) {
-      throw new UsageError(`replica ${JSON.stringify(replicaName)} not found for database ${JSON.stringify(arg)}`);
+      warnings.push(`-replica ${JSON.stringify(replicaName)} ignored: the replica URL ${JSON.stringify(arg)} is the only replica (named ${JSON.stringify(replica.name)}); drop -replica or use a config file`);
     }
-    return { config: undefined, db: undefined, dbPath: undefined, replicas: [replica], urlMode: true };
+    return { config: undefined, db: undefined, dbPath: undefined, replicas: [replica], urlMode: true, warnings };
   }
   let config: CliConfig;
   try {
@@ -165,13 +185,20 @@ export async function resolveTarget(inv: Invocation, missingMessage: string): Pr
   let replicas = db.replicas;
   if (replicaName !== undefined) {
     replicas = replicas.filter((r) => r.name === replicaName);
-    if (replicas.length === 0) throw new UsageError(`replica ${JSON.stringify(replicaName)} not found for database ${JSON.stringify(dbPath)}`);
+    if (replicas.length === 0) {
+      if (options.unknownReplica === 'empty') return { config, db, dbPath, replicas, urlMode: false, warnings: [], unknownReplica: replicaName };
+      throw new UsageError(`replica ${JSON.stringify(replicaName)} not found for database ${JSON.stringify(dbPath)}`);
+    }
   }
-  return { config, db, dbPath, replicas, urlMode: false };
+  return { config, db, dbPath, replicas, urlMode: false, warnings: [] };
 }
 
 /** Logger for commands other than replicate: config settings, but stderr unless configured otherwise. */
-export function commandLogger(inv: Invocation, config: CliConfig | undefined, options: { stream?: 'stdout' | 'stderr'; debug?: boolean } = {}): CliLogger {
+export function commandLogger(
+  inv: Invocation,
+  config: CliConfig | undefined,
+  options: { stream?: 'stdout' | 'stderr'; debug?: boolean; warnings?: readonly string[] } = {},
+): CliLogger {
   const logging = config?.logging;
   const stream = options.stream ?? (logging?.stderr ? 'stderr' : 'stdout');
   const logger = createLogger({
@@ -179,7 +206,7 @@ export function commandLogger(inv: Invocation, config: CliConfig | undefined, op
     format: logging?.format ?? 'text',
     stream: stream === 'stderr' ? inv.io.stderr : inv.io.stdout,
   });
-  for (const w of config?.warnings ?? []) logger.warn(w);
+  for (const w of [...(config?.warnings ?? []), ...(options.warnings ?? [])]) logger.warn(w);
   return logger;
 }
 

@@ -1,6 +1,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import type { BackendContext, ReplicaBackend, ReplicaClient } from '@walship/core';
 import { ConfigError, errorMessage, parseGoDuration } from '@walship/core';
+import { ConfigErrors } from './errors.js';
 import { expandEnv } from './expand-env.js';
 import { parseLogLevel, type LogFormat, type LogLevel } from './logger.js';
 import { absPath, looksLikeUrl } from './paths.js';
@@ -151,7 +152,8 @@ function isFile(p: string): boolean {
 
 /**
  * Reads, expands (`$VAR`/`${VAR}` unless `expandEnv` is false) and validates a config file.
- * Every problem is a ConfigError `<file>:<line>: <key path>: <message>`.
+ * Every problem is a ConfigError `<file>:<line>: <key path>: <message>`; when the file has
+ * several, they are all reported at once as a {@link ConfigErrors} (one line each).
  */
 export async function loadConfigFile(file: string, options: ConfigOptions): Promise<CliConfig> {
   let text: string;
@@ -166,52 +168,95 @@ export async function loadConfigFile(file: string, options: ConfigOptions): Prom
 /** Validates config text as if read from `file` (see loadConfigFile). */
 export async function parseConfigText(text: string, file: string, options: ConfigOptions): Promise<CliConfig> {
   const expanded = options.expandEnv === false ? text : expandEnv(text, options.env);
+  // A YAML syntax error, or a file that is not a mapping, stops at once; every other problem is
+  // collected, so that one run reports all of them.
   const root = parseYamlTree(expanded, file);
   const loc = new Locator(file);
   const warnings: string[] = [];
+  const problems = new Problems();
   const top = root === undefined ? undefined : asMap(loc, root, 'the top level of the config');
-  if (top) checkKeys(loc, top, TOP_LEVEL_KEYS, 'top-level key');
+  if (top) checkKeys(loc, top, TOP_LEVEL_KEYS, 'top-level key', problems);
 
-  const addr = optString(loc, top, 'addr');
-  if (addr) validateAddr(loc, top!.entries.get('addr')!.node, addr);
-  const exec = optString(loc, top, 'exec');
-  const accessKeyId = optString(loc, top, 'access-key-id');
-  const secretAccessKey = optString(loc, top, 'secret-access-key');
-  const shutdownSyncTimeoutMs = optDuration(loc, top, 'shutdown-sync-timeout', warnings) ?? DEFAULTS.shutdownSyncTimeoutMs;
+  const addr = problems.try(() => optString(loc, top, 'addr'));
+  if (addr) problems.try(() => validateAddr(loc, top!.entries.get('addr')!.node, addr));
+  const exec = problems.try(() => optString(loc, top, 'exec'));
+  const accessKeyId = problems.try(() => optString(loc, top, 'access-key-id'));
+  const secretAccessKey = problems.try(() => optString(loc, top, 'secret-access-key'));
+  const shutdownSyncTimeoutMs = problems.try(() => optDuration(loc, top, 'shutdown-sync-timeout', warnings)) ?? DEFAULTS.shutdownSyncTimeoutMs;
 
   let logging: LoggingSpec = { level: 'INFO', format: 'text', stderr: false };
   const logNode = top?.entries.get('logging')?.node;
-  if (logNode && !isNull(logNode)) {
-    const lm = asMap(loc, logNode, 'logging');
-    checkKeys(loc, lm, LOGGING_KEYS, 'logging key');
-    const levelStr = optString(loc, lm, 'level');
+  const lm = logNode && !isNull(logNode) ? problems.try(() => asMap(loc, logNode, 'logging')) : undefined;
+  if (lm) {
+    checkKeys(loc, lm, LOGGING_KEYS, 'logging key', problems);
+    const levelStr = problems.try(() => optString(loc, lm, 'level'));
     let level: LogLevel = 'INFO';
     if (levelStr) {
       const parsed = parseLogLevel(levelStr);
       if (parsed) level = parsed;
       else warnings.push(`${loc.where('logging.level', lm.entries.get('level')!.node.line)}: unknown level ${JSON.stringify(levelStr)}, using INFO (use DEBUG, INFO, WARN or ERROR)`);
     }
-    const typeStr = optString(loc, lm, 'type');
+    const typeStr = problems.try(() => optString(loc, lm, 'type'));
     if (typeStr && typeStr !== 'text' && typeStr !== 'json') {
-      throw loc.error(lm.entries.get('type')!.node, `unknown log type ${JSON.stringify(typeStr)}: use text or json`);
+      problems.add(loc.error(lm.entries.get('type')!.node, `unknown log type ${JSON.stringify(typeStr)}: use text or json`));
     }
-    logging = { level, format: typeStr === 'json' ? 'json' : 'text', stderr: optBool(loc, lm, 'stderr') ?? false };
+    logging = { level, format: typeStr === 'json' ? 'json' : 'text', stderr: problems.try(() => optBool(loc, lm, 'stderr')) ?? false };
   }
 
-  const pc: ParseContext = { loc, options, context: backendContext(options.env, warnings), globals: { accessKeyId, secretAccessKey }, warnings };
+  const pc: ParseContext = { loc, options, context: backendContext(options.env, warnings), globals: { accessKeyId, secretAccessKey }, warnings, problems };
   const dbs: DbSpec[] = [];
   const dbsNode = top?.entries.get('dbs')?.node;
   if (dbsNode && !isNull(dbsNode)) {
-    if (dbsNode.kind !== 'seq') throw loc.error(dbsNode, 'dbs must be a list of databases (each item starting with "- path:")');
-    for (const item of dbsNode.items) {
-      const db = await parseDb(pc, item);
-      const dup = dbs.find((d) => d.path === db.path);
-      if (dup) throw loc.error(item, `duplicate database path ${db.path} (also at ${dup.where}): list each database once`);
-      dbs.push(db);
+    if (dbsNode.kind !== 'seq') problems.add(loc.error(dbsNode, 'dbs must be a list of databases (each item starting with "- path:")'));
+    else {
+      for (const item of dbsNode.items) {
+        const db = await parseDb(pc, item);
+        if (!db) continue;
+        const dup = dbs.find((d) => d.path === db.path);
+        if (dup) problems.add(loc.error(item, `duplicate database path ${db.path} (also at ${dup.where}): list each database once`));
+        else dbs.push(db);
+      }
     }
   }
+  problems.throwIfAny();
   return { file, addr, exec, shutdownSyncTimeoutMs, logging, dbs, warnings };
 }
+
+/** The config problems found so far (each a ConfigError naming file, line and key). */
+class Problems {
+  readonly #list: ConfigError[] = [];
+
+  get count(): number {
+    return this.#list.length;
+  }
+
+  add(err: ConfigError): void {
+    this.#list.push(err);
+  }
+
+  /** Runs `fn`; a ConfigError it throws is recorded and `undefined` returned instead. */
+  try<T>(fn: () => T): T | undefined {
+    try {
+      return fn();
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      this.#list.push(err);
+      return undefined;
+    }
+  }
+
+  /** Throws the only problem as it is, or several as one {@link ConfigErrors} in line order. */
+  throwIfAny(): void {
+    if (this.#list.length === 1) throw this.#list[0]!;
+    if (this.#list.length > 1) {
+      const line = (e: ConfigError) => Number(/^.*?:(\d+): /.exec(e.message)?.[1] ?? Infinity);
+      throw new ConfigErrors([...this.#list].sort((a, b) => line(a) - line(b)));
+    }
+  }
+}
+
+/** Thrown by a replica's key check when its problems are already recorded (nothing more to add). */
+class AlreadyReported extends Error {}
 
 /**
  * Builds the configuration of ad-hoc mode (`walship replicate DB URL…`): one database with one
@@ -281,71 +326,92 @@ interface ParseContext {
   readonly context: BackendContext;
   readonly globals: { accessKeyId: string | undefined; secretAccessKey: string | undefined };
   readonly warnings: string[];
+  readonly problems: Problems;
 }
 
-async function parseDb(pc: ParseContext, node: YNode): Promise<DbSpec> {
-  const { loc, options, warnings } = pc;
-  const m = asMap(loc, node, 'a database entry');
-  checkKeys(loc, m, DB_KEYS, 'database key');
-  const rawPath = optString(loc, m, 'path');
-  if (!rawPath) throw loc.error(m, 'database path required: add "path: /path/to/db.sqlite" to this entry');
-  const path = absPath(rawPath, options.cwd);
+/** One database entry; undefined when it has problems (recorded in `pc.problems`). */
+async function parseDb(pc: ParseContext, node: YNode): Promise<DbSpec | undefined> {
+  const { loc, options, warnings, problems } = pc;
+  const m = problems.try(() => asMap(loc, node, 'a database entry'));
+  if (!m) return undefined;
+  const before = problems.count;
+  checkKeys(loc, m, DB_KEYS, 'database key', problems);
+  const beforePath = problems.count;
+  const rawPath = problems.try(() => optString(loc, m, 'path'));
+  if (!rawPath && problems.count === beforePath) {
+    problems.add(loc.error(m, 'database path required: add "path: /path/to/db.sqlite" to this entry'));
+  }
+  const path = rawPath ? absPath(rawPath, options.cwd) : undefined;
   const where = loc.where(m.path, m.line);
-  const metaPathStr = optString(loc, m, 'meta-path');
+  const metaPathStr = problems.try(() => optString(loc, m, 'meta-path'));
   if (m.entries.has('truncate-page-count') && m.entries.has('truncate-page-n')) {
-    throw loc.error(m.entries.get('truncate-page-n')!.node, 'truncate-page-n is another name for truncate-page-count: keep only one');
+    problems.add(loc.error(m.entries.get('truncate-page-n')!.node, 'truncate-page-n is another name for truncate-page-count: keep only one'));
   }
-  const minPages = optInt(loc, m, 'min-checkpoint-page-count') ?? DEFAULTS.minCheckpointPageCount;
-  const maxPages = optInt(loc, m, 'max-checkpoint-page-count') ?? DEFAULTS.maxCheckpointPageCount;
-  if (minPages > maxPages && m.entries.has('max-checkpoint-page-count')) {
-    throw loc.error(m.entries.get('max-checkpoint-page-count')!.node, `max-checkpoint-page-count (${maxPages}) must not be below min-checkpoint-page-count (${minPages})`);
+  const minPages = problems.try(() => optInt(loc, m, 'min-checkpoint-page-count') ?? DEFAULTS.minCheckpointPageCount);
+  const maxPages = problems.try(() => optInt(loc, m, 'max-checkpoint-page-count') ?? DEFAULTS.maxCheckpointPageCount);
+  if (minPages !== undefined && maxPages !== undefined && minPages > maxPages && m.entries.has('max-checkpoint-page-count')) {
+    problems.add(loc.error(m.entries.get('max-checkpoint-page-count')!.node, `max-checkpoint-page-count (${maxPages}) must not be below min-checkpoint-page-count (${minPages})`));
   }
+  const monitorIntervalMs = problems.try(() => optDuration(loc, m, 'monitor-interval', warnings, true));
+  const checkpointIntervalMs = problems.try(() => optDuration(loc, m, 'checkpoint-interval', warnings));
+  const truncatePageCount = problems.try(() => optInt(loc, m, 'truncate-page-count') ?? optInt(loc, m, 'truncate-page-n'));
+  const busyTimeoutMs = problems.try(() => optDuration(loc, m, 'busy-timeout', warnings));
   const replicas: ReplicaSpec[] = [];
   const repNode = m.entries.get('replicas')?.node;
   if (repNode && !isNull(repNode)) {
-    if (repNode.kind !== 'seq') throw loc.error(repNode, 'replicas must be a list (each item starting with "- url:" or "- type:")');
-    for (const item of repNode.items) {
-      const r = await parseReplica(pc, item);
-      const dup = replicas.find((x) => x.name === r.name);
-      if (dup) {
-        throw loc.error(item, `duplicate replica name ${JSON.stringify(r.name)} for db ${path}: give each replica a unique name: key (e.g. "name: ${r.name}-2")`);
+    if (repNode.kind !== 'seq') problems.add(loc.error(repNode, 'replicas must be a list (each item starting with "- url:" or "- type:")'));
+    else {
+      for (const item of repNode.items) {
+        const r = await parseReplica(pc, item);
+        if (!r) continue;
+        const dup = replicas.find((x) => x.name === r.name);
+        if (dup) {
+          problems.add(loc.error(item, `duplicate replica name ${JSON.stringify(r.name)} for db ${path ?? where}: give each replica a unique name: key (e.g. "name: ${r.name}-2")`));
+        } else replicas.push(r);
       }
-      replicas.push(r);
     }
   }
+  if (problems.count > before || path === undefined) return undefined;
   if (replicas.length === 0) warnings.push(`${where}: database ${path} has no replicas; nothing will be replicated`);
   return {
     path,
     metaPath: metaPathStr ? absPath(metaPathStr, options.cwd) : undefined,
-    monitorIntervalMs: optDuration(loc, m, 'monitor-interval', warnings, true) ?? DEFAULTS.monitorIntervalMs,
-    checkpointIntervalMs: optDuration(loc, m, 'checkpoint-interval', warnings) ?? DEFAULTS.checkpointIntervalMs,
-    minCheckpointPageCount: minPages,
-    maxCheckpointPageCount: maxPages,
-    truncatePageCount: optInt(loc, m, 'truncate-page-count') ?? optInt(loc, m, 'truncate-page-n'),
-    busyTimeoutMs: optDuration(loc, m, 'busy-timeout', warnings),
+    monitorIntervalMs: monitorIntervalMs ?? DEFAULTS.monitorIntervalMs,
+    checkpointIntervalMs: checkpointIntervalMs ?? DEFAULTS.checkpointIntervalMs,
+    minCheckpointPageCount: minPages ?? DEFAULTS.minCheckpointPageCount,
+    maxCheckpointPageCount: maxPages ?? DEFAULTS.maxCheckpointPageCount,
+    truncatePageCount,
+    busyTimeoutMs,
     replicas,
     where,
   };
 }
 
-async function parseReplica(pc: ParseContext, node: YNode): Promise<ReplicaSpec> {
-  const { loc, options, context, globals, warnings } = pc;
-  const m = asMap(loc, node, 'a replica entry');
+/**
+ * One replica entry; undefined when it has problems (recorded in `pc.problems`). Every key's
+ * problem is recorded; the backend's own checks (`bucket required …`) run only when the keys
+ * themselves are fine, since a misspelt key would make them report a consequence.
+ */
+async function parseReplica(pc: ParseContext, node: YNode): Promise<ReplicaSpec | undefined> {
+  const { loc, options, context, globals, warnings, problems } = pc;
+  const m = problems.try(() => asMap(loc, node, 'a replica entry'));
+  if (!m) return undefined;
+  const before = problems.count;
   const raw: Record<string, unknown> = {};
   for (const [key, entry] of m.entries) {
     if (isNull(entry.node)) continue;
-    if (STRING_REPLICA_KEYS.has(key)) raw[key] = optString(loc, m, key);
-    else if (BOOL_REPLICA_KEYS.has(key)) raw[key] = optBool(loc, m, key);
-    else if (key === 'age') throw loc.error(entry.node, 'age encryption is not supported by walship yet: remove the age key (replicas are stored unencrypted)');
+    if (STRING_REPLICA_KEYS.has(key)) raw[key] = problems.try(() => optString(loc, m, key));
+    else if (BOOL_REPLICA_KEYS.has(key)) raw[key] = problems.try(() => optBool(loc, m, key));
+    else if (key === 'age') problems.add(loc.error(entry.node, 'age encryption is not supported by walship yet: remove the age key (replicas are stored unencrypted)'));
     else raw[key] = toPlain(entry.node);
   }
   const durations: Record<string, number | undefined> = {};
   for (const key of ['sync-interval', 'retention', 'retention-check-interval', 'snapshot-interval', 'validation-interval', 'lease-ttl']) {
-    durations[key] = optDuration(loc, m, key, warnings, key === 'sync-interval');
+    durations[key] = problems.try(() => optDuration(loc, m, key, warnings, key === 'sync-interval'));
   }
   const leaseTtl = durations['lease-ttl'];
   if (leaseTtl !== undefined && leaseTtl !== 0 && leaseTtl < 1000) {
-    throw loc.error(m.entries.get('lease-ttl')!.node, `lease-ttl must be at least 1s, or 0 to turn the lease off`);
+    problems.add(loc.error(m.entries.get('lease-ttl')!.node, `lease-ttl must be at least 1s, or 0 to turn the lease off`));
   }
   const where = loc.where(m.path, m.line);
   try {
@@ -363,11 +429,18 @@ async function parseReplica(pc: ParseContext, node: YNode): Promise<ReplicaSpec>
           warnings.push(`${loc.where(entry.node.path, entry.keyLine)}: key ${JSON.stringify(key)} does not apply to ${type} replicas (only ${elsewhere.join(', ')}); ignored`);
           return;
         }
-        throw unknownKey(loc, m.path, key, entry.keyLine, allowed, 'replica key');
+        problems.add(unknownKey(loc, m.path, key, entry.keyLine, allowed, 'replica key'));
+      },
+      keysChecked: () => {
+        if (problems.count > before) throw new AlreadyReported();
       },
     });
   } catch (err) {
-    if (err instanceof ConfigError && !err.message.startsWith(loc.file)) throw loc.error(m, err.message);
+    if (err instanceof AlreadyReported) return undefined;
+    if (err instanceof ConfigError) {
+      problems.add(err.message.startsWith(loc.file) ? err : loc.error(m, err.message));
+      return undefined;
+    }
     throw err;
   }
 }
@@ -380,6 +453,8 @@ interface ResolveContext {
   readonly durations?: Record<string, number | undefined>;
   /** Called for each explicit key with the set of keys the type accepts. */
   readonly checkKey?: (key: string, allowed: ReadonlySet<string>, type: string) => void;
+  /** Called once every key went through `checkKey`, before the backend's own checks. */
+  readonly keysChecked?: () => void;
 }
 
 /**
@@ -418,6 +493,7 @@ async function resolveReplica(raw: Record<string, unknown>, rc: ResolveContext):
   for (const key of Object.keys(raw)) {
     if (rc.checkKey) rc.checkKey(key, allowed, type);
   }
+  rc.keysChecked?.();
   if (url) {
     urlKeys = schemeless ? { path: url } : { ...backendCall(() => backend.parseUrl(url)) };
     for (const key of URL_CONFLICT_KEYS) {
@@ -493,9 +569,10 @@ function unknownKey(loc: Locator, parentPath: string, key: string, line: number 
   return new ConfigError(`${loc.where(path, line)}: unknown ${what} ${JSON.stringify(key)}: ${fix}`);
 }
 
-function checkKeys(loc: Locator, m: YMap, allowed: readonly string[], what: string): void {
+/** Records every key of `m` that is not in `allowed`. */
+function checkKeys(loc: Locator, m: YMap, allowed: readonly string[], what: string, problems: Problems): void {
   for (const [key, entry] of m.entries) {
-    if (!allowed.includes(key)) throw unknownKey(loc, m.path, key, entry.keyLine, allowed, what);
+    if (!allowed.includes(key)) problems.add(unknownKey(loc, m.path, key, entry.keyLine, allowed, what));
   }
 }
 

@@ -1,4 +1,4 @@
-import { WalshipError } from '@walship/core';
+import { ConfigError, WalshipError } from '@walship/core';
 
 /**
  * A mistake on the command line (unknown flag, missing argument, bad flag value) or any other
@@ -28,4 +28,17 @@ export function isUserError(err: unknown): err is Error & { code: string } {
   if (err instanceof WalshipError) return true;
   const code = (err as { code?: unknown } | null)?.code;
   return err instanceof Error && typeof code === 'string' && code.startsWith('WALSHIP_');
+}
+
+/**
+ * Several config problems found in one run: the message is one line per problem (each a
+ * ConfigError naming file, line and key), and `walship` prints each as its own `walship: …` line.
+ */
+export class ConfigErrors extends ConfigError {
+  readonly problems: readonly ConfigError[];
+
+  constructor(problems: readonly ConfigError[]) {
+    super(problems.map((p) => p.message).join('\n'), { cause: problems[0] });
+    this.problems = problems;
+  }
 }

@@ -24,5 +24,5 @@ export { BackendRegistry, BUILTIN_BACKENDS, type BackendSource } from './registr
 export { Metrics, startMetricsServer, type HealthReport } from './metrics.js';
 export { splitShellWords } from './shellwords.js';
 export { formatTable, formatTime, formatLag } from './format.js';
-export { UsageError, CliError, isUserError } from './errors.js';
+export { UsageError, CliError, ConfigErrors, isUserError } from './errors.js';
 export { cliVersion } from './version.js';

@@ -40,6 +40,9 @@ export class Metrics {
   readonly snapshotBytes: Counter<'db' | 'replica'>;
   readonly operationTotal: Counter<'db' | 'replica' | 'replica_type' | 'operation'>;
   readonly operationBytes: Counter<'db' | 'replica' | 'replica_type' | 'operation'>;
+  readonly validationTotal: Counter<'db' | 'replica' | 'result'>;
+  readonly validationOkTimestamp: Gauge<'db' | 'replica'>;
+  readonly validationFailing: Gauge<'db' | 'replica'>;
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -121,6 +124,24 @@ export class Metrics {
       labelNames: ['db', 'replica', 'replica_type', 'operation'],
       registers,
     });
+    this.validationTotal = new Counter({
+      name: 'walship_replica_validation_total',
+      help: 'Replica validations (validation-interval) by result: ok, mismatch (the restored replica differs from the local database), skipped (nothing compared).',
+      labelNames: ['db', 'replica', 'result'],
+      registers,
+    });
+    this.validationOkTimestamp = new Gauge({
+      name: 'walship_replica_validation_ok_timestamp_seconds',
+      help: 'Unix time of the replica\'s last validation that found it equal to the local database.',
+      labelNames: ['db', 'replica'],
+      registers,
+    });
+    this.validationFailing = new Gauge({
+      name: 'walship_replica_validation_failing',
+      help: '1 after a validation found a mismatch, until a later validation is ok; else 0.',
+      labelNames: ['db', 'replica'],
+      registers,
+    });
     // prom-client samples the event loop every 10 ms by default: 100 wake-ups a second, most
     // of walship's CPU at idle. Every 100 ms is enough for a lag histogram scraped every few seconds.
     if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
@@ -154,6 +175,13 @@ export class Metrics {
     replicator.on('snapshot', (e) => {
       this.snapshotTotal.inc({ db, replica: e.replica });
       this.snapshotBytes.inc({ db, replica: e.replica }, e.sizeBytes);
+    });
+    replicator.on('validation', (e) => {
+      this.validationTotal.inc({ db, replica: e.replica, result: e.result });
+      if (e.result === 'ok') {
+        this.validationOkTimestamp.set({ db, replica: e.replica }, Date.now() / 1000);
+        this.validationFailing.set({ db, replica: e.replica }, 0);
+      } else if (e.result === 'mismatch') this.validationFailing.set({ db, replica: e.replica }, 1);
     });
     replicator.on('operation', (e) => {
       const labels = { db, replica: e.replica, replica_type: e.replicaType ?? replicaTypes.get(e.replica) ?? '', operation: e.operation };

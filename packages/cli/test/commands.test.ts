@@ -18,17 +18,17 @@ function assertUserError(r: { code: number | null; stdout: string; stderr: strin
 }
 
 describe('version and help', () => {
-  test('version prints the package.json version', async () => {
+  test('version prints the package.json version, v-prefixed as Litestream prints its own', async () => {
     const r = await runCli(['version']);
     assert.equal(r.code, 0);
-    assert.equal(r.stdout, `${pkg.version}\n`);
+    assert.equal(r.stdout, `v${pkg.version}\n`);
     assert.equal(r.stderr, '');
   });
 
   test('--version is an alias', async () => {
     const r = await runCli(['--version']);
     assert.equal(r.code, 0);
-    assert.equal(r.stdout.trim(), pkg.version);
+    assert.equal(r.stdout.trim(), `v${pkg.version}`);
   });
 
   test('version takes no arguments', async () => {

@@ -66,6 +66,59 @@ describe('config errors: one line naming file, key and line; nothing started', (
     assertConfigError(r, file, 6, /dbs\[1\]\.checkpoint-interval: invalid duration/);
     assert.deepEqual(readdirSync(work), ['walship.yml'], 'no database, meta directory or replica created');
   });
+
+  test('several problems: all reported in one run, one line each (file, line, key), in line order; nothing started', async () => {
+    const work = join(dir, 'many');
+    const { mkdirSync } = await import('node:fs');
+    mkdirSync(work);
+    const file = writeConfig(
+      work,
+      [
+        'adr: ":9090"', // 1
+        'logging:', // 2
+        '  levle: debug', // 3
+        '  type: xml', // 4
+        'dbs:', // 5
+        `  - path: ${work}/app.db`, // 6
+        '    monitor-interval: 10 seconds', // 7
+        '    replicas:', // 8
+        `      - path: ${work}/replica`, // 9
+        '        retention: often', // 10
+        '        sync-intreval: 1s', // 11
+        '      - type: ftp', // 12
+        '        path: /x', // 13
+        '  - monitor-interval: 1s', // 14
+        `  - path: ${work}/other.db`, // 15
+        '    replicas:', // 16
+        '      - type: s3', // 17
+        '        path: app.db', // 18
+        '',
+      ].join('\n'),
+    );
+    const expected = [
+      `walship: ${file}:1: adr: unknown top-level key "adr": did you mean "addr"?`,
+      `walship: ${file}:3: logging.levle: unknown logging key "levle": did you mean "level"?`,
+      `walship: ${file}:4: logging.type: unknown log type "xml": use text or json`,
+      `walship: ${file}:7: dbs[0].monitor-interval: invalid duration "10 seconds": use a Go duration such as 10s, 5m or 24h (units ns, us, ms, s, m, h)`,
+      `walship: ${file}:10: dbs[0].replicas[0].retention: invalid duration "often": use a Go duration such as 10s, 5m or 24h (units ns, us, ms, s, m, h)`,
+      `walship: ${file}:11: dbs[0].replicas[0].sync-intreval: unknown replica key "sync-intreval": did you mean "sync-interval"?`,
+      `walship: ${file}:12: dbs[0].replicas[1]: unknown replica type in config: "ftp" (use one of file, s3, gcs, abs, sftp)`,
+      `walship: ${file}:14: dbs[1]: database path required: add "path: /path/to/db.sqlite" to this entry`,
+      `walship: ${file}:17: dbs[2].replicas[0]: bucket required for s3 replica`,
+    ];
+    for (const args of [['databases'], ['replicate'], ['replicate', '-dry-run']]) {
+      const r = await runCli([...args, '-config', file]);
+      assert.equal(r.code, 1, r.stderr);
+      assert.equal(r.stdout, '');
+      assert.deepEqual(r.stderr.trimEnd().split('\n'), expected, args.join(' '));
+    }
+    assert.deepEqual(readdirSync(work), ['walship.yml'], 'no database, meta directory or replica created');
+  });
+
+  test('a misspelt replica key is reported without its consequence (bucket required)', async () => {
+    const file = writeConfig(dir, `dbs:\n  - path: ${db}\n    replicas:\n      - type: s3\n        buckt: b\n        path: x\n`, 'consequence.yml');
+    assertConfigError(await runCli(['databases', '-config', file]), file, 5, /dbs\[0\]\.replicas\[0\]\.buckt: unknown replica key "buckt": did you mean "bucket"\?/);
+  });
 });
 
 describe('environment expansion', () => {

@@ -113,18 +113,18 @@ describe('listing commands', () => {
     assert.equal(r.stderr, `walship: replica "three" not found for database "${db}"\n`);
   });
 
-  test('snapshots: index in hex, size in bytes, sorted', async (t) => {
+  test('snapshots: index in decimal as Litestream prints it, size in bytes, sorted', async (t) => {
     if (skip) return t.skip(skip);
     const r = await runCli(['snapshots', '-config', cfg, db]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(
       r.stdout,
       [
-        'replica  generation        index     size  created',
-        'one      0000000000000001  00000000  3     2024-01-02T03:04:05Z',
-        'one      0000000000000001  00000001  6     2024-01-02T03:04:08Z',
-        'one      00000000000000ff  00000010  1234  2024-02-01T00:00:00Z',
-        'two      abcdefabcdef0123  00000002  9     2024-01-02T03:04:05Z',
+        'replica  generation        index  size  created',
+        'one      0000000000000001  0      3     2024-01-02T03:04:05Z',
+        'one      0000000000000001  1      6     2024-01-02T03:04:08Z',
+        'one      00000000000000ff  16     1234  2024-02-01T00:00:00Z',
+        'two      abcdefabcdef0123  2      9     2024-01-02T03:04:05Z',
         '',
       ].join('\n'),
     );
@@ -137,18 +137,18 @@ describe('listing commands', () => {
     assert.deepEqual(JSON.parse(r.stdout), [{ replica: 'file', generation: GEN_C, index: '00000002', size: 9, created: '2024-01-02T03:04:05Z' }]);
   });
 
-  test('wal: index and offset in hex like file names; -generation filter', async (t) => {
+  test('wal: index and offset in decimal as Litestream prints them (hex in --json); -generation filter', async (t) => {
     if (skip) return t.skip(skip);
     let r = await runCli(['wal', '-config', cfg, '-replica', 'one', db]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(
       r.stdout,
       [
-        'replica  generation        index     offset    size  created',
-        'one      0000000000000001  00000000  00000000  5     2024-01-02T03:04:06Z',
-        'one      0000000000000001  00000000  00001000  2     2024-01-02T03:04:07Z',
-        'one      0000000000000001  00000001  00000000  4     2024-01-02T03:04:08Z',
-        'one      00000000000000ff  00000010  00000000  77    2024-02-01T00:00:10Z',
+        'replica  generation        index  offset  size  created',
+        'one      0000000000000001  0      0       5     2024-01-02T03:04:06Z',
+        'one      0000000000000001  0      4096    2     2024-01-02T03:04:07Z',
+        'one      0000000000000001  1      0       4     2024-01-02T03:04:08Z',
+        'one      00000000000000ff  16     0       77    2024-02-01T00:00:10Z',
         '',
       ].join('\n'),
     );

@@ -15,6 +15,7 @@
  * | `EngineWorkerError`     | `WALSHIP_ENGINE_WORKER`     | the engine worker thread died (it is replaced)       |
  * | `LeaseError`            | `WALSHIP_LEASE_HELD`        | another walship holds the replica's lease            |
  * |                         | `WALSHIP_LEASE_LOST`        | another walship took the replica's lease over        |
+ * | `ReplicaAheadError`     | `WALSHIP_REPLICA_AHEAD`     | a replica holds commits the local WAL lacks (handled: new generation) |
  */
 export class WalshipError extends Error {
   /** Stable machine-readable code, e.g. `WALSHIP_NOT_FOUND`. */
@@ -120,4 +121,19 @@ export function isNotFoundError(err: unknown): boolean {
 export function errorMessage(err: unknown): string {
   if (err instanceof Error) return err.message.split('\n')[0] ?? String(err);
   return String(err);
+}
+
+/**
+ * The replica holds commits of the current generation past the local WAL: the local database
+ * lost them (restored from an older copy, or the WAL was cut) or another writer added them.
+ * Continuing would fork the generation, so the replicator starts a new one.
+ */
+export class ReplicaAheadError extends WalshipError {
+  readonly replica: string;
+  readonly generation: string;
+  constructor(replica: string, generation: string, reason: string) {
+    super('WALSHIP_REPLICA_AHEAD', `replica ${JSON.stringify(replica)} is ahead of the local database in generation ${generation}: ${reason}`);
+    this.replica = replica;
+    this.generation = generation;
+  }
 }

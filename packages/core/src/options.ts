@@ -45,6 +45,13 @@ export interface ReplicatorOptions {
   replicas: readonly ReplicaOptions[];
   /** Meta directory (default `<dir>/.<name>-walship`). */
   metaPath?: string;
+  /**
+   * Litestream v0.3's meta directory for this database (default `<dir>/.<name>-litestream`;
+   * `false`: do not look). On a start without walship state, a Litestream generation found
+   * there is continued — no new snapshot — when the WAL proves continuity; otherwise a new
+   * generation starts and its reason says why (see the README, "Moving from Litestream").
+   */
+  litestreamMetaPath?: string | false;
   /** How often the WAL is checked for new transactions (default `1s`). */
   monitorInterval?: Duration;
   /** Checkpoint an idle WAL after this long (default `1m`; `0` disables). */

@@ -226,9 +226,11 @@ export class Replicator extends EventEmitter<ReplicatorEvents> {
 
   /**
    * Resolves once every transaction committed before the call is durable on every replica
-   * (synchronous replication on demand). Resolves with the position reached; while the
-   * replicator waits for its database file to appear, at once with the zero position (nothing
-   * has been committed). A replica that keeps failing is retried with backoff meanwhile.
+   * (synchronous replication on demand). Resolves with the position reached. While the
+   * replicator waits for its database file to appear (`status().waiting`), it resolves at once
+   * with the zero position: nothing has been committed, so there is nothing to sync (a file
+   * that appeared meanwhile is opened first and synced as usual). A replica that keeps failing
+   * is retried with backoff meanwhile.
    * @throws ClosedError if the replicator stops first
    * @throws WalshipError `WALSHIP_TIMEOUT` after `timeout` ms
    */
@@ -281,7 +283,7 @@ export class Replicator extends EventEmitter<ReplicatorEvents> {
       ...s,
       replicas: s.replicas.map((r) => {
         const lagMs = r.lagMs > 0 ? r.lagMs + elapsed : 0;
-        return { ...r, lagMs, healthy: r.lastError === undefined && lagMs <= r.syncIntervalMs + this.#monitorIntervalMs + 5000 };
+        return { ...r, lagMs, healthy: s.waiting === undefined && r.lastError === undefined && lagMs <= r.syncIntervalMs + this.#monitorIntervalMs + 5000 };
       }),
     };
   }

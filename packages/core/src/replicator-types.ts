@@ -16,7 +16,10 @@ export interface ReplicaStatus {
   readonly lastSyncAt?: Date;
   /** Last error message of this replica; cleared by the next successful upload. */
   readonly lastError?: string;
-  /** True while lag ≤ sync interval + monitor interval + 5 s grace and no error is pending. */
+  /**
+   * True while lag ≤ sync interval + monitor interval + 5 s grace and no error is pending, and
+   * the database is being replicated (false while `ReplicatorStatus.waiting` is set).
+   */
   readonly healthy: boolean;
 }
 
@@ -29,6 +32,11 @@ export interface ReplicatorStatus {
   readonly dbSizeBytes: number;
   readonly walSizeBytes: number;
   readonly replicas: readonly ReplicaStatus[];
+  /**
+   * Set while the replicator is started but not replicating yet: `'database does not exist
+   * yet'` until the database file appears (replication then starts by itself).
+   */
+  readonly waiting?: string;
 }
 
 /** Replica storage operation kinds, as Litestream's metrics label them. */
@@ -49,10 +57,43 @@ export interface ReplicatorEvents {
   'checkpoint-error': [{ mode: 'PASSIVE' | 'RESTART' | 'TRUNCATE'; error: Error }];
   /** A new generation started (with Litestream's reason string). */
   generation: [{ generation: string; reason: string }];
+  /** At start, walship continued the generation Litestream v0.3 was replicating (no new snapshot). */
+  'litestream-continued': [{ generation: string; index: number }];
   /** A WAL segment was uploaded to a replica. */
   'replica-sync': [{ replica: string; pos: Pos; bytes: number; durationMs: number }];
   'replica-error': [{ replica: string; error: Error }];
   snapshot: [{ replica: string; generation: string; index: number; sizeBytes: number; durationMs: number }];
   /** One storage request (for metrics): bytes are payload bytes of GET/PUT. */
   operation: [{ replica: string; replicaType: string; operation: ReplicaOperation; bytes: number }];
+  /** A validation (`validationInterval`) of a replica finished: `ok`, `mismatch` or `skipped`. */
+  validation: [ValidationEvent];
+}
+
+/**
+ * Outcome of one validation of a replica (`validationInterval`): the replica restored to `pos`
+ * compared page by page with the local database at `pos`.
+ */
+export interface ValidationEvent {
+  readonly replica: string;
+  /**
+   * `ok`: every page is equal. `mismatch`: pages differ, the page count differs, or the replica
+   * cannot be restored to `pos` (damaged, or its WAL ends early). `skipped`: nothing could be
+   * compared (the replica did not reach `pos` in time, the generation changed, a snapshot of
+   * the same WAL index was taken meanwhile, a storage error…); not a verdict on the replica.
+   */
+  readonly result: 'ok' | 'mismatch' | 'skipped';
+  /** Position compared (where the local database was read). */
+  readonly pos: Pos;
+  /** Pages of the local database at `pos` (0 when it was not read). */
+  readonly pages: number;
+  readonly mismatchedPages: number;
+  /** The first (up to 10) page numbers that differ, 1-based. */
+  readonly mismatchedPageNumbers?: readonly number[];
+  /** Why it was skipped, or what did not match. */
+  readonly reason?: string;
+  /** Snapshot the replica was restored from. */
+  readonly snapshotIndex?: number;
+  /** How long the local read transaction was held (controlled WAL restarts wait meanwhile). */
+  readonly localHoldMs?: number;
+  readonly durationMs: number;
 }

@@ -2,22 +2,24 @@ import { EventEmitter } from 'node:events';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { type EngineSettings, WalEngine } from './db/engine.js';
+import { defaultLitestreamMetaPath } from './db/litestream-meta.js';
 import { defaultMetaPath } from './db/meta-state.js';
 import { ProcessLock } from './db/process-lock.js';
 import { type WalWatch, watchWal } from './db/wal-watch.js';
 import { toMillis } from './duration.js';
-import { ClosedError, ConfigError, errorMessage, WalshipError } from './errors.js';
+import { ClosedError, ConfigError, errorMessage, ReplicaAheadError, WalshipError } from './errors.js';
 import { childLogger, type Logger, silentLogger } from './logger.js';
 import type { ReplicaOptions, ReplicatorOptions } from './options.js';
 import { defaultStages } from './pipeline.js';
-import { comparePos, type Pos, ZERO_POS } from './pos.js';
+import { comparePos, formatPos, type Pos, ZERO_POS } from './pos.js';
 import { DEFAULT_LEASE_TTL_MS, MIN_LEASE_TTL_MS } from './replica/lease.js';
 import { Replica } from './replica/replica.js';
-import type { ReplicatorEvents, ReplicatorStatus, ReplicaStatus } from './replicator-types.js';
+import { removeValidationLeftovers, ReplicaValidator } from './replica/validator.js';
+import type { ReplicatorEvents, ReplicatorStatus, ReplicaStatus, ValidationEvent } from './replicator-types.js';
 import { backoffDelay, Signal, sleep } from './util/async.js';
 
 const DB_KEYS = new Set([
-  'replicas', 'metaPath', 'monitorInterval', 'checkpointInterval', 'minCheckpointPageCount', 'maxCheckpointPageCount',
+  'replicas', 'metaPath', 'litestreamMetaPath', 'monitorInterval', 'checkpointInterval', 'minCheckpointPageCount', 'maxCheckpointPageCount',
   'truncatePageCount', 'busyTimeout', 'logger',
 ]);
 const REPLICA_KEYS = new Set([
@@ -99,6 +101,10 @@ export class ReplicatorCore extends EventEmitter<ReplicatorEvents> {
   /** Change notifications for the -wal (db/wal-watch.ts); set by the watch, cleared by each monitor scan. */
   #watch: WalWatch | undefined;
   #walChanged = false;
+  /** `validationInterval` > 0: the replica's validator (replica/validator.ts). */
+  readonly #validators = new Map<Replica, ReplicaValidator>();
+  /** Started, but the database file did not exist at the last look. */
+  #waitingForDb = false;
 
   constructor(dbPath: string, options: ReplicatorOptions) {
     super();
@@ -117,9 +123,11 @@ export class ReplicatorCore extends EventEmitter<ReplicatorEvents> {
       truncatePageCount: positiveInt(o.truncatePageCount, 500_000, 'truncate-page-count'),
       busyTimeoutMs: toMillis(o.busyTimeout, 1000, 'busy-timeout'),
       logger: childLogger(this.#log, { db: this.dbPath }),
+      litestreamMetaPath: litestreamMetaPathOf(o.litestreamMetaPath, this.dbPath),
     };
     this.#engine = new WalEngine(this.dbPath, settings, () => this.#replicas.map((r) => r.pos));
     const names = new Set<string>();
+    const validationMs: number[] = [];
     this.#replicas = o.replicas.map((raw: ReplicaOptions) => {
       const r = camelKeys(raw, REPLICA_KEYS, 'replica') as unknown as ReplicaOptions;
       if (!r.client || typeof r.client.writeWALSegment !== 'function') throw new ConfigError('replica client required');
@@ -127,9 +135,7 @@ export class ReplicatorCore extends EventEmitter<ReplicatorEvents> {
       if (names.has(name)) throw new ConfigError(`duplicate replica name: ${JSON.stringify(name)}: give each replica of ${this.dbPath} a unique name`);
       names.add(name);
       const retentionMs = toMillis(r.retention, 24 * 3_600_000, 'retention');
-      if (toMillis(r.validationInterval, 0, 'validation-interval') > 0) {
-        throw new ConfigError('validation-interval is not supported by walship yet: remove it (use `walship restore` to verify replicas)');
-      }
+      validationMs.push(toMillis(r.validationInterval, 0, 'validation-interval'));
       return new Replica(
         {
           name,
@@ -147,10 +153,25 @@ export class ReplicatorCore extends EventEmitter<ReplicatorEvents> {
         this,
       );
     });
+    this.#replicas.forEach((replica, i) => {
+      const intervalMs = validationMs[i]!;
+      if (intervalMs <= 0) return;
+      this.#validators.set(
+        replica,
+        new ReplicaValidator(replica, this.#engine, {
+          intervalMs,
+          metaPath: settings.metaPath,
+          // Litestream waits 10 s; a replica uploads at most every syncInterval.
+          waitTimeoutMs: Math.max(10_000, 2 * replica.settings.syncIntervalMs + 10_000),
+          logger: childLogger(this.#log, { db: this.dbPath, replica: replica.name }),
+        }),
+      );
+    });
     this.#engine.on('generation', (e: { generation: string; reason: string }) => {
       this.#marks = [];
       this.emit('generation', e);
     });
+    this.#engine.on('litestream-generation', (e: { generation: string; index: number }) => this.emit('litestream-continued', e));
     this.#engine.on('checkpoint', (e: { mode: 'PASSIVE' | 'TRUNCATE'; durationMs: number; result?: { log: number }; lockHeldMs?: number; restarted?: boolean }) =>
       this.emit('checkpoint', {
         mode: e.mode,
@@ -186,13 +207,17 @@ export class ReplicatorCore extends EventEmitter<ReplicatorEvents> {
       throw new ConfigError(`database directory does not exist: ${dir}: create it or fix the database path`);
     }
     this.#lock = await ProcessLock.acquire(this.#engine.settings.metaPath, this.dbPath);
+    // Files of a validation cut short by a kill -9 (under the lock, before any validation runs).
+    await removeValidationLeftovers(this.#engine.settings.metaPath);
     this.#running = true;
     this.#stopping = false;
     this.#abort = new AbortController();
     try {
       if (await this.#engine.open()) {
+        this.#waitingForDb = false;
         await this.#afterScan(true);
       } else {
+        this.#waitingForDb = true;
         this.#log.info('waiting for database file to appear', { db: this.dbPath });
       }
     } catch (err) {
@@ -206,7 +231,7 @@ export class ReplicatorCore extends EventEmitter<ReplicatorEvents> {
       this.#walChanged = true;
       this.#kick.notify();
     });
-    this.#loops = [this.#monitorLoop(), ...this.#replicas.map((r) => this.#replicaLoop(r))];
+    this.#loops = [this.#monitorLoop(), ...this.#replicas.map((r) => this.#replicaLoop(r)), ...[...this.#validators.values()].map((v) => this.#validationLoop(v))];
   }
 
   async #afterScan(changed: boolean): Promise<void> {
@@ -224,6 +249,7 @@ export class ReplicatorCore extends EventEmitter<ReplicatorEvents> {
       try {
         if (!this.#engine.isOpen) {
           if (!(await this.#engine.open())) return;
+          this.#waitingForDb = false;
           await this.#afterScan(true);
         } else {
           await this.#afterScan(await this.#engine.scan());
@@ -320,14 +346,55 @@ export class ReplicatorCore extends EventEmitter<ReplicatorEvents> {
         continue;
       }
       try {
-        if (r.snapshotDue()) await r.snapshot();
-        if (r.retentionDue()) await r.enforceRetention();
+        await this.#maintain(r);
       } catch (err) {
         r.recordError(err);
         this.#log.error('replica maintenance error', { replica: r.name, error: errorMessage(err) });
         this.emit('replica-error', { replica: r.name, error: err as Error });
       }
     }
+  }
+
+  /** Snapshot and retention runs that are due; held back while the replica is being validated. */
+  async #maintain(r: Replica): Promise<void> {
+    const run = async () => {
+      if (r.snapshotDue()) await r.snapshot();
+      if (r.retentionDue()) await r.enforceRetention();
+    };
+    const v = this.#validators.get(r);
+    await (v ? v.maintenance(run) : run());
+  }
+
+  /** `validationInterval`: validates the replica every interval (replica/validator.ts). */
+  async #validationLoop(v: ReplicaValidator): Promise<void> {
+    while (this.#running) {
+      await sleep(Math.min(v.settings.intervalMs, 2_147_000_000), this.#abort.signal).catch(() => {});
+      if (!this.#running) break;
+      if (!this.#engine.isOpen) continue;
+      const e = await v.validate(this.#abort.signal);
+      if (!this.#running) break;
+      this.#reportValidation(e);
+    }
+  }
+
+  #reportValidation(e: ValidationEvent): void {
+    const fields = {
+      replica: e.replica,
+      pos: formatPos(e.pos),
+      pages: e.pages,
+      durationMs: e.durationMs,
+      ...(e.localHoldMs !== undefined ? { localHoldMs: e.localHoldMs } : {}),
+      ...(e.snapshotIndex !== undefined ? { snapshot: e.snapshotIndex } : {}),
+    };
+    if (e.result === 'ok') this.#log.info('validation ok', fields);
+    else if (e.result === 'mismatch') {
+      this.#log.error(`validation mismatch: replica ${JSON.stringify(e.replica)} does not match the local database at ${formatPos(e.pos)}: ${e.reason ?? ''}`, {
+        ...fields,
+        mismatchedPages: e.mismatchedPages,
+        ...(e.mismatchedPageNumbers ? { firstMismatchedPages: e.mismatchedPageNumbers.join(',') } : {}),
+      });
+    } else this.#log.warn(`validation skipped: ${e.reason ?? ''}`, fields);
+    this.emit('validation', e);
   }
 
   async #syncReplica(r: Replica): Promise<void> {
@@ -340,6 +407,13 @@ export class ReplicatorCore extends EventEmitter<ReplicatorEvents> {
       this.#progress.notify();
       await this.#maybeCheckpoint();
     } catch (err) {
+      if (err instanceof ReplicaAheadError) {
+        // The replica holds commits the local database does not: continuing the generation
+        // would fork it. Start a new one (once, whichever replica finds it first).
+        await this.#withEngine(() => this.#engine.forkGeneration(err.generation, err.message));
+        this.#changed.notify();
+        return;
+      }
       r.recordError(err);
       this.#log.error('replica sync error', { replica: r.name, error: errorMessage(err) });
       this.emit('replica-error', { replica: r.name, error: err as Error });
@@ -379,9 +453,11 @@ export class ReplicatorCore extends EventEmitter<ReplicatorEvents> {
 
   /**
    * Resolves once every transaction committed before the call is durable on every replica
-   * (synchronous replication on demand). Resolves with the position reached; while the
-   * replicator waits for its database file to appear, at once with the zero position (nothing
-   * has been committed). A replica that keeps failing is retried with backoff meanwhile.
+   * (synchronous replication on demand). Resolves with the position reached. While the
+   * replicator waits for its database file to appear (`status().waiting`), it resolves at once
+   * with the zero position: nothing has been committed, so there is nothing to sync (a file
+   * that appeared meanwhile is opened first and synced as usual). A replica that keeps failing
+   * is retried with backoff meanwhile.
    * @throws ClosedError if the replicator stops first
    * @throws WalshipError `WALSHIP_TIMEOUT` after `timeout` ms
    */
@@ -467,6 +543,7 @@ export class ReplicatorCore extends EventEmitter<ReplicatorEvents> {
 
   status(): ReplicatorStatus {
     const now = Date.now();
+    const waitingForDb = this.#running && this.#waitingForDb && !this.#engine.isOpen;
     const replicas: ReplicaStatus[] = this.#replicas.map((r) => {
       const lagMs = this.#lagMs(r, now);
       return {
@@ -477,10 +554,11 @@ export class ReplicatorCore extends EventEmitter<ReplicatorEvents> {
         syncIntervalMs: r.settings.syncIntervalMs,
         ...(r.lastSyncAt ? { lastSyncAt: r.lastSyncAt } : {}),
         ...(r.lastError ? { lastError: r.lastError } : {}),
-        healthy: r.lastError === undefined && lagMs <= r.settings.syncIntervalMs + this.#monitorIntervalMs + 5000,
+        healthy: !waitingForDb && r.lastError === undefined && lagMs <= r.settings.syncIntervalMs + this.#monitorIntervalMs + 5000,
       };
     });
-    return { dbPath: this.dbPath, generation: this.#engine.generation, pos: this.pos, ...this.#sizes, replicas };
+    const waiting = waitingForDb ? 'database does not exist yet' : undefined;
+    return { dbPath: this.dbPath, generation: this.#engine.generation, pos: this.pos, ...this.#sizes, replicas, ...(waiting ? { waiting } : {}) };
   }
 
   /** Forces a WAL checkpoint and restart now (e.g. before a backup of the database file). */
@@ -488,4 +566,12 @@ export class ReplicatorCore extends EventEmitter<ReplicatorEvents> {
     if (!this.#engine.isOpen) return false;
     return this.#withEngine(() => this.#engine.restartWal('PASSIVE'));
   }
+}
+
+/** The Litestream meta directory to look for at start (`false`: none; default `<dir>/.<db>-litestream`). */
+function litestreamMetaPathOf(v: unknown, dbPath: string): string | undefined {
+  if (v === false) return undefined;
+  if (v === undefined || v === null) return defaultLitestreamMetaPath(dbPath);
+  if (typeof v !== 'string' || v === '') throw new ConfigError(`litestream-meta-path must be a directory path or false for ${dbPath}`);
+  return path.resolve(v);
 }

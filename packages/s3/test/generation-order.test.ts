@@ -2,11 +2,9 @@
 // second of the previous generation's last upload must still be the one a restore picks —
 // walship's restore and the real Litestream v0.3.13's (which keeps the first of two equal times).
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { mkdtemp, rm, unlink, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -25,15 +23,9 @@ import {
   type S3TestServer,
   type ServerResult,
 } from './helpers/servers.js';
+import { litestreamBin, writeLitestreamConfig } from './helpers/litestream.js';
 
 const run = promisify(execFile);
-const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-
-/** The real Litestream v0.3.13: `LITESTREAM_BIN`, or `../shared/bin/` beside the checkout. */
-function litestreamBin(): string | undefined {
-  const candidates = [process.env['LITESTREAM_BIN'], join(repoRoot, '..', 'shared', 'bin', 'litestream-v0.3.13')];
-  return candidates.find((p): p is string => !!p && existsSync(p));
-}
 
 const ATTEMPTS = 3;
 
@@ -59,24 +51,7 @@ function newDb(path: string, tag: string, n: number): Database.Database {
 
 async function litestreamRestore(bin: string, server: S3TestServer, bucket: string, prefix: string, dir: string): Promise<string> {
   const out = join(dir, 'litestream-restored.db');
-  const config = join(dir, 'litestream.yml');
-  await writeFile(
-    config,
-    [
-      'dbs:',
-      `  - path: ${join(dir, 'app.db')}`,
-      '    replicas:',
-      '      - type: s3',
-      `        bucket: ${bucket}`,
-      `        path: ${prefix}`,
-      `        endpoint: ${server.endpoint}`,
-      `        region: ${server.region}`,
-      `        access-key-id: ${server.accessKeyId}`,
-      `        secret-access-key: ${server.secretAccessKey}`,
-      '        force-path-style: true',
-      '',
-    ].join('\n'),
-  );
+  const config = await writeLitestreamConfig(join(dir, 'litestream.yml'), join(dir, 'app.db'), server, bucket, prefix);
   await run(bin, ['restore', '-config', config, '-o', out, join(dir, 'app.db')], { timeout: 120_000 });
   return out;
 }

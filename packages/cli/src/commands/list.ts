@@ -84,7 +84,7 @@ interface Listing<T> {
 /** Resolves the target, lists every replica (sorted per replica), prints a table or `--json`. */
 async function runListing<T>(inv: Invocation, listing: Listing<T>): Promise<number> {
   const target = await resolveTarget(inv, listing.missing);
-  const logger = commandLogger(inv, target.config, { stream: 'stderr' });
+  const logger = commandLogger(inv, target.config, { stream: 'stderr', warnings: target.warnings });
   try {
     const rows = await perReplica(target, logger, listing.what, async (replica) => [...(await listing.fetch(replica, target))].sort((a, b) => listing.compare(a, b)));
     if (boolFlag(inv.args, 'json')) inv.io.stdout.write(JSON.stringify(rows.map((r) => listing.json(r)), null, 2) + '\n');
@@ -111,7 +111,10 @@ export function generationsCommand(inv: Invocation): Promise<number> {
   });
 }
 
-/** `walship snapshots DB|URL`: replica, generation, index (hex), size, created. */
+/**
+ * `walship snapshots DB|URL`: replica, generation, index, size, created. The table prints the
+ * index in decimal as Litestream v0.3.13 does; `--json` keeps it as 8-digit hex (file names).
+ */
 export function snapshotsCommand(inv: Invocation): Promise<number> {
   return runListing<ReplicaSnapshotInfo>(inv, {
     missing: 'database path required',
@@ -119,12 +122,15 @@ export function snapshotsCommand(inv: Invocation): Promise<number> {
     fetch: (replica) => listSnapshots([replica], { replicaName: replica.name }),
     compare: (a, b) => cmp(a.generation, b.generation) || a.index - b.index,
     header: ['replica', 'generation', 'index', 'size', 'created'],
-    cells: (s) => [s.replicaName, s.generation, hex8(s.index), String(s.size), formatTime(s.createdAt)],
+    cells: (s) => [s.replicaName, s.generation, String(s.index), String(s.size), formatTime(s.createdAt)],
     json: (s) => ({ replica: s.replicaName, generation: s.generation, index: hex8(s.index), size: s.size, created: formatTime(s.createdAt) }),
   });
 }
 
-/** `walship wal DB|URL`: replica, generation, index (hex), offset (hex), size, created. */
+/**
+ * `walship wal DB|URL`: replica, generation, index, offset, size, created. The table prints
+ * index and offset in decimal as Litestream v0.3.13 does; `--json` keeps 8-digit hex.
+ */
 export function walCommand(inv: Invocation): Promise<number> {
   const generation = stringFlag(inv.args, 'generation');
   return runListing<ReplicaWALSegmentInfo>(inv, {
@@ -136,7 +142,7 @@ export function walCommand(inv: Invocation): Promise<number> {
       ),
     compare: (a, b) => cmp(a.generation, b.generation) || a.index - b.index || a.offset - b.offset,
     header: ['replica', 'generation', 'index', 'offset', 'size', 'created'],
-    cells: (s) => [s.replicaName, s.generation, hex8(s.index), hex8(s.offset), String(s.size), formatTime(s.createdAt)],
+    cells: (s) => [s.replicaName, s.generation, String(s.index), String(s.offset), String(s.size), formatTime(s.createdAt)],
     json: (s) => ({ replica: s.replicaName, generation: s.generation, index: hex8(s.index), offset: hex8(s.offset), size: s.size, created: formatTime(s.createdAt) }),
   });
 }

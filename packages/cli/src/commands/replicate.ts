@@ -182,7 +182,9 @@ function replicatorOptions(db: DbSpec, logger: CliLogger): ReplicatorOptions {
       ...(r.leaseTtlMs !== undefined ? { leaseTtl: r.leaseTtlMs } : {}),
       ...(r.takeover ? { takeover: true } : {}),
     })),
-    ...(db.metaPath !== undefined ? { metaPath: db.metaPath } : {}),
+    // Litestream keeps its own state in the same `meta-path` (default `.<db>-litestream`):
+    // a generation it was replicating is continued there (core db/litestream-meta.ts).
+    ...(db.metaPath !== undefined ? { metaPath: db.metaPath, litestreamMetaPath: db.metaPath } : {}),
     monitorInterval: db.monitorIntervalMs,
     checkpointInterval: db.checkpointIntervalMs,
     minCheckpointPageCount: db.minCheckpointPageCount,
@@ -242,6 +244,7 @@ class ReplicateRun {
       process.on(sig, h);
     }
     const { logger } = this;
+    // Litestream logs `msg=litestream version=v0.3.13`: the same field, Go's `v` version style.
     logger.info('walship', { version: cliVersion() });
     if (this.dbs.length === 0) logger.error('no databases specified in configuration');
     for (const db of this.dbs) {

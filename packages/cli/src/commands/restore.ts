@@ -1,3 +1,4 @@
+import { lstat } from 'node:fs/promises';
 import { stringFlag, boolFlag } from '../args.js';
 import { closeClients, commandLogger, resolveTarget, type Invocation } from '../cli.js';
 import { restore, type RestoreOptions, type RestoreProgress } from '@walship/core';
@@ -63,14 +64,34 @@ export async function restoreCommand(inv: Invocation): Promise<number> {
   const generation = stringFlag(args, 'generation');
   const outputFlag = stringFlag(args, 'output');
   if (outputFlag === '') throw new UsageError('output path required');
-  const target = await resolveTarget(inv, 'database path or replica URL required');
-  if (target.replicas.length === 0) throw new UsageError(`database ${target.dbPath} has no replicas in ${target.config?.file}: nothing to restore from`);
+  const ifReplicaExists = boolFlag(args, 'if-replica-exists');
+  // With -if-replica-exists, a -replica naming no replica of the database, or a database
+  // without replicas, is "no backup" (exit 0), as in Litestream; without it, the error says so.
+  const target = await resolveTarget(inv, 'database path or replica URL required', { unknownReplica: ifReplicaExists ? 'empty' : 'error' });
+  if (target.replicas.length === 0 && !ifReplicaExists) {
+    throw new UsageError(`database ${target.dbPath} has no replicas in ${target.config?.file}: nothing to restore from`);
+  }
   try {
     let outputPath: string;
     if (outputFlag !== undefined) outputPath = absPath(outputFlag, io.cwd);
     else if (target.dbPath) outputPath = target.dbPath;
     else throw new UsageError('output path required');
-    const logger = commandLogger(inv, target.config, { debug: boolFlag(args, 'verbose') });
+    const logger = commandLogger(inv, target.config, { debug: boolFlag(args, 'verbose'), warnings: target.warnings });
+    if (target.replicas.length === 0) {
+      // Only with -if-replica-exists (see above), in Litestream's order: an existing output with
+      // -if-db-not-exists is skipped first, otherwise there is no backup to restore.
+      if (ifDbNotExists && (await pathExists(outputPath))) {
+        logger.info('database already exists, skipping', { path: outputPath });
+        return 0;
+      }
+      if (target.unknownReplica !== undefined) {
+        logger.warn(`replica ${JSON.stringify(target.unknownReplica)} not found for database ${JSON.stringify(target.dbPath)}`, {
+          replicas: target.db?.replicas.map((r) => r.name).join(','),
+        });
+      }
+      logger.info('no matching backups found');
+      return 0;
+    }
     const progressFlag = args.flags['progress'];
     const showProgress = progressFlag === undefined ? Boolean(io.stderr.isTTY) : progressFlag === true;
     const progress = showProgress ? new ProgressLine(io.stderr) : undefined;
@@ -78,14 +99,13 @@ export async function restoreCommand(inv: Invocation): Promise<number> {
       outputPath,
       replicas: target.replicas.map((r) => ({ name: r.name, client: r.client })),
       logger,
-      ...(stringFlag(args, 'replica') !== undefined ? { replicaName: stringFlag(args, 'replica')! } : {}),
       ...(generation !== undefined ? { generation } : {}),
       ...(index !== undefined ? { index } : {}),
       ...(timestamp !== undefined ? { timestamp } : {}),
       ...(parallelism !== undefined ? { parallelism } : {}),
       ...(overwrite ? { overwrite } : {}),
       ...(ifDbNotExists ? { ifDbNotExists } : {}),
-      ...(boolFlag(args, 'if-replica-exists') ? { ifReplicaExists: true } : {}),
+      ...(ifReplicaExists ? { ifReplicaExists: true } : {}),
       ...(verify !== undefined ? { verify: verify as RestoreOptions['verify'] } : {}),
       ...(boolFlag(args, 'partial') ? { partial: true } : {}),
       ...(progress ? { onProgress: (p: RestoreProgress) => progress.update(p) } : {}),
@@ -123,6 +143,16 @@ export async function restoreCommand(inv: Invocation): Promise<number> {
     return 0;
   } finally {
     await closeClients(target.replicas);
+  }
+}
+
+/** As Litestream's -if-db-not-exists: anything but "not found" counts as existing. */
+async function pathExists(p: string): Promise<boolean> {
+  try {
+    await lstat(p);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code !== 'ENOENT';
   }
 }
 

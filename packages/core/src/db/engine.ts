@@ -28,6 +28,7 @@ import {
   writeMetaState,
   writeMetaStateSync,
 } from './meta-state.js';
+import { type LitestreamLookup, lookForLitestream, retireLeftoverLitestreamGeneration, retireLitestreamMeta } from './litestream-meta.js';
 
 /** Engine settings, already normalised to milliseconds / counts. */
 export interface EngineSettings {
@@ -38,14 +39,24 @@ export interface EngineSettings {
   readonly truncatePageCount: number;
   readonly busyTimeoutMs: number;
   readonly logger: Logger;
+  /**
+   * Litestream v0.3's meta directory for this database: when walship has no state of its own,
+   * a Litestream generation found there is continued if the WAL proves continuity
+   * (litestream-meta.ts). Undefined: not looked for.
+   */
+  readonly litestreamMetaPath?: string | undefined;
 }
 
 /** Where a replica at some position reads its next bytes. */
 export type SegmentSource =
   | { readonly kind: 'data'; readonly index: number; readonly start: number; readonly end: number; readonly from: 'wal' | 'spill' }
   | { readonly kind: 'caught-up' }
-  /** The bytes the replica needs are gone locally: it must take a new snapshot. */
-  | { readonly kind: 'unavailable'; readonly reason: string };
+  /**
+   * The bytes the replica needs are gone locally: it must take a new snapshot. `ahead`: the
+   * replica holds commits past the local WAL (the local database lost them, or another copy
+   * wrote them): continuing the generation would fork it, so a new generation is needed.
+   */
+  | { readonly kind: 'unavailable'; readonly reason: string; readonly ahead?: true };
 
 interface Epoch {
   index: number;
@@ -182,7 +193,7 @@ export class WalEngine extends EventEmitter {
     const metaPath = this.settings.metaPath;
     await fs.mkdir(metaPath, { recursive: true, mode: 0o700 });
     await removeTempFiles(metaPath);
-    const state = await readMetaState(metaPath);
+    let state = await readMetaState(metaPath);
 
     // Fingerprint before SQLite touches anything: proves "unchanged since a clean stop".
     // (Through the never-closed handle: the application's connections may hold locks on it.)
@@ -198,7 +209,24 @@ export class WalEngine extends EventEmitter {
     this.#dbIno = Number(st.ino);
 
     try {
-      await this.#openUnderLock(state, fingerprint);
+      let litestream: LitestreamLookup = { kind: 'none' };
+      if (!state && this.settings.litestreamMetaPath) {
+        litestream = await lookForLitestream({
+          litestreamMetaPath: this.settings.litestreamMetaPath,
+          metaPath,
+          walPath: this.walPath,
+          dbDev: this.#dbDev,
+          dbIno: this.#dbIno,
+          logger: this.#log,
+        });
+        if (litestream.kind === 'adopted') {
+          state = litestream.state;
+          for (const s of state.spills) this.#unsyncedSpills.add(spillFile(metaPath, state.generation, s.index));
+        }
+      } else if (state && this.settings.litestreamMetaPath) {
+        await retireLeftoverLitestreamGeneration(this.settings.litestreamMetaPath, metaPath, state.generation);
+      }
+      await this.#openUnderLock(state, fingerprint, litestream);
     } catch (err) {
       await this.#closeConnections();
       throw err;
@@ -206,7 +234,7 @@ export class WalEngine extends EventEmitter {
     return true;
   }
 
-  async #openUnderLock(state: MetaState | undefined, fingerprint: DbFingerprint, attempt = 0): Promise<void> {
+  async #openUnderLock(state: MetaState | undefined, fingerprint: DbFingerprint, litestream: LitestreamLookup, attempt = 0): Promise<void> {
     const conns = this.connections;
     this.#spills.clear();
     this.#closedEnds.clear();
@@ -217,12 +245,15 @@ export class WalEngine extends EventEmitter {
     const sameDbFile = !!state && state.dbDev === this.#dbDev && state.dbIno === this.#dbIno;
     let reason: string | undefined;
     let epoch: Epoch | undefined;
-    if (!state) reason = 'no generation exists';
+    if (!state) reason = litestream.kind === 'rejected' ? litestream.reason : 'no generation exists';
     else if (!sameDbFile) reason = 'database file replaced';
     else if (header && headerBytes && headerBytes.toString('hex') === state.walHeader) {
       // Same epoch: everything up to the replicas' positions is still in the WAL.
       this.#adoptState(state);
       epoch = await this.#scanNewEpoch(state.index, headerBytes, header);
+      if (litestream.kind === 'adopted' && epoch.end < litestream.shadowEnd) {
+        reason = `litestream generation ${state.generation} cannot be continued: the wal's valid commits end at ${epoch.end}, before the end of litestream's shadow wal (${litestream.shadowEnd})`;
+      }
     } else if (header && headerBytes && (await this.#restartedByUs(state, headerBytes, header))) {
       // walship restarted the WAL right before a kill -9, too soon to record it: next index.
       this.#adoptState(state);
@@ -288,7 +319,7 @@ export class WalEngine extends EventEmitter {
     if (changedBeforeLock) {
       // Someone wrote between our look and our lock: decide again.
       if (attempt >= 20) throw new WalshipError('WALSHIP_BUSY', 'cannot start replication: the wal keeps changing between reads');
-      return this.#openUnderLock(state, fingerprint, attempt + 1);
+      return this.#openUnderLock(state, fingerprint, litestream, attempt + 1);
     }
     await this.#wal.ensureOpen();
     if (!after) after = await this.#wal.readHeaderBytes();
@@ -315,6 +346,11 @@ export class WalEngine extends EventEmitter {
     if (reason !== undefined) {
       this.#log.info('new generation', { db: this.dbPath, generation: this.#generation, reason });
       this.emit('generation', { generation: this.#generation, reason });
+    } else if (litestream.kind === 'adopted' && this.#generation === litestream.state.generation) {
+      // Recorded as walship's: Litestream must not continue it behind walship's back.
+      await retireLitestreamMeta(litestream, this.settings.metaPath);
+      this.#log.info('continuing litestream generation', { db: this.dbPath, generation: this.#generation, index: litestream.state.index, from: litestream.litestreamMetaPath });
+      this.emit('litestream-generation', { generation: this.#generation, index: litestream.state.index });
     }
   }
 
@@ -457,6 +493,16 @@ export class WalEngine extends EventEmitter {
     return changed;
   }
 
+  /**
+   * Starts a new generation because of `reason`, unless the generation is no longer
+   * `expected` (another caller already moved on). Returns true when it started one.
+   */
+  async forkGeneration(expected: string, reason: string): Promise<boolean> {
+    if (!this.isOpen || this.#generation !== expected) return false;
+    await this.#newGeneration(reason);
+    return true;
+  }
+
   async #newGeneration(reason: string): Promise<void> {
     const conns = this.connections;
     this.#log.warn('new generation', { db: this.dbPath, reason });
@@ -492,7 +538,7 @@ export class WalEngine extends EventEmitter {
     for (;;) {
       if (index === e.index) {
         if (offset === e.end || (offset === 0 && e.end === WAL_HEADER_SIZE)) return { kind: 'caught-up' };
-        if (offset > e.end) return { kind: 'unavailable', reason: `replica position ${offset} is past the local wal end ${e.end}` };
+        if (offset > e.end) return { kind: 'unavailable', ahead: true, reason: `replica position ${offset} is past the local wal end ${e.end}` };
         let end = e.end;
         if (end - offset > SEGMENT_SPLIT) {
           const b = e.boundaries.find((x) => x > offset && x - offset <= SEGMENT_SPLIT) ?? e.boundaries.find((x) => x > offset);
@@ -500,7 +546,7 @@ export class WalEngine extends EventEmitter {
         }
         return { kind: 'data', index, start: offset, end, from: 'wal' };
       }
-      if (index > e.index) return { kind: 'unavailable', reason: `replica index ${index} is ahead of the local index ${e.index}` };
+      if (index > e.index) return { kind: 'unavailable', ahead: true, reason: `replica index ${index} is ahead of the local index ${e.index}` };
       const closedEnd = this.#closedEnds.get(index);
       if (closedEnd !== undefined && offset === closedEnd) {
         index += 1;

@@ -2,7 +2,8 @@ import type { EventEmitter } from 'node:events';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { WalEngine } from '../db/engine.js';
-import { errorMessage, isNotFoundError, WalshipError } from '../errors.js';
+import { formatGoDuration } from '../duration.js';
+import { errorMessage, isNotFoundError, ReplicaAheadError, WalshipError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { decodeObject, encodeObject, encodeSource, type ObjectStage } from '../pipeline.js';
 import { comparePos, formatPos, type Pos } from '../pos.js';
@@ -127,6 +128,13 @@ export class Replica {
     return this.pos && this.#snapshotGeneration === this.pos.generation ? this.pos : undefined;
   }
 
+  /**
+   * Called when this replica begins writing a snapshot, with the snapshot's position (before
+   * anything is uploaded). The validator uses it to know that a snapshot of an index it is
+   * restoring may have been replaced by a later one (replica/validator.ts).
+   */
+  onSnapshotStart: ((pos: Pos) => void) | undefined;
+
   /** True when a restore of this replica reaches `target`: restorable, same generation, at or past it. */
   reached(target: Pos): boolean {
     const p = this.restorablePos;
@@ -153,7 +161,8 @@ export class Replica {
       const src = engine.sourceFor(this.pos!);
       if (src.kind === 'caught-up') break;
       if (src.kind === 'unavailable') {
-        this.#log.warn('replica needs a new snapshot', { replica: this.name, reason: src.reason, pos: formatPos(this.pos!) });
+        if (src.ahead) throw new ReplicaAheadError(this.name, engine.generation, src.reason);
+        this.#log.warn('replica needs a new snapshot', { replica: this.name, reason: src.reason, position: formatPos(this.pos!) });
         await this.#snapshot();
         continue;
       }
@@ -177,7 +186,7 @@ export class Replica {
     this.#lastWriteAt = performance.now();
     this.#op('PUT', info.size);
     this.pos = { generation, index: src.index, offset: src.end };
-    this.#log.debug('wal segment written', { replica: this.name, pos: formatPos(start), sz: src.end - src.start, elapsed: Date.now() - t0 });
+    this.#log.info('wal segment written', { replica: this.name, position: formatPos(start), sz: src.end - src.start, elapsed: formatGoDuration(Date.now() - t0) });
     this.#events.emit('replica-sync', { replica: this.name, pos: this.pos, bytes: src.end - src.start, durationMs: Date.now() - t0 });
   }
 
@@ -199,6 +208,7 @@ export class Replica {
       if (wait > 0) await sleep(wait);
     }
     return engine.withSnapshot(async ({ pos, source }) => {
+      this.onSnapshotStart?.(pos);
       // Send the WAL of the snapshot's index up to the snapshot's point first, always. The
       // database file may already hold frames up to there (checkpoints copy up to the pin),
       // and a restore replays the snapshot's index from its start on top of it: a snapshot on
@@ -215,7 +225,7 @@ export class Replica {
         // The rest of an older index is gone locally (it was not kept for this replica).
         this.#log.warn('replica misses the end of an older wal index; older snapshots of this generation may not restore to their latest point', {
           replica: this.name,
-          pos: formatPos(this.pos),
+          position: formatPos(this.pos),
           snapshot: formatPos(pos),
         });
         this.pos = { generation: pos.generation, index: pos.index, offset: 0 };
@@ -235,7 +245,7 @@ export class Replica {
       this.#op('PUT', info.size);
       this.#snapshotGeneration = pos.generation;
       this.#lastSnapshotAt = info.createdAt.getTime();
-      this.#log.info('snapshot written', { replica: this.name, pos: formatPos(pos), sz: info.size, elapsed: Date.now() - t0 });
+      this.#log.info('snapshot written', { replica: this.name, position: formatPos(pos), sz: info.size, elapsed: formatGoDuration(Date.now() - t0) });
       this.#events.emit('snapshot', { replica: this.name, generation: pos.generation, index: pos.index, sizeBytes: info.size, durationMs: Date.now() - t0 });
       return info;
     });

@@ -29,11 +29,15 @@ export interface RestorePlan {
   readonly walStoredBytes: number;
   /** Highest index present in the listing (after filters), −1 when none: to warn about a requested index that does not exist. */
   readonly maxListedIndex: number;
+  /** With `TargetFilter.offset`: bytes of index `stopAt.index` at and after `stopAt.offset` are not applied. */
+  readonly stopAt?: { readonly index: number; readonly offset: number };
 }
 
 export interface TargetFilter {
   readonly index?: number;
   readonly timestamp?: Date;
+  /** With `index`: stop at this byte offset of index `index`. */
+  readonly offset?: number;
 }
 
 export function snapshotObjectName(index: number): string {
@@ -77,6 +81,7 @@ export function buildPlan(listing: GenerationListing, snapshot: SnapshotInfo, fi
   for (const s of listing.segments) {
     if (s.index < snapshot.index) continue;
     if (filter.index !== undefined && s.index > filter.index) break;
+    if (filter.offset !== undefined && s.index === filter.index && s.offset >= filter.offset) continue;
     if (ts !== undefined && s.createdAt.getTime() > ts) break;
     wanted.push(s);
   }
@@ -135,5 +140,6 @@ export function buildPlan(listing: GenerationListing, snapshot: SnapshotInfo, fi
     snapshotBytes: snapshot.size,
     walStoredBytes,
     maxListedIndex: maxIndex,
+    ...(filter.offset !== undefined && filter.index !== undefined ? { stopAt: { index: filter.index, offset: filter.offset } } : {}),
   };
 }

@@ -127,7 +127,7 @@ export class SegmentPrefetcher {
         {
           signal,
           onRetry: (err, attempt) =>
-            this.opts.logger.warn('wal segment download failed, retrying', { pos: formatPos(pos), attempt, error: String(err) }),
+            this.opts.logger.warn('wal segment download failed, retrying', { position: formatPos(pos), attempt, error: String(err) }),
         },
       );
       for await (const chunk of source) {

@@ -98,6 +98,10 @@ function validate(options: RestoreOptions): void {
   if (options.index !== undefined && (!Number.isInteger(options.index) || options.index < 0 || options.index > MAX_INDEX)) {
     throw invalid(`invalid index ${String(options.index)}: expected an integer from 0 to ${MAX_INDEX}`);
   }
+  if (options.offset !== undefined) {
+    if (options.index === undefined) throw invalid('cannot specify offset without index to restore');
+    if (!Number.isSafeInteger(options.offset) || options.offset < 0) throw invalid(`invalid offset ${String(options.offset)}: expected a non-negative integer`);
+  }
   if (options.timestamp !== undefined && (!(options.timestamp instanceof Date) || Number.isNaN(options.timestamp.getTime()))) {
     throw invalid('invalid timestamp: expected a valid Date');
   }
@@ -205,6 +209,7 @@ export async function restoreWith(options: RestoreOptions, internals: RestoreInt
   const filter: TargetFilter = {
     ...(options.index !== undefined ? { index: options.index } : {}),
     ...(options.timestamp !== undefined ? { timestamp: options.timestamp } : {}),
+    ...(options.offset !== undefined ? { offset: options.offset } : {}),
   };
   const listing = target.listing;
   const candidates = snapshotCandidates(listing.snapshots, filter);
@@ -462,6 +467,8 @@ async function runPass(ctx: PassContext, listing: GenerationListing, plan: Resto
     for (const ip of plan.indexes) {
       throwIfAborted(signal);
       const idx = ip.index;
+      // `offset` (plan.stopAt): nothing at or after it in its index is applied.
+      const stop = plan.stopAt && plan.stopAt.index === idx ? plan.stopAt.offset : Number.POSITIVE_INFINITY;
       const applier = new WalIndexApplier(store, pageSize, (c) => {
         reached = { pos: { generation: gen, index: idx, offset: c.offset }, time: c.time, snapshotIndex: snapshot.index };
       });
@@ -499,8 +506,11 @@ async function runPass(ctx: PassContext, listing: GenerationListing, plan: Resto
         // Feeds the applier what lies past the overlap.
         let toDrop = skip;
         let decodedBytes = 0;
-        const feed = async (chunk: Buffer): Promise<void> => {
-          decodedBytes += chunk.length;
+        const feed = async (whole: Buffer): Promise<void> => {
+          const at = seg.offset + decodedBytes;
+          decodedBytes += whole.length;
+          if (at >= stop) return;
+          const chunk = at + whole.length > stop ? whole.subarray(0, stop - at) : whole;
           if (toDrop >= chunk.length) {
             toDrop -= chunk.length;
             return;

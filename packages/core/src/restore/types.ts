@@ -40,6 +40,16 @@ export interface RestoreOptions {
    */
   index?: number;
   /**
+   * With `index`: stop inside `index` at this byte offset of its WAL (the position just after a
+   * commit frame, e.g. a `Pos.offset` walship reported), instead of at the index's end. An
+   * offset that is not a commit boundary stops the restore as damage (`invalid-wal` /
+   * `missing-segment`). The snapshot is chosen as with `index` alone; a snapshot of `index`
+   * itself is only right when it was taken at or before `offset` (walship's validator
+   * guarantees that; see `validationInterval`). `restoredTo` tells where the restore ended: a
+   * replica whose WAL ends before `offset` restores to its end.
+   */
+  offset?: number;
+  /**
    * Point in time: restore the newest snapshot created at or before `timestamp` and the WAL
    * segments created at or before it (object creation times from storage metadata). Only
    * generations whose time bounds contain `timestamp` qualify.

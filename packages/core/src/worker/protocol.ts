@@ -70,8 +70,10 @@ export const EVENT_NAMES = [
   'checkpoint',
   'checkpoint-error',
   'generation',
+  'litestream-continued',
   'replica-sync',
   'replica-error',
   'snapshot',
+  'validation',
   'operation',
 ] as const;
