@@ -161,6 +161,19 @@ export function newerGeneration(a: TimeBounds, b: TimeBounds): boolean {
   return d > 0 || (d === 0 && a.createdAt.getTime() > b.createdAt.getTime());
 }
 
+/** A replica a restore did not use, and why. */
+export interface SkippedReplica {
+  readonly replicaName: string;
+  readonly reason: string;
+}
+
+/** Every replica's choice, best first, and the replicas whose listing failed. */
+export interface RankedTargets {
+  readonly ranked: readonly TargetChoice[];
+  /** Replicas whose listing failed (after the client's retries), with the error. */
+  readonly unreachable: readonly (SkippedReplica & { readonly error: unknown })[];
+}
+
 /**
  * Chooses the generation to restore (format reference §6.1): per replica, the generation with
  * the latest `updatedAt` among those passing the `generation` and `timestamp` filters (a tie
@@ -170,17 +183,39 @@ export function newerGeneration(a: TimeBounds, b: TimeBounds): boolean {
  * Any listing error aborts.
  */
 export async function chooseTarget(options: RestoreTargetOptions): Promise<TargetChoice | undefined> {
+  const { ranked, unreachable } = await rankTargets(options, false);
+  if (unreachable[0]) throw unreachable[0].error;
+  return ranked[0];
+}
+
+/**
+ * {@link chooseTarget}'s choice for every replica, best first (the same order: latest
+ * `updatedAt` first, ties in replica order). With `tolerateErrors`, a replica whose listing
+ * fails is reported in `unreachable` instead of aborting (an abort signal still aborts).
+ */
+export async function rankTargets(options: RestoreTargetOptions, tolerateErrors: boolean): Promise<RankedTargets> {
   const logger = options.logger ?? silentLogger;
   const replicas = selectReplicas(options.replicas, options.replicaName);
   checkGenerationOption(options.generation);
   const ts = options.timestamp?.getTime();
   if (ts !== undefined && Number.isNaN(ts)) throw new RestoreError('WALSHIP_RESTORE_INVALID', 'invalid timestamp');
-  let best: TargetChoice | undefined;
+  const ranked: TargetChoice[] = [];
+  const unreachable: (SkippedReplica & { error: unknown })[] = [];
   for (const replica of replicas) {
     throwIfAborted(options.signal);
-    let names = await listGenerationNames(replica, options.signal, logger);
-    if (options.generation) names = names.filter((g) => g === options.generation);
-    const listings = await mapLimit(names, 8, (g) => listGeneration(replica, g, options.signal, logger));
+    let listings: GenerationListing[];
+    try {
+      let names = await listGenerationNames(replica, options.signal, logger);
+      if (options.generation) names = names.filter((g) => g === options.generation);
+      listings = await mapLimit(names, 8, (g) => listGeneration(replica, g, options.signal, logger));
+    } catch (err) {
+      throwIfAborted(options.signal);
+      if (!tolerateErrors) throw err;
+      const reason = `listing failed: ${err instanceof Error ? (err.message.split('\n')[0] ?? '') : String(err)}`;
+      logger.warn('replica unreachable, skipping it', { replica: replica.name, reason });
+      unreachable.push({ replicaName: replica.name, reason, error: err });
+      continue;
+    }
     let replicaBest: Omit<TargetChoice, 'concurrent'> | undefined;
     let bestCreatedAt = 0;
     const all: ConcurrentGeneration[] = [];
@@ -198,12 +233,33 @@ export async function chooseTarget(options: RestoreTargetOptions): Promise<Targe
         bestCreatedAt = bounds.createdAt.getTime();
       }
     }
-    if (replicaBest && (!best || replicaBest.updatedAt.getTime() > best.updatedAt.getTime())) {
+    if (replicaBest) {
       const chosen = all.find((g) => g.generation === replicaBest!.generation)!;
-      best = { ...replicaBest, concurrent: concurrentGenerations(chosen, all) };
+      ranked.push({ ...replicaBest, concurrent: concurrentGenerations(chosen, all) });
     }
   }
-  return best;
+  // Stable: equal times keep replica order (the first wins, as Litestream).
+  ranked.sort((a, b) => b.updatedAt.getTime() - a.updatedAt.getTime());
+  return { ranked, unreachable };
+}
+
+/**
+ * True when `other` holds at least the point `chosen` would restore: the same generation, with
+ * WAL reaching at least as far (its last segment starts at or after `chosen`'s), so restoring
+ * from it instead loses nothing `chosen` lists.
+ */
+export function holdsAtLeast(other: TargetChoice, chosen: TargetChoice): boolean {
+  if (other.generation !== chosen.generation) return false;
+  const last = (l: GenerationListing) => {
+    let index = -1;
+    let offset = -1;
+    for (const s of l.segments) if (s.index > index || (s.index === index && s.offset > offset)) ({ index, offset } = s);
+    for (const s of l.snapshots) if (s.index > index) ({ index, offset } = { index: s.index, offset: -1 });
+    return { index, offset };
+  };
+  const a = last(other.listing);
+  const b = last(chosen.listing);
+  return a.index > b.index || (a.index === b.index && a.offset >= b.offset);
 }
 
 /**

@@ -10,7 +10,7 @@ import { formatPos } from '../pos.js';
 import type { SnapshotInfo, WALSegmentInfo } from '../replica-client.js';
 import { describeDamage, RestoreError } from './errors.js';
 import { removeStaleTempFiles, removeTempFiles, startJanitor, tempPrefix } from './janitor.js';
-import { chooseTarget, type GenerationListing } from './listing.js';
+import { type GenerationListing, holdsAtLeast, rankTargets, type SkippedReplica, type TargetChoice } from './listing.js';
 import { PageStore } from './page-store.js';
 import { buildPlan, segmentObjectName, snapshotCandidates, snapshotObjectName, type RestorePlan, type TargetFilter } from './plan.js';
 import { SegmentPrefetcher } from './prefetch.js';
@@ -165,20 +165,34 @@ export async function restoreWith(options: RestoreOptions, internals: RestoreInt
     return { status: 'skipped-db-exists' };
   }
 
-  const target = await chooseTarget({
-    replicas: options.replicas,
-    ...(options.replicaName !== undefined ? { replicaName: options.replicaName } : {}),
-    ...(options.generation !== undefined ? { generation: options.generation } : {}),
-    ...(options.timestamp !== undefined ? { timestamp: options.timestamp } : {}),
-    logger,
-    ...(signal ? { signal } : {}),
-  });
+  const { ranked, unreachable } = await rankTargets(
+    {
+      replicas: options.replicas,
+      ...(options.replicaName !== undefined ? { replicaName: options.replicaName } : {}),
+      ...(options.generation !== undefined ? { generation: options.generation } : {}),
+      ...(options.timestamp !== undefined ? { timestamp: options.timestamp } : {}),
+      logger,
+      ...(signal ? { signal } : {}),
+    },
+    true,
+  );
+  const target = ranked[0];
+  // Every replica unreachable: the first one's error, as before (nothing is known to restore).
+  if (!target && unreachable[0]) throw unreachable[0].error;
   if (!target) {
     if (options.ifReplicaExists) {
       logger.info('no matching backups found');
       return { status: 'skipped-no-backups' };
     }
     throw new RestoreError('WALSHIP_RESTORE_NO_BACKUPS', 'no matching backups found');
+  }
+  // Replicas to fall back on when the chosen one turns out damaged or fails mid-restore: those
+  // holding the same generation at least as far. The others are reported, never used silently.
+  const skippedReplicas: SkippedReplica[] = unreachable.map(({ replicaName, reason }) => ({ replicaName, reason }));
+  const fallbacks: TargetChoice[] = [];
+  for (const other of ranked.slice(1)) {
+    if (holdsAtLeast(other, target)) fallbacks.push(other);
+    else skippedReplicas.push({ replicaName: other.replicaName, reason: `holds an older point (generation ${other.generation}, last updated ${other.updatedAt.toISOString()})` });
   }
   if (target.concurrent.length > 0) {
     logger.warn('the replica holds generations written at the same time by another writer; restoring the newest, never a mix (choose another with -generation)', {
@@ -211,17 +225,16 @@ export async function restoreWith(options: RestoreOptions, internals: RestoreInt
     ...(options.timestamp !== undefined ? { timestamp: options.timestamp } : {}),
     ...(options.offset !== undefined ? { offset: options.offset } : {}),
   };
-  const listing = target.listing;
-  const candidates = snapshotCandidates(listing.snapshots, filter);
-  if (candidates.length === 0) {
+  const firstCandidates = snapshotCandidates(target.listing.snapshots, filter);
+  if (firstCandidates.length === 0) {
     const why =
       options.index !== undefined
         ? `cannot find snapshot index: no snapshots available at or below index ${formatHex8(options.index)}`
         : `cannot find snapshot index by timestamp: no snapshots available at or before ${options.timestamp?.toISOString()}`;
-    throw new RestoreError('WALSHIP_RESTORE_NO_BACKUPS', `no matching backups found: ${why} in generation ${listing.generation}`);
+    throw new RestoreError('WALSHIP_RESTORE_NO_BACKUPS', `no matching backups found: ${why} in generation ${target.listing.generation}`);
   }
   if (options.index !== undefined) {
-    const highest = listing.segments.reduce((m, s) => Math.max(m, s.index), -1);
+    const highest = target.listing.segments.reduce((m, s) => Math.max(m, s.index), -1);
     if (highest < options.index) {
       logger.warn('requested index is above the highest wal index; restoring the latest state', {
         index: formatHex8(options.index),
@@ -236,7 +249,7 @@ export async function restoreWith(options: RestoreOptions, internals: RestoreInt
   const prefix = tempPrefix(outputPath);
   const tempDb = path.join(dir, prefix);
   const janitor = await startJanitor(dir, prefix, logger);
-  const ctx: PassContext = {
+  const ctxFor = (listing: GenerationListing): PassContext => ({
     replica: listing.replica,
     tempDb,
     spillPath: `${tempDb}.spill`,
@@ -246,22 +259,61 @@ export async function restoreWith(options: RestoreOptions, internals: RestoreInt
     signal,
     progress: new ProgressReporter(options.onProgress),
     internals,
+  });
+  /** One complete attempt from one replica: the temp database built and verified. */
+  const attempt = async (choice: TargetChoice, partial: boolean) => {
+    await removeTempFiles(dir, prefix);
+    const ctx = ctxFor(choice.listing);
+    const candidates = snapshotCandidates(choice.listing.snapshots, filter);
+    if (candidates.length === 0) throw new RestoreError('WALSHIP_RESTORE_NO_BACKUPS', `no matching snapshot in generation ${choice.generation}`);
+    const outcome = await restoreFromCandidates(ctx, choice.listing, candidates, filter, partial);
+    await verifyDatabase(tempDb, options.verify ?? 'integrity', ctx);
+    return outcome;
   };
   try {
-    const outcome = await restoreFromCandidates(ctx, listing, candidates, filter, options.partial === true);
+    const attempts = [target, ...fallbacks];
+    let used = target;
+    let outcome: Awaited<ReturnType<typeof attempt>> | undefined;
+    let firstError: unknown;
+    for (const choice of attempts) {
+      // With fallbacks left, a damaged replica is not restored partially: another may be whole.
+      const allowPartial = options.partial === true && attempts.length === 1;
+      try {
+        outcome = await attempt(choice, allowPartial);
+        used = choice;
+        break;
+      } catch (err) {
+        throwIfAborted(signal);
+        firstError ??= err;
+        if (attempts.length === 1) throw err;
+        const reason = `restore failed: ${err instanceof Error ? (err.message.split('\n')[0] ?? '') : String(err)}`;
+        skippedReplicas.push({ replicaName: choice.replicaName, reason });
+        logger.warn('restore from this replica failed; trying the next replica that holds the same point', { replica: choice.replicaName, reason });
+      }
+    }
+    if (!outcome && options.partial === true && attempts.length > 1) {
+      // No replica restores whole: the best one up to its latest restorable point.
+      const at = skippedReplicas.findIndex((r) => r.replicaName === target.replicaName);
+      if (at >= 0) skippedReplicas.splice(at, 1);
+      outcome = await attempt(target, true);
+      used = target;
+    }
+    if (!outcome) throw firstError;
+    const listing = used.listing;
     const { pass } = outcome;
-    await verifyDatabase(tempDb, options.verify ?? 'integrity', ctx);
     throwIfAborted(signal);
     await placeOutput(tempDb, outputPath, options.overwrite === true);
     const durationMs = performance.now() - started;
     logger.info('restore finished', {
       path: outputPath,
+      replica: used.replicaName,
       generation: listing.generation,
       snapshot: formatHex8(pass.plan.snapshot.index),
       position: formatPos(pass.reached.pos),
       walBytes: pass.walBytes,
       durationMs: Math.round(durationMs),
       partial: outcome.partial !== undefined,
+      ...(skippedReplicas.length > 0 ? { skipped: skippedReplicas.map((r) => `${r.replicaName}: ${r.reason}`).join('; ') } : {}),
     });
     return {
       status: 'restored',
@@ -270,7 +322,8 @@ export async function restoreWith(options: RestoreOptions, internals: RestoreInt
       snapshotIndex: pass.plan.snapshot.index,
       restoredTo: pass.reached.pos,
       ...(outcome.partial ? { partial: outcome.partial } : {}),
-      ...(target.concurrent.length > 0 ? { concurrentGenerations: target.concurrent } : {}),
+      ...(used.concurrent.length > 0 ? { concurrentGenerations: used.concurrent } : {}),
+      ...(skippedReplicas.length > 0 ? { skippedReplicas } : {}),
       walBytes: pass.walBytes,
       durationMs,
     };

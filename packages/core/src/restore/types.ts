@@ -148,7 +148,14 @@ export interface RestoreResult {
    * output exists. `skipped-no-backups`: `ifReplicaExists` was set and no backup matched.
    */
   readonly status: 'restored' | 'skipped-db-exists' | 'skipped-no-backups';
+  /** Replica the database was restored from. */
   readonly replicaName?: string;
+  /**
+   * Replicas not used, and why: unreachable (listing failed), holding an older point than the
+   * chosen one, or damaged / failing during the restore (the next replica holding the same
+   * point was used instead).
+   */
+  readonly skippedReplicas?: readonly { readonly replicaName: string; readonly reason: string }[];
   readonly generation?: string;
   /** Index of the snapshot the database was built from. */
   readonly snapshotIndex?: number;
