@@ -74,7 +74,8 @@ export const COMMANDS: readonly CommandSpec[] = [
       { name: 'overwrite', type: 'boolean', help: 'replace an existing output database' },
       { name: 'partial', type: 'boolean', help: 'on damaged WAL, restore up to the last good transaction instead of failing' },
       { name: 'verify', type: 'string', placeholder: 'MODE', help: 'check the result: integrity, quick or none' },
-      { name: 'progress', type: 'boolean', help: 'show progress on stderr (default: only on a terminal;\n--progress=false hides it)' },
+      { name: 'progress', type: 'boolean', help: 'show progress on stderr: an updating line on a terminal (the default there),\nplain lines every 5 s otherwise; --progress=false hides it' },
+      { name: 'json', type: 'boolean', help: 'progress and the result as JSON lines on stdout (for tools)' },
       { name: 'verbose', aliases: ['v'], type: 'boolean', help: 'debug logging' },
     ],
   },
@@ -82,7 +83,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     name: 'snapshots',
     summary: 'list available snapshots for a database',
     usage: 'walship snapshots [flags] DB_PATH\n  walship snapshots [flags] REPLICA_URL',
-    description: 'Lists the snapshots of a database on each of its replicas (index in hex, size in bytes).',
+    description: 'Lists the snapshots of a database on each of its replicas (index in decimal as Litestream prints it, size in bytes; --json: index in hex).',
     flags: [...CONFIG_FLAGS, REPLICA_FLAG, JSON_FLAG],
   },
   {
@@ -96,7 +97,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     name: 'wal',
     summary: 'list available WAL files for a database',
     usage: 'walship wal [flags] DB_PATH\n  walship wal [flags] REPLICA_URL',
-    description: 'Lists the WAL segments of a database on each of its replicas (index and offset in hex).',
+    description: 'Lists the WAL segments of a database on each of its replicas (index and offset in decimal as Litestream prints them; --json: hex).',
     flags: [...CONFIG_FLAGS, REPLICA_FLAG, { name: 'generation', type: 'string', placeholder: 'NAME', help: 'only this generation' }, JSON_FLAG],
   },
 ];

@@ -2,8 +2,8 @@ import { lstat } from 'node:fs/promises';
 import { stringFlag, boolFlag } from '../args.js';
 import { closeClients, commandLogger, resolveTarget, type Invocation } from '../cli.js';
 import { restore, type RestoreOptions, type RestoreProgress } from '@walship/core';
+import { JsonProgress, LineProgress, type ProgressSink, TerminalProgress } from '../progress.js';
 import { CliError, UsageError } from '../errors.js';
-import { formatBytes } from '../format.js';
 import { absPath } from '../paths.js';
 
 const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-](\d{2}):(\d{2}))$/;
@@ -76,7 +76,8 @@ export async function restoreCommand(inv: Invocation): Promise<number> {
     if (outputFlag !== undefined) outputPath = absPath(outputFlag, io.cwd);
     else if (target.dbPath) outputPath = target.dbPath;
     else throw new UsageError('output path required');
-    const logger = commandLogger(inv, target.config, { debug: boolFlag(args, 'verbose'), warnings: target.warnings });
+    // With --json, stdout carries only JSON lines: the log goes to stderr.
+    const logger = commandLogger(inv, target.config, { debug: boolFlag(args, 'verbose'), warnings: target.warnings, ...(boolFlag(args, 'json') ? { stream: 'stderr' as const } : {}) });
     if (target.replicas.length === 0) {
       // Only with -if-replica-exists (see above), in Litestream's order: an existing output with
       // -if-db-not-exists is skipped first, otherwise there is no backup to restore.
@@ -93,8 +94,17 @@ export async function restoreCommand(inv: Invocation): Promise<number> {
       return 0;
     }
     const progressFlag = args.flags['progress'];
-    const showProgress = progressFlag === undefined ? Boolean(io.stderr.isTTY) : progressFlag === true;
-    const progress = showProgress ? new ProgressLine(io.stderr) : undefined;
+    const json = boolFlag(args, 'json') ? new JsonProgress(io.stdout) : undefined;
+    const onTerminal = Boolean((io.stderr as { isTTY?: boolean }).isTTY);
+    const showProgress = progressFlag === undefined ? onTerminal && !json : progressFlag === true;
+    const sinks: ProgressSink[] = [...(json ? [json] : []), ...(showProgress ? [onTerminal ? new TerminalProgress(io.stderr) : new LineProgress(io.stderr)] : [])];
+    const progress: ProgressSink | undefined =
+      sinks.length > 0
+        ? {
+            update: (p) => sinks.forEach((s) => s.update(p)),
+            finish: () => sinks.forEach((s) => s.finish()),
+          }
+        : undefined;
     const options: RestoreOptions = {
       outputPath,
       replicas: target.replicas.map((r) => ({ name: r.name, client: r.client })),
@@ -123,7 +133,8 @@ export async function restoreCommand(inv: Invocation): Promise<number> {
     try {
       // Core logs the outcome through `logger`: `database already exists, skipping`,
       // `no matching backups found`, `restore finished`, damage warnings.
-      await restore({ ...options, signal: abort.signal });
+      const result = await restore({ ...options, signal: abort.signal });
+      json?.result(result);
     } catch (err) {
       if (interrupted) {
         progress?.finish();
@@ -153,37 +164,5 @@ async function pathExists(p: string): Promise<boolean> {
     return true;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code !== 'ENOENT';
-  }
-}
-
-/** One `\r`-updated status line on a terminal: phase, bytes, percent, speed. */
-class ProgressLine {
-  readonly #out: NodeJS.WritableStream;
-  readonly #start = Date.now();
-  #last = 0;
-  #width = 0;
-  #shown = false;
-
-  constructor(out: NodeJS.WritableStream) {
-    this.#out = out;
-  }
-
-  update(p: RestoreProgress): void {
-    const now = Date.now();
-    const done = p.bytesTotal > 0 && p.bytesDone >= p.bytesTotal;
-    if (!done && now - this.#last < 100) return;
-    this.#last = now;
-    const seconds = Math.max((now - this.#start) / 1000, 0.001);
-    const pct = p.bytesTotal > 0 ? `${Math.min(100, Math.floor((p.bytesDone / p.bytesTotal) * 100))}%` : '';
-    const total = p.bytesTotal > 0 ? ` / ${formatBytes(p.bytesTotal)}` : '';
-    const line = `${p.phase}  ${formatBytes(p.bytesDone)}${total}  ${pct}  ${formatBytes(Math.round(p.bytesDone / seconds))}/s`.replace(/ {3,}/g, '  ');
-    this.#out.write(`\r${line}${' '.repeat(Math.max(0, this.#width - line.length))}`);
-    this.#width = line.length;
-    this.#shown = true;
-  }
-
-  finish(): void {
-    if (this.#shown) this.#out.write('\n');
-    this.#shown = false;
   }
 }

@@ -428,10 +428,15 @@ async function runPass(ctx: PassContext, listing: GenerationListing, plan: Resto
   const workerCount = ctx.internals.workers ?? defaultWorkerCount();
   const storedBySegment = new Array<number>(segments.length).fill(0);
   let walStored = 0;
+  let segmentsDone = 0;
+  const walProgress = () => ({ phase: 'wal' as const, bytesDone: walStored, bytesTotal: plan.walStoredBytes, segmentsDone, segmentsTotal: segments.length });
   const onStored = (i: number, n: number) => {
-    storedBySegment[i]! += n;
+    const before = storedBySegment[i]!;
+    storedBySegment[i] = before + n;
     walStored += n;
-    ctx.progress.report({ phase: 'wal', bytesDone: walStored, bytesTotal: plan.walStoredBytes });
+    const size = segments[i]!.size;
+    if (before < size && before + n >= size) segmentsDone++;
+    ctx.progress.report(walProgress());
   };
   const workersPromise =
     prefetcher && workerCount > 0 && isDefaultStages(replica.stages) && plan.walStoredBytes >= (ctx.internals.workerThresholdBytes ?? WORKER_THRESHOLD_BYTES)
@@ -639,7 +644,7 @@ async function runPass(ctx: PassContext, listing: GenerationListing, plan: Resto
         pagesSpilled: store.pagesSpilled,
       });
     }
-    ctx.progress.report({ phase: 'wal', bytesDone: walStored, bytesTotal: plan.walStoredBytes }, true);
+    ctx.progress.report(walProgress(), true);
     if (plan.damage) {
       // Listing-level damage (missing index / initial segment) after everything before it applied.
       return { plan, damage: plan.damage, reached, consistent, walBytes, pageSize };

@@ -19,8 +19,12 @@ export interface RestoreReplica {
 /** What `restore()` reports through `onProgress`. Byte counts are stored (compressed) bytes. */
 export interface RestoreProgress {
   readonly phase: 'snapshot' | 'wal' | 'verify';
+  /** Stored (downloaded) bytes of the phase done so far; `verify`: database bytes checked. */
   readonly bytesDone: number;
   readonly bytesTotal: number;
+  /** `wal` phase: WAL segment objects fully downloaded, of `segmentsTotal`. */
+  readonly segmentsDone?: number;
+  readonly segmentsTotal?: number;
 }
 
 /** Options of {@link restore}. */
