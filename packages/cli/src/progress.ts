@@ -1,4 +1,4 @@
-import type { RestoreProgress, RestoreResult } from '@walship/core';
+import { formatPos, type RestoreProgress, type RestoreResult } from '@walship/core';
 import { formatBytes } from './format.js';
 
 /** Where `walship restore` reports its progress: a terminal line, plain lines, or JSON lines. */
@@ -48,6 +48,25 @@ export function describeProgress(p: RestoreProgress, rate: number, eta: number |
 
 const isDone = (p: RestoreProgress) => p.bytesTotal > 0 && p.bytesDone >= p.bytesTotal;
 
+/** Lets a report through every `everyMs`, and once as each phase ends. */
+class PhaseThrottle {
+  readonly #everyMs: number;
+  #last = 0;
+  #endedPhase: RestoreProgress['phase'] | undefined;
+
+  constructor(everyMs: number) {
+    this.#everyMs = everyMs;
+  }
+
+  due(p: RestoreProgress, now: number): boolean {
+    const ended = isDone(p);
+    if (ended ? this.#endedPhase === p.phase : now - this.#last < this.#everyMs) return false;
+    if (ended) this.#endedPhase = p.phase;
+    this.#last = now;
+    return true;
+  }
+}
+
 /** One `\r`-updated line on a terminal, at most 10 times a second. */
 export class TerminalProgress implements ProgressSink {
   readonly #out: NodeJS.WritableStream;
@@ -80,23 +99,18 @@ export class TerminalProgress implements ProgressSink {
 /** Plain lines (not a terminal, `--progress`): one every `everyMs`, and one as each phase ends. */
 export class LineProgress implements ProgressSink {
   readonly #out: NodeJS.WritableStream;
-  readonly #everyMs: number;
+  readonly #throttle: PhaseThrottle;
   readonly #clock = new PhaseClock();
-  #last = 0;
-  #endedPhase: RestoreProgress['phase'] | undefined;
 
   constructor(out: NodeJS.WritableStream, everyMs = 5000) {
     this.#out = out;
-    this.#everyMs = everyMs;
+    this.#throttle = new PhaseThrottle(everyMs);
   }
 
   update(p: RestoreProgress): void {
     const now = Date.now();
     const { rate, eta } = this.#clock.measure(p, now);
-    const ended = isDone(p);
-    if (ended ? this.#endedPhase === p.phase : now - this.#last < this.#everyMs) return;
-    if (ended) this.#endedPhase = p.phase;
-    this.#last = now;
+    if (!this.#throttle.due(p, now)) return;
     this.#out.write(`restore progress: ${describeProgress(p, rate, eta)}\n`);
   }
 
@@ -109,9 +123,8 @@ export class LineProgress implements ProgressSink {
  */
 export class JsonProgress implements ProgressSink {
   readonly #out: NodeJS.WritableStream;
+  readonly #throttle = new PhaseThrottle(1000);
   readonly #clock = new PhaseClock();
-  #last = 0;
-  #endedPhase: RestoreProgress['phase'] | undefined;
 
   constructor(out: NodeJS.WritableStream) {
     this.#out = out;
@@ -120,10 +133,7 @@ export class JsonProgress implements ProgressSink {
   update(p: RestoreProgress): void {
     const now = Date.now();
     const { rate, eta } = this.#clock.measure(p, now);
-    const ended = isDone(p);
-    if (ended ? this.#endedPhase === p.phase : now - this.#last < 1000) return;
-    if (ended) this.#endedPhase = p.phase;
-    this.#last = now;
+    if (!this.#throttle.due(p, now)) return;
     this.#out.write(
       `${JSON.stringify({
         type: 'progress',
@@ -136,7 +146,7 @@ export class JsonProgress implements ProgressSink {
 
   /** The final line: the restore's outcome (positions as `generation/index:offset`, index in hex). */
   result(r: RestoreResult): void {
-    const pos = r.restoredTo ? `${r.restoredTo.generation}/${r.restoredTo.index.toString(16).padStart(8, '0')}:${r.restoredTo.offset}` : undefined;
+    const pos = r.restoredTo ? formatPos(r.restoredTo) : undefined;
     this.#out.write(
       `${JSON.stringify({
         type: 'result',

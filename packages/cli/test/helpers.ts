@@ -1,8 +1,9 @@
+import assert from 'node:assert/strict';
 import Database from 'better-sqlite3';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 /** packages/cli */
@@ -264,4 +265,42 @@ export function dumpDb(source: string | Database.Database): string {
   } finally {
     if (typeof source === 'string') db.close();
   }
+}
+
+export interface Sample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+/** Parses the Prometheus text format (the subset prom-client writes). */
+export function parseMetrics(body: string): Sample[] {
+  const out: Sample[] = [];
+  for (const line of body.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    assert.ok(m, `unparsable metrics line: ${line}`);
+    const labels: Record<string, string> = {};
+    for (const l of (m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]!] = l[2]!.replace(/\\(.)/g, (_s, c: string) => (c === 'n' ? '\n' : c));
+    out.push({ name: m[1]!, labels, value: Number(m[3]) });
+  }
+  return out;
+}
+
+/** Values of `name` whose labels include `labels`. */
+export function values(samples: Sample[], name: string, labels: Record<string, string> = {}): number[] {
+  return samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v)).map((s) => s.value);
+}
+
+/** The single value of `name` with `labels` (undefined when absent). */
+export function value(samples: Sample[], name: string, labels: Record<string, string> = {}): number | undefined {
+  const v = values(samples, name, labels);
+  assert.ok(v.length <= 1, `${name} ${JSON.stringify(labels)} has ${v.length} series`);
+  return v[0];
+}
+
+/** The real Litestream v0.3.13: `LITESTREAM_BIN`, or `../shared/bin/` beside the checkout (undefined when neither exists). */
+export function litestreamBin(): string | undefined {
+  const candidates = [process.env['LITESTREAM_BIN'], resolve(PACKAGE_DIR, '..', '..', '..', 'shared', 'bin', 'litestream-v0.3.13')];
+  return candidates.find((p): p is string => !!p && existsSync(p));
 }

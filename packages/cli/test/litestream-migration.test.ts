@@ -5,15 +5,9 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { test } from 'node:test';
-import { FILE_BACKEND, PACKAGE_DIR, REPLICATOR, RESTORE, openWriter, readIds, requires, runCli, spawnCli, tempDir, writeConfig } from './helpers.js';
-
-function litestreamBin(): string | undefined {
-  const candidates = [process.env['LITESTREAM_BIN'], resolve(PACKAGE_DIR, '..', '..', '..', 'shared', 'bin', 'litestream-v0.3.13')];
-  return candidates.find((p): p is string => !!p && existsSync(p));
-}
+import { FILE_BACKEND, REPLICATOR, RESTORE, litestreamBin, openWriter, readIds, requires, runCli, spawnCli, tempDir, writeConfig } from './helpers.js';
 
 const count = (text: string, re: RegExp) => text.split('\n').filter((l) => re.test(l)).length;
 

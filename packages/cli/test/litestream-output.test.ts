@@ -6,16 +6,10 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { after, before, describe, test } from 'node:test';
-import { ABS_BACKEND, FILE_BACKEND, LISTINGS, PACKAGE_DIR, RESTORE, fileUrl, openWriter, readIds, requires, runCli, sleep, spawnCli, tempDir, writeConfig, type CliResult } from './helpers.js';
-
-/** The real Litestream v0.3.13: `LITESTREAM_BIN`, or `../shared/bin/` beside the checkout. */
-function litestreamBin(): string | undefined {
-  const candidates = [process.env['LITESTREAM_BIN'], resolve(PACKAGE_DIR, '..', '..', '..', 'shared', 'bin', 'litestream-v0.3.13')];
-  return candidates.find((p): p is string => !!p && existsSync(p));
-}
+import { ABS_BACKEND, FILE_BACKEND, LISTINGS, PACKAGE_DIR, RESTORE, fileUrl, litestreamBin, openWriter, readIds, requires, runCli, sleep, spawnCli, tempDir, writeConfig, type CliResult } from './helpers.js';
 
 /** Runs the Litestream binary to completion. */
 function runLitestream(bin: string, args: readonly string[], cwd: string): Promise<CliResult> {

@@ -10,39 +10,7 @@ import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { before, describe, test } from 'node:test';
 import { createLz4FrameDecoder } from '@walship/core';
-import { FILE_BACKEND, REPLICATOR, httpGet, openWriter, requires, sleep, spawnCli, tempDir, writeConfig } from './helpers.js';
-
-interface Sample {
-  name: string;
-  labels: Record<string, string>;
-  value: number;
-}
-
-/** Parses the Prometheus text format (the subset prom-client writes). */
-function parseMetrics(body: string): Sample[] {
-  const out: Sample[] = [];
-  for (const line of body.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    assert.ok(m, `unparsable metrics line: ${line}`);
-    const labels: Record<string, string> = {};
-    for (const l of (m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]!] = l[2]!.replace(/\\(.)/g, (_s, c: string) => (c === 'n' ? '\n' : c));
-    out.push({ name: m[1]!, labels, value: Number(m[3]) });
-  }
-  return out;
-}
-
-/** Values of `name` whose labels include `labels`. */
-function values(samples: Sample[], name: string, labels: Record<string, string> = {}): number[] {
-  return samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v)).map((s) => s.value);
-}
-
-/** The single value of `name` with `labels` (undefined when absent). */
-function value(samples: Sample[], name: string, labels: Record<string, string> = {}): number | undefined {
-  const v = values(samples, name, labels);
-  assert.ok(v.length <= 1, `${name} ${JSON.stringify(labels)} has ${v.length} series`);
-  return v[0];
-}
+import { FILE_BACKEND, REPLICATOR, httpGet, openWriter, parseMetrics, requires, type Sample, sleep, spawnCli, tempDir, value, writeConfig } from './helpers.js';
 
 interface ReplicaState {
   generations: string[];

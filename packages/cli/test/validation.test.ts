@@ -6,22 +6,9 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { FILE_BACKEND, REPLICATOR, httpGet, openWriter, requires, spawnCli, tempDir, writeConfig } from './helpers.js';
+import { FILE_BACKEND, REPLICATOR, httpGet, openWriter, parseMetrics, requires, spawnCli, tempDir, value, writeConfig } from './helpers.js';
 
 const skip = await requires([FILE_BACKEND, REPLICATOR]);
-
-/** Value of the sample `name{…labels}` in Prometheus text (undefined when absent). */
-function sample(body: string, name: string, labels: Record<string, string>): number | undefined {
-  for (const line of body.split('\n')) {
-    if (!line.startsWith(`${name}{`)) continue;
-    const m = /^[^{]+\{(.*)\} (\S+)$/.exec(line);
-    if (!m) continue;
-    const got: Record<string, string> = {};
-    for (const l of m[1]!.matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) got[l[1]!] = l[2]!;
-    if (Object.entries(labels).every(([k, v]) => got[k] === v)) return Number(m[2]);
-  }
-  return undefined;
-}
 
 test('validation-interval in litestream.yml: replicate starts, logs validation ok and counts it on /metrics', { timeout: 90_000 }, async (t) => {
   if (skip) return t.skip(skip);
@@ -51,13 +38,14 @@ test('validation-interval in litestream.yml: replicate starts, logs validation o
   const deadline = Date.now() + 20_000;
   while (Date.now() < deadline) {
     body = (await httpGet(url!)).body;
-    if ((sample(body, 'walship_replica_validation_total', { db, replica: 'backup', result: 'ok' }) ?? 0) >= 1) break;
+    if ((value(parseMetrics(body), 'walship_replica_validation_total', { db, replica: 'backup', result: 'ok' }) ?? 0) >= 1) break;
     await new Promise((r) => setTimeout(r, 100));
   }
-  assert.ok((sample(body, 'walship_replica_validation_total', { db, replica: 'backup', result: 'ok' }) ?? 0) >= 1, body);
-  assert.equal(sample(body, 'walship_replica_validation_total', { db, replica: 'backup', result: 'mismatch' }) ?? 0, 0);
-  assert.equal(sample(body, 'walship_replica_validation_failing', { db, replica: 'backup' }), 0);
-  const okAt = sample(body, 'walship_replica_validation_ok_timestamp_seconds', { db, replica: 'backup' });
+  const samples = parseMetrics(body);
+  assert.ok((value(samples, 'walship_replica_validation_total', { db, replica: 'backup', result: 'ok' }) ?? 0) >= 1, body);
+  assert.equal(value(samples, 'walship_replica_validation_total', { db, replica: 'backup', result: 'mismatch' }) ?? 0, 0);
+  assert.equal(value(samples, 'walship_replica_validation_failing', { db, replica: 'backup' }), 0);
+  const okAt = value(samples, 'walship_replica_validation_ok_timestamp_seconds', { db, replica: 'backup' });
   assert.ok(okAt !== undefined && Math.abs(okAt - Date.now() / 1000) < 60, `ok timestamp ${okAt}`);
 
   cli.kill('SIGTERM');

@@ -7,7 +7,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import {
   ConfigError,
   LeaseError,
@@ -23,6 +22,7 @@ import type Database from 'better-sqlite3';
 import { insertRows, openApp, tempDir, until } from './support/db.js';
 import { spawnScript } from './support/spawn.js';
 import { rows } from './support/replica-check.js';
+import { litestreamBin } from './support/litestream.js';
 
 interface Line {
   level: string;
@@ -433,15 +433,10 @@ test('leaseTtl 0 turns the lease off; bad leaseTtl and takeover values are confi
 });
 
 const execFileP = promisify(execFile);
-const litestream = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../../shared/bin/litestream-v0.3.13');
 
 test('Litestream v0.3.13 restores a replica that holds a walship lease (it never looks outside generations/)', async (t) => {
-  const bin = process.env['LITESTREAM_BIN'] ?? litestream;
-  if (!fs.existsSync(bin)) {
-    if (process.env['CI'] === 'true') assert.fail(`the Litestream binary is required under CI=true: set LITESTREAM_BIN or provide ${litestream}`);
-    t.skip(`Litestream binary not found (${bin})`);
-    return;
-  }
+  const bin = litestreamBin(t);
+  if (!bin) return;
   const base = await tempDir('walship-lease-replica-');
   const replicaDir = path.join(base, 'replica');
   const client = new FileReplicaClient({ path: replicaDir });

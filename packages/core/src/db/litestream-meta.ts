@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { Logger } from '../logger.js';
 import { isGenerationName } from '../naming.js';
 import { readFullAt } from '../util/fs.js';
-import { WAL_FRAME_HEADER_SIZE, WAL_HEADER_SIZE, type WalHeader } from '../wal/format.js';
+import { frameAlign, frameSize, WAL_HEADER_SIZE, type WalHeader } from '../wal/format.js';
 import { scanCommittedFrames, tryParseWalHeader } from '../wal/wal-file.js';
 import { type MetaState, type SpillRecord, spillFile } from './meta-state.js';
 
@@ -51,12 +51,6 @@ const SHADOW_NAME = /^[0-9a-f]{8}\.wal$/;
 async function readHeader(fh: fs.FileHandle): Promise<Buffer | undefined> {
   const buf = Buffer.alloc(WAL_HEADER_SIZE);
   return (await readFullAt(fh, buf, 0, WAL_HEADER_SIZE, 0)) === WAL_HEADER_SIZE ? buf : undefined;
-}
-
-function frameAligned(size: number, pageSize: number): number {
-  if (size < WAL_HEADER_SIZE) return 0;
-  const fsz = WAL_FRAME_HEADER_SIZE + pageSize;
-  return WAL_HEADER_SIZE + Math.floor((size - WAL_HEADER_SIZE) / fsz) * fsz;
 }
 
 /** End of the committed frames of a standalone WAL file (a closed shadow). */
@@ -124,8 +118,8 @@ export async function lookForLitestream(o: LookupOptions): Promise<LitestreamLoo
     if (!hb || !h) return reject(`short or invalid shadow wal ${name}`);
     headerBytes = hb;
     header = h;
-    shadowEnd = frameAligned((await shadowFh.stat()).size, h.pageSize);
-    const fsz = WAL_FRAME_HEADER_SIZE + h.pageSize;
+    shadowEnd = frameAlign((await shadowFh.stat()).size, h.pageSize);
+    const fsz = frameSize(h.pageSize);
     if (shadowEnd > WAL_HEADER_SIZE) {
       lastFrame = Buffer.alloc(fsz);
       if ((await readFullAt(shadowFh, lastFrame, 0, fsz, shadowEnd - fsz)) !== fsz) return reject(`short read of shadow wal ${name}`);
@@ -144,7 +138,7 @@ export async function lookForLitestream(o: LookupOptions): Promise<LitestreamLoo
   try {
     const real = await readHeader(walFh);
     if (!real || !real.equals(headerBytes)) return reject(`the wal was restarted after litestream stopped (its header differs from shadow wal ${name})`);
-    const realSize = frameAligned((await walFh.stat()).size, header.pageSize);
+    const realSize = frameAlign((await walFh.stat()).size, header.pageSize);
     if (realSize < shadowEnd) return reject(`wal truncated (${realSize} bytes, shadow wal ${name} has ${shadowEnd})`);
     if (lastFrame) {
       const got = Buffer.alloc(lastFrame.length);
@@ -167,7 +161,7 @@ export async function lookForLitestream(o: LookupOptions): Promise<LitestreamLoo
       const h = tryParseWalHeader(await readHeader(fh));
       if (!h || h.pageSize !== header.pageSize) break;
       end = await committedEnd(fh, h);
-      if (end !== frameAligned((await fh.stat()).size, h.pageSize)) {
+      if (end !== frameAlign((await fh.stat()).size, h.pageSize)) {
         o.logger.warn('litestream shadow wal does not end on a commit; not kept', { file: s.file, end });
         break;
       }

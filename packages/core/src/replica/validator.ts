@@ -9,6 +9,7 @@ import { restoreWith } from '../restore/restore.js';
 import { RestoreError } from '../restore/errors.js';
 import type { ValidationEvent } from '../replicator-types.js';
 import { sleep } from '../util/async.js';
+import { readFullAt, writeFullAt } from '../util/fs.js';
 import { WAL_FRAME_HEADER_SIZE, WAL_HEADER_SIZE } from '../wal/format.js';
 import type { Replica } from './replica.js';
 
@@ -273,52 +274,51 @@ export class ReplicaValidator {
       // The newest committed version of each page in the current index's WAL before `pos`.
       const walPages = new PageDigests();
       let dbPages: number | undefined;
-      if (pos.offset > WAL_HEADER_SIZE) {
-        const frameSize = WAL_FRAME_HEADER_SIZE + pageSize;
-        const frame = Buffer.allocUnsafe(frameSize);
-        const header = Buffer.allocUnsafe(WAL_HEADER_SIZE);
-        let fill = 0; // bytes in `frame` (or `header` while off < 32)
-        let off = 0;
-        while (off < pos.offset) {
-          const src = engine.sourceFor({ ...pos, offset: off });
-          if (src.kind !== 'data' || src.index !== pos.index) throw new Skip(`the local wal moved on (${src.kind === 'unavailable' ? src.reason : src.kind})`);
-          const end = Math.min(src.end, pos.offset);
-          for await (const raw of engine.openSegment({ ...src, end })) {
-            const chunk = raw as Buffer;
-            let i = 0;
-            while (i < chunk.length) {
-              if (off < WAL_HEADER_SIZE) {
-                const n = Math.min(WAL_HEADER_SIZE - off, chunk.length - i);
-                chunk.copy(header, off, i, i + n);
-                i += n;
-                off += n;
-                continue;
-              }
-              const n = Math.min(frameSize - fill, chunk.length - i);
-              chunk.copy(frame, fill, i, i + n);
-              fill += n;
+      const frameSize = WAL_FRAME_HEADER_SIZE + pageSize;
+      const frame = Buffer.allocUnsafe(frameSize);
+      const header = Buffer.allocUnsafe(WAL_HEADER_SIZE);
+      let fill = 0; // bytes in `frame` (or `header` while off < 32)
+      let off = 0;
+      while (off < pos.offset) {
+        const src = engine.sourceFor({ ...pos, offset: off });
+        if (src.kind !== 'data' || src.index !== pos.index) throw new Skip(`the local wal moved on (${src.kind === 'unavailable' ? src.reason : src.kind})`);
+        const end = Math.min(src.end, pos.offset);
+        for await (const raw of engine.openSegment({ ...src, end })) {
+          const chunk = raw as Buffer;
+          let i = 0;
+          while (i < chunk.length) {
+            if (off < WAL_HEADER_SIZE) {
+              const n = Math.min(WAL_HEADER_SIZE - off, chunk.length - i);
+              chunk.copy(header, off, i, i + n);
               i += n;
               off += n;
-              if (fill < frameSize) continue;
-              fill = 0;
-              if (frame.readUInt32BE(8) !== header.readUInt32BE(16) || frame.readUInt32BE(12) !== header.readUInt32BE(20)) {
-                throw new Skip('the local wal was restarted while it was read');
-              }
-              const pgno = frame.readUInt32BE(0);
-              const commit = frame.readUInt32BE(4);
-              walPages.set(pgno, digest(frame.subarray(WAL_FRAME_HEADER_SIZE)));
-              if (commit !== 0) dbPages = commit;
+              continue;
             }
+            const n = Math.min(frameSize - fill, chunk.length - i);
+            chunk.copy(frame, fill, i, i + n);
+            fill += n;
+            i += n;
+            off += n;
+            if (fill < frameSize) continue;
+            fill = 0;
+            if (frame.readUInt32BE(8) !== header.readUInt32BE(16) || frame.readUInt32BE(12) !== header.readUInt32BE(20)) {
+              throw new Skip('the local wal was restarted while it was read');
+            }
+            const pgno = frame.readUInt32BE(0);
+            const commit = frame.readUInt32BE(4);
+            walPages.set(pgno, digest(frame.subarray(WAL_FRAME_HEADER_SIZE)));
+            if (commit !== 0) dbPages = commit;
           }
         }
-        if (fill !== 0) throw new WalshipError('WALSHIP_CORRUPT', `local wal position ${formatPos(pos)} is not on a frame boundary`);
       }
+      if (fill !== 0) throw new WalshipError('WALSHIP_CORRUPT', `local wal position ${formatPos(pos)} is not on a frame boundary`);
       const pages = dbPages ?? Math.floor(size / pageSize);
       const fh = await fs.open(digestPath, 'w', 0o600);
       try {
         const buf = Buffer.allocUnsafe(PAGES_PER_CHUNK * pageSize);
         const out = Buffer.allocUnsafe(DIGEST_FLUSH_BYTES);
         let outLen = 0;
+        let written = 0;
         let fileLeft = Math.min(size, pages * pageSize); // bytes of the file that hold pages ≤ `pages`
         let pgno = 1;
         while (pgno <= pages) {
@@ -338,12 +338,13 @@ export class ReplicaValidator {
             if (!walPages.copyTo(pgno, out, outLen)) digest(buf.subarray(k * pageSize, (k + 1) * pageSize)).copy(out, outLen);
             outLen += DIGEST_BYTES;
             if (outLen === out.length) {
-              await writeAll(fh, out, outLen);
+              await writeFullAt(fh, out, 0, outLen, written);
+              written += outLen;
               outLen = 0;
             }
           }
         }
-        if (outLen > 0) await writeAll(fh, out, outLen);
+        if (outLen > 0) await writeFullAt(fh, out, 0, outLen, written);
       } finally {
         await fh.close();
       }
@@ -378,8 +379,8 @@ export class ReplicaValidator {
       let count = 0;
       for (let pgno = 1; pgno <= pages; pgno += PAGES_PER_CHUNK) {
         const n = Math.min(PAGES_PER_CHUNK, pages - pgno + 1);
-        await readAll(rf, buf, n * pageSize, (pgno - 1) * pageSize);
-        await readAll(df, dbuf, n * DIGEST_BYTES, (pgno - 1) * DIGEST_BYTES);
+        await readExactly(rf, buf, n * pageSize, (pgno - 1) * pageSize);
+        await readExactly(df, dbuf, n * DIGEST_BYTES, (pgno - 1) * DIGEST_BYTES);
         for (let k = 0; k < n; k++) {
           const d = digest(buf.subarray(k * pageSize, (k + 1) * pageSize));
           if (!d.equals(dbuf.subarray(k * DIGEST_BYTES, (k + 1) * DIGEST_BYTES))) {
@@ -396,18 +397,9 @@ export class ReplicaValidator {
   }
 }
 
-async function writeAll(fh: fs.FileHandle, buf: Buffer, len: number): Promise<void> {
-  let done = 0;
-  while (done < len) done += (await fh.write(buf, done, len - done)).bytesWritten;
-}
-
-async function readAll(fh: fs.FileHandle, buf: Buffer, len: number, position: number): Promise<void> {
-  let done = 0;
-  while (done < len) {
-    const { bytesRead } = await fh.read(buf, done, len - done, position + done);
-    if (bytesRead === 0) throw new WalshipError('WALSHIP_CORRUPT', `short read of a validation temp file at ${position + done}`);
-    done += bytesRead;
-  }
+async function readExactly(fh: fs.FileHandle, buf: Buffer, len: number, position: number): Promise<void> {
+  const got = await readFullAt(fh, buf, 0, len, position);
+  if (got < len) throw new WalshipError('WALSHIP_CORRUPT', `short read of a validation temp file at ${position + got}`);
 }
 
 /** Restore's progress lines are debug output here: a validation runs every interval. */

@@ -1,3 +1,4 @@
+import { errorMessage } from '../errors.js';
 import { isGenerationName } from '../naming.js';
 import { silentLogger, type Logger } from '../logger.js';
 import type { SnapshotInfo, WALSegmentInfo } from '../replica-client.js';
@@ -211,7 +212,7 @@ export async function rankTargets(options: RestoreTargetOptions, tolerateErrors:
     } catch (err) {
       throwIfAborted(options.signal);
       if (!tolerateErrors) throw err;
-      const reason = `listing failed: ${err instanceof Error ? (err.message.split('\n')[0] ?? '') : String(err)}`;
+      const reason = `listing failed: ${errorMessage(err)}`;
       logger.warn('replica unreachable, skipping it', { replica: replica.name, reason });
       unreachable.push({ replicaName: replica.name, reason, error: err });
       continue;

@@ -10,6 +10,7 @@ import { formatPos } from '../pos.js';
 import type { SnapshotInfo, WALSegmentInfo } from '../replica-client.js';
 import { describeDamage, RestoreError } from './errors.js';
 import { removeStaleTempFiles, removeTempFiles, startJanitor, tempPrefix } from './janitor.js';
+import { writeFullAt } from '../util/fs.js';
 import { type GenerationListing, holdsAtLeast, rankTargets, type SkippedReplica, type TargetChoice } from './listing.js';
 import { PageStore } from './page-store.js';
 import { buildPlan, segmentObjectName, snapshotCandidates, snapshotObjectName, type RestorePlan, type TargetFilter } from './plan.js';
@@ -286,7 +287,7 @@ export async function restoreWith(options: RestoreOptions, internals: RestoreInt
         throwIfAborted(signal);
         firstError ??= err;
         if (attempts.length === 1) throw err;
-        const reason = `restore failed: ${err instanceof Error ? (err.message.split('\n')[0] ?? '') : String(err)}`;
+        const reason = `restore failed: ${firstLine(err)}`;
         skippedReplicas.push({ replicaName: choice.replicaName, reason });
         logger.warn('restore from this replica failed; trying the next replica that holds the same point', { replica: choice.replicaName, reason });
       }
@@ -466,7 +467,7 @@ async function runPass(ctx: PassContext, listing: GenerationListing, plan: Resto
       for await (const raw of decoded) {
         const chunk = raw as Buffer;
         if (snapshotBytes < 100) chunk.copy(head, snapshotBytes, 0, Math.min(chunk.length, 100 - snapshotBytes));
-        await writeFully(fh, chunk, snapshotBytes);
+        await writeFullAt(fh, chunk, 0, chunk.length, snapshotBytes);
         snapshotBytes += chunk.length;
       }
       if (snapshotStored === 0) throw new CorruptDataError('snapshot object is empty (0 bytes)');
@@ -669,14 +670,6 @@ async function* countBytes(src: AsyncIterable<Buffer>, onBytes: (n: number) => v
   for await (const chunk of src) {
     onBytes(chunk.length);
     yield chunk;
-  }
-}
-
-async function writeFully(fh: FileHandle, buf: Buffer, position: number): Promise<void> {
-  let done = 0;
-  while (done < buf.length) {
-    const { bytesWritten } = await fh.write(buf, done, buf.length - done, position + done);
-    done += bytesWritten;
   }
 }
 

@@ -111,6 +111,12 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array, m
   }
 }
 
+/** Writes `length` bytes of `buf` from `offset` at `position`, however many calls that takes. */
+export async function writeFullAt(fh: fs.FileHandle, buf: Uint8Array, offset: number, length: number, position: number): Promise<void> {
+  let done = 0;
+  while (done < length) done += (await fh.write(buf, offset + done, length - done, position + done)).bytesWritten;
+}
+
 /** Reads exactly `length` bytes at `position` unless EOF comes first; returns bytes read. */
 export async function readFullAt(fh: fs.FileHandle, buf: Uint8Array, offset: number, length: number, position: number): Promise<number> {
   let done = 0;
