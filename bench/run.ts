@@ -1,4 +1,4 @@
-// walship benchmarks: `npm run bench` (full, ~18–20 min) or `npm run bench -- --quick` (~3 min).
+// walship benchmarks: `npm run bench` (full, ~24–26 min) or `npm run bench -- --quick` (~3 min).
 // Each scenario is an A/B(/C) comparison run side by side on this machine, with the real
 // Litestream v0.3.13 as one arm wherever the scenario applies ($LITESTREAM_BIN or
 // ../shared/bin/litestream-v0.3.13; skipped with a message when absent). See BENCHMARKS.md for
@@ -9,17 +9,18 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, wr
 import os from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { BENCH_DIR, Child, hwmSampler, killAllChildren, median, now, procCpuMs, runChild, sleep, spread, type Dist, type Spread } from './lib/common.js';
+import { BENCH_DIR, Child, dist, hwmSampler, killAllChildren, median, now, procCpuMs, runChild, sleep, spread, type Dist, type Spread } from './lib/common.js';
 import { startS3, type S3Bench } from './lib/s3server.js';
 import { lockStats, summarizeLag, table } from './lib/report.js';
 import type { ReplicaSpec } from './lib/clients.js';
 import { ReplicaWatcher, replicaLag, waitReplicaComplete, walSizeSampler } from './lib/replica-watch.js';
-import { ExtProc, litestreamInfo, litestreamRestore, replicaSnapshots, startLitestream, startWalshipCli, waitReplicaReady, writeYaml } from './lib/sidecar.js';
+import { cliRestore, ExtProc, litestreamInfo, litestreamRestore, replicaSnapshots, startLitestream, startWalshipCli, waitReplicaReady, writeYaml } from './lib/sidecar.js';
+import { ageIdentityToRecipient, generateAgeIdentity } from '@walship/core';
 
 const args = new Set(process.argv.slice(2));
 const QUICK = args.has('--quick');
 const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7).split(',');
-const SCENARIOS = ['overhead', 'lag', 'restore', 'memory', 'idle', 'embedding', 'synclat'];
+const SCENARIOS = ['overhead', 'lag', 'restore', 'memory', 'idle', 'embedding', 'synclat', 'age', 'follow'];
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
 
@@ -46,6 +47,8 @@ const P = QUICK
       memory: { sizes: [16 * MiB, 64 * MiB] },
       embedding: { rates: [20000], durationMs: 3000, reps: 1, arms: withLs(['none', 'walship', 'litestream']) },
       synclat: { calls: 30 },
+      follow: { rate: 1000, durationMs: 6000, idleMs: 15_000, backends: ['file', 's3'] as const },
+      age: { dbBytes: 32 * MiB, rounds: 1 },
     }
   : {
       overhead: { durationMs: 5000, rounds: 4, arms: withLs<Arm>(['none', 'walship', 'litestream', 'none-ac1000']) },
@@ -55,6 +58,8 @@ const P = QUICK
       memory: { sizes: [1 * GiB, 4 * GiB] },
       embedding: { rates: [1000, 5000, 20000], durationMs: 5000, reps: 2, arms: withLs(['none', 'walship', 'litestream']) },
       synclat: { calls: 200 },
+      follow: { rate: 1000, durationMs: 20_000, idleMs: 60_000, backends: ['file', 's3'] as const },
+      age: { dbBytes: 256 * MiB, rounds: 2 },
     };
 
 const SYNC_INTERVAL_MS = 1000; // walship's and Litestream's defaults: monitor interval 1 s, sync interval 1 s
@@ -629,6 +634,59 @@ async function memory(): Promise<any> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// 9. age: snapshot (replication) and restore throughput of one database, plain and age-encrypted,
+//    walship CLI and Litestream CLI side by side, from the same litestream.yml
+async function ageScenario(): Promise<any> {
+  const A = P.age;
+  const dir = freshDir('age');
+  const db = join(dir, 'big.db');
+  log(`age: building a ${(A.dbBytes / MiB).toFixed(0)} MiB database…`);
+  const b = await runChild('build.ts', { mode: 'bigdb', db, dbBytes: A.dbBytes, maxMs: 900_000 }, 900_000);
+  const identity = generateAgeIdentity();
+  const age = { identities: [identity], recipients: [ageIdentityToRecipient(identity)] };
+  const arms: Array<'walship' | 'litestream'> = useLs ? ['walship', 'litestream'] : ['walship'];
+  const runs: any[] = [];
+  for (let round = 0; round < A.rounds; round++) {
+    for (const arm of round % 2 === 0 ? arms : [...arms].reverse()) {
+      for (const encrypted of [false, true]) {
+        const replicaDir = join(dir, `replica-${arm}-${encrypted ? 'age' : 'plain'}`);
+        const yml = join(dir, `${arm}-${encrypted ? 'age' : 'plain'}.yml`);
+        writeYaml(yml, [{ path: db, replica: { type: 'file', path: replicaDir }, ...(encrypted ? { age } : {}) }]);
+        const p = arm === 'walship' ? startWalshipCli(yml) : startLitestream(yml);
+        let seenAt: number;
+        try {
+          seenAt = await waitReplicaReady(replicaDir, p, 900_000, false, 20);
+        } finally {
+          p.kill();
+          await p.exited;
+        }
+        resetDb(db);
+        const out = join(dir, `restored-${arm}.db`);
+        rmSync(out, { force: true });
+        const res = await cliRestore(arm, yml, db, out);
+        const run = { round, arm, encrypted, snapshotMs: seenAt - p.startedAt, storedBytes: dirBytes(replicaDir), restoreMs: res.ms, restorePeakRssBytes: res.peakRssBytes };
+        runs.push(run);
+        log(`age round ${round + 1} ${arm} ${encrypted ? 'age' : 'plain'}: snapshot ${(run.snapshotMs / 1000).toFixed(2)} s (incl. start-up), restore ${(run.restoreMs / 1000).toFixed(2)} s (${((b.dbBytes / MiB) / (run.restoreMs / 1000)).toFixed(0)} MiB/s), restore peak RSS ${(run.restorePeakRssBytes / MiB).toFixed(0)} MiB`);
+        rmSync(replicaDir, { recursive: true, force: true });
+        rmSync(out, { force: true });
+      }
+    }
+  }
+  const agg = (arm: string, encrypted: boolean) => {
+    const rs = runs.filter((r) => r.arm === arm && r.encrypted === encrypted);
+    if (!rs.length) return undefined;
+    return { snapshotMs: median(rs.map((r) => r.snapshotMs)), restoreMs: median(rs.map((r) => r.restoreMs)), restorePeakRssBytes: Math.max(...rs.map((r) => r.restorePeakRssBytes)), storedBytes: rs[0].storedBytes };
+  };
+  rmSync(dir, { recursive: true, force: true });
+  return {
+    dbBytes: b.dbBytes,
+    walship: { plain: agg('walship', false), age: agg('walship', true) },
+    litestream: useLs ? { plain: agg('litestream', false), age: agg('litestream', true) } : undefined,
+    runs,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
 // 5. idle: walship (library process), walship replicate (CLI) and litestream replicate at once,
 //    each on its own database, to s3rver under its own prefix
 async function idle(): Promise<any> {
@@ -710,6 +768,98 @@ async function idle(): Promise<any> {
   rmSync(dir, { recursive: true, force: true });
   for (const [name, v] of Object.entries(res)) log(`idle ${name}: ${v.s3rverRequests} requests, CPU ${v.cpuPct.toFixed(2)} %`);
   return { windowMs, tools: res, cpuMethod: '/proc/<pid>/stat utime+stime over the window' };
+}
+
+// ---------------------------------------------------------------------------------------------
+// follow: a walship Follower (its own process) behind a primary writing 1k tx/s, a reader
+// querying the follower's output the whole time, then the follower idle. Litestream v0.3 has
+// no follow mode: there is no second arm.
+type Posn = { generation: string; index: number; offset: number };
+const atOrPast = (a: Posn, b: Posn): boolean => a.generation === b.generation && (a.index > b.index || (a.index === b.index && a.offset >= b.offset));
+
+async function follow(): Promise<any> {
+  const { rate, durationMs, idleMs, backends } = P.follow;
+  const out: Record<string, any> = {};
+  for (const backend of backends) {
+    if (backend === 's3') s3 ??= await startS3();
+    const dir = freshDir(`follow-${backend}`);
+    const prefix = `follow-${Date.now().toString(36)}`;
+    const replica: ReplicaSpec = backend === 'file' ? { kind: 'file', path: join(dir, 'replica') } : { kind: 's3', endpoint: s3!.endpoint, bucket: s3!.bucket, path: prefix };
+    const primary = new Child('follow-primary.ts', { db: join(dir, 'primary.db'), replica, rate, durationMs });
+    let follower: Child | undefined;
+    let reader: Child | undefined;
+    try {
+      await primary.next('ready', 60_000);
+      const standby = join(dir, 'standby.db');
+      follower = new Child('follower.ts', { out: standby, replica, maxLifetimeMs: durationMs + idleMs + 300_000 });
+      const ready = await follower.next('ready', 120_000);
+      reader = new Child('follow-reader.ts', { db: standby, durationMs: durationMs + 4000 });
+      primary.send({ type: 'go' });
+      const written = await primary.next('result', durationMs + 120_000);
+      // The follower's last poll comes at most one interval after the last upload.
+      const deadline = now() + 15_000;
+      const applied: { pos: Posn; t: number }[] = [];
+      for (;;) {
+        follower.send({ type: 'report' });
+        const r = await follower.next('report', 30_000);
+        applied.push(...r.applied);
+        if (applied.some((a) => atOrPast(a.pos, written.finalPos)) || now() > deadline) break;
+        await sleep(250);
+      }
+      const lags: number[] = [];
+      let unmatched = 0;
+      for (const u of written.uploads as { pos: Posn; t: number }[]) {
+        const a = applied.find((x) => atOrPast(x.pos, u.pos));
+        if (a) lags.push(Math.max(0, a.t - u.t));
+        else unmatched++;
+      }
+      const reads = await reader.next('result', 60_000);
+      // Idle: the primary has stopped; the follower keeps polling. 35 s first, so the window
+      // measures the steady idle state (polls every 2 s after 30 quiet polls), not the end of the
+      // burst (JIT, GC) nor the first 30 s at 1 s.
+      await primary.exited;
+      await sleep(35_000);
+      const s3Before = backend === 's3' ? (s3!.byPrefix[prefix] ?? 0) : 0;
+      follower.send({ type: 'mark' });
+      const cpu0 = procCpuMs(follower.pid);
+      const t0 = now();
+      log(`follow ${backend}: ${written.txs} tx at ${Math.round(written.achievedRate)} tx/s; idle ${idleMs / 1000} s…`);
+      await sleep(idleMs);
+      const cpuMs = procCpuMs(follower.pid) - cpu0;
+      const windowMs = now() - t0;
+      follower.send({ type: 'report' });
+      const idleReport = await follower.next('report', 30_000);
+      const res = {
+        achievedRate: written.achievedRate,
+        uploads: written.uploads.length,
+        batchesApplied: applied.length,
+        lagBehindReplicaMs: dist(lags),
+        unmatchedUploads: unmatched,
+        initialRestoreMs: ready.restoreMs,
+        reader: reads,
+        idle: {
+          windowMs,
+          requests: idleReport.requests,
+          requestsPerMinute: (idleReport.requests / windowMs) * 60_000,
+          ...(backend === 's3' ? { s3rverRequestsPerMinute: (((s3!.byPrefix[prefix] ?? 0) - s3Before) / windowMs) * 60_000 } : {}),
+          cpuPct: (cpuMs / windowMs) * 100,
+        },
+        followerMem: idleReport.mem,
+        state: idleReport.status.state,
+      };
+      out[backend] = res;
+      const d = res.lagBehindReplicaMs;
+      log(
+        `follow ${backend}: lag behind the replica p50 ${d.p50.toFixed(0)} ms, p99 ${d.p99.toFixed(0)} ms, max ${d.max.toFixed(0)} ms (${lags.length} uploads, ${unmatched} unmatched); reader ${reads.reads} reads, ${reads.errors} errors, ${reads.badSums} bad sums, ${reads.wentBack} went back; idle ${res.idle.requestsPerMinute.toFixed(1)} requests/min, CPU ${res.idle.cpuPct.toFixed(2)} %`,
+      );
+    } finally {
+      reader?.kill();
+      follower?.kill();
+      primary.kill();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -822,6 +972,8 @@ async function main(): Promise<void> {
     ['embedding', embedding],
     ['synclat', synclat],
     ['idle', idle],
+    ['age', ageScenario],
+    ['follow', follow],
   ];
   const resultsDir = join(BENCH_DIR, 'results');
   mkdirSync(resultsDir, { recursive: true });

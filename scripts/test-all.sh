@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Runs every walship test on a fresh Debian machine: installs the system packages the tests
-# need (lz4, sqlite3, openssh-server, Ceph radosgw), the npm dependencies, starts radosgw,
+# need (lz4, sqlite3, age, openssh-server, Ceph radosgw), the npm dependencies, starts radosgw,
 # builds, runs all tests, stops radosgw. Usage: npm run test:all   (or: bash scripts/test-all.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(lz4 sqlite3 openssh-server radosgw ceph-mon ceph-osd)
+APT_PACKAGES=(lz4 sqlite3 age openssh-server radosgw ceph-mon ceph-osd)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then

@@ -191,6 +191,17 @@ export function table(R: any): string {
     if (R.memory.cliFloorRssBytes !== undefined) add('4 memory', 'peak RSS of an idle walship replicate (no database yet; node + tsx)', mib(R.memory.cliFloorRssBytes));
   }
 
+  if (R.age) {
+    const a = R.age;
+    const rate = (ms: number | undefined) => (ms ? `${f0(a.dbBytes / MiB / (ms / 1000))} MiB/s` : 'n/a');
+    for (const enc of ['plain', 'age'] as const) {
+      const w = a.walship?.[enc];
+      const l = a.litestream?.[enc];
+      if (!w) continue;
+      add('9 age', `${mib(a.dbBytes)} db, ${enc}: snapshot (incl. start-up), walship${l ? ' / litestream' : ''}`, `${f1(w.snapshotMs / 1000)} s${l ? ` / ${f1(l.snapshotMs / 1000)} s` : ''}`);
+      add('9 age', `${mib(a.dbBytes)} db, ${enc}: CLI restore, walship${l ? ' / litestream' : ''}`, `${f1(w.restoreMs / 1000)} s, ${rate(w.restoreMs)}, peak RSS ${mib(w.restorePeakRssBytes)}${l ? ` / ${f1(l.restoreMs / 1000)} s, ${rate(l.restoreMs)}, peak RSS ${mib(l.restorePeakRssBytes)}` : ''}`);
+    }
+  }
   if (R.idle) {
     const i = R.idle;
     if (i.tools) {

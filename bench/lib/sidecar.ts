@@ -48,6 +48,8 @@ export interface YamlDb {
   db?: Record<string, string | number>;
   /** extra per-replica keys (retention, …) */
   rep?: Record<string, string | number>;
+  /** age encryption (the replica's `age:` block, as litestream.yml v0.3 has it) */
+  age?: { identities?: string[]; recipients?: string[] };
 }
 
 const q = (v: string | number | boolean): string => (typeof v === 'string' ? JSON.stringify(v) : String(v));
@@ -83,6 +85,12 @@ export function writeYaml(file: string, dbs: YamlDb[]): void {
     }
     lines.push('        sync-interval: 1s');
     for (const [k, v] of Object.entries(d.rep ?? {})) lines.push(`        ${k}: ${q(v)}`);
+    if (d.age) {
+      lines.push('        age:');
+      for (const k of ['identities', 'recipients'] as const) {
+        if (d.age[k]?.length) lines.push(`          ${k}:`, ...d.age[k]!.map((v) => `            - ${q(v)}`));
+      }
+    }
   }
   writeFileSync(file, lines.join('\n') + '\n');
 }
@@ -194,15 +202,36 @@ export function startWalshipCli(yml: string): ExtProc {
 export async function litestreamRestore(replicaDir: string, outputPath: string, timeoutMs = 900_000): Promise<{ ms: number; peakRssBytes: number }> {
   const info = litestreamInfo();
   const t0 = now();
-  const p = new ExtProc('litestream restore', info.bin!, ['restore', '-o', outputPath, `file://${replicaDir}`]);
+  return timedRestore('litestream', new ExtProc('litestream restore', info.bin!, ['restore', '-o', outputPath, `file://${replicaDir}`]), t0, timeoutMs);
+}
+
+/** Waits for a restore process: wall time since `t0` and peak RSS (VmHWM sampled every 20 ms); throws on a non-zero exit. */
+async function timedRestore(tool: string, p: ExtProc, t0: number, timeoutMs: number): Promise<{ ms: number; peakRssBytes: number }> {
   const hwm = hwmSampler(p.pid, 20);
   const timer = setTimeout(() => p.kill(), timeoutMs);
   const r = await p.exited;
   const ms = now() - t0;
   clearTimeout(timer);
   const peak = hwm.stop();
-  if (r.code !== 0) throw new Error(`litestream restore exited ${r.code ?? r.signal}:\n${p.logTail()}`);
+  if (r.code !== 0) throw new Error(`${tool} restore exited ${r.code ?? r.signal}:\n${p.logTail()}`);
   return { ms, peakRssBytes: peak };
+}
+
+/**
+ * `walship restore -config <yml> -o <out> <db>` (the CLI from the TypeScript sources) or
+ * `litestream restore -config …`: wall time and peak RSS. With a config, so its `age:` block applies.
+ */
+export async function cliRestore(tool: 'walship' | 'litestream', yml: string, db: string, outputPath: string, timeoutMs = 900_000): Promise<{ ms: number; peakRssBytes: number }> {
+  const t0 = now();
+  const args = ['restore', '-config', yml, '-o', outputPath, db];
+  let p: ExtProc;
+  if (tool === 'litestream') p = new ExtProc('litestream restore', litestreamInfo().bin!, args);
+  else {
+    const env: NodeJS.ProcessEnv = { ...process.env, NODE_NO_WARNINGS: '1' };
+    for (const k of ['WALSHIP_CONFIG', 'LITESTREAM_CONFIG', 'NODE_OPTIONS']) delete env[k];
+    p = new ExtProc('walship restore', process.execPath, [...CHILD_EXEC_ARGV, join(ROOT_DIR, 'packages', 'cli', 'src', 'bin.ts'), ...args], { env });
+  }
+  return timedRestore(tool, p, t0, timeoutMs);
 }
 
 // ---- file replica layout: generations/<gen>/{snapshots,wal}/ ---------------------------------

@@ -1,6 +1,6 @@
 import { readFileSync, statSync } from 'node:fs';
-import type { BackendContext, ReplicaBackend, ReplicaClient } from '@walship/core';
-import { ConfigError, errorMessage, parseGoDuration } from '@walship/core';
+import type { BackendContext, ObjectStage, ReplicaBackend, ReplicaClient } from '@walship/core';
+import { ageStage, ConfigError, errorMessage, lz4Stage, parseAgeIdentity, parseAgeRecipient, parseGoDuration } from '@walship/core';
 import { ConfigErrors } from './errors.js';
 import { expandEnv } from './expand-env.js';
 import { parseLogLevel, type LogFormat, type LogLevel } from './logger.js';
@@ -81,6 +81,10 @@ export interface ReplicaSpec {
   readonly takeover: boolean;
   /** `file:line: key path` of the replica, for messages. */
   readonly where: string;
+  /** Object stages when not the default LZ4 alone: `[lz4Stage, ageStage(…)]` with an `age:` block. */
+  readonly stages?: readonly ObjectStage[];
+  /** `age:` (encryption), as key counts (the keys themselves stay in `stages`). */
+  readonly age?: { readonly identities: number; readonly recipients: number };
 }
 
 export interface DbSpec {
@@ -402,9 +406,10 @@ async function parseReplica(pc: ParseContext, node: YNode): Promise<ReplicaSpec 
     if (isNull(entry.node)) continue;
     if (STRING_REPLICA_KEYS.has(key)) raw[key] = problems.try(() => optString(loc, m, key));
     else if (BOOL_REPLICA_KEYS.has(key)) raw[key] = problems.try(() => optBool(loc, m, key));
-    else if (key === 'age') problems.add(loc.error(entry.node, 'age encryption is not supported by walship yet: remove the age key (replicas are stored unencrypted)'));
-    else raw[key] = toPlain(entry.node);
+    else if (key !== 'age') raw[key] = toPlain(entry.node);
   }
+  const ageNode = m.entries.get('age')?.node;
+  const age = ageNode && !isNull(ageNode) ? parseAge(loc, ageNode, options.cwd, problems) : undefined;
   const durations: Record<string, number | undefined> = {};
   for (const key of ['sync-interval', 'retention', 'retention-check-interval', 'snapshot-interval', 'validation-interval', 'lease-ttl']) {
     durations[key] = problems.try(() => optDuration(loc, m, key, warnings, key === 'sync-interval'));
@@ -415,7 +420,7 @@ async function parseReplica(pc: ParseContext, node: YNode): Promise<ReplicaSpec 
   }
   const where = loc.where(m.path, m.line);
   try {
-    return await resolveReplica(raw, {
+    const spec = await resolveReplica(raw, {
       where,
       options,
       context,
@@ -435,6 +440,7 @@ async function parseReplica(pc: ParseContext, node: YNode): Promise<ReplicaSpec 
         if (problems.count > before) throw new AlreadyReported();
       },
     });
+    return age ? { ...spec, stages: [lz4Stage, age.stage], age: { identities: age.identities, recipients: age.recipients } } : spec;
   } catch (err) {
     if (err instanceof AlreadyReported) return undefined;
     if (err instanceof ConfigError) {
@@ -538,6 +544,85 @@ async function resolveReplica(raw: Record<string, unknown>, rc: ResolveContext):
     takeover: raw['takeover'] === true,
     where: rc.where,
   };
+}
+
+export const AGE_KEYS = ['identities', 'recipients'] as const;
+
+/**
+ * A replica's `age:` block, as Litestream v0.3 reads it: `identities` (to read) and
+ * `recipients` (to write), each a list of strings holding one key or the text of a key file
+ * (one key per line, blank lines and `#` comments ignored). walship also takes an entry that is
+ * a path (`/…`, `./…`, `../…`) to such a file. Problems are recorded in `problems`, naming the
+ * config file and line of the key (or the key file and its line); undefined then.
+ */
+function parseAge(loc: Locator, node: YNode, cwd: string, problems: Problems): { stage: ObjectStage; identities: number; recipients: number } | undefined {
+  const m = problems.try(() => asMap(loc, node, 'age (identities: and recipients: lists)'));
+  if (!m) return undefined;
+  const before = problems.count;
+  checkKeys(loc, m, AGE_KEYS, 'age key', problems);
+  const texts: Record<'identities' | 'recipients', string[]> = { identities: [], recipients: [] };
+  let keys = { identities: 0, recipients: 0 };
+  for (const field of AGE_KEYS) {
+    const list = m.entries.get(field)?.node;
+    if (!list || isNull(list)) continue;
+    if (list.kind !== 'seq') {
+      problems.add(loc.error(list, `age.${field} must be a list of ${field === 'identities' ? 'AGE-SECRET-KEY-1… identities' : 'age1… recipients'} (each item starting with "- ")`));
+      continue;
+    }
+    const parse = field === 'identities' ? parseAgeIdentity : parseAgeRecipient;
+    for (const item of list.items) {
+      const value = item.kind === 'scalar' ? scalarText(item) : undefined;
+      if (value === undefined) {
+        problems.add(loc.error(item, `expected a string: one ${field === 'identities' ? 'identity' : 'recipient'}, the text of a key file, or a key file's path`));
+        continue;
+      }
+      // A key file named by its path (walship's own; Litestream takes key text only).
+      let text = value;
+      let file: string | undefined;
+      const trimmed = value.trim();
+      if (!trimmed.includes('\n') && /^(\/|\.\.?\/)/.test(trimmed)) {
+        file = absPath(trimmed, cwd);
+        try {
+          text = readFileSync(file, 'utf8');
+        } catch (err) {
+          problems.add(loc.error(item, `cannot read ${field === 'identities' ? 'identity' : 'recipients'} file ${file}: ${errorMessage(err)}`));
+          continue;
+        }
+      }
+      let found = 0;
+      const lines = text.split('\n');
+      for (let i = 0; i < lines.length; i++) {
+        const line = lines[i]!.trim();
+        if (line === '' || line.startsWith('#')) continue;
+        try {
+          parse(line);
+          found++;
+        } catch (err) {
+          // The file and line of the bad key: the key file's, or the config's own.
+          const at = file
+            ? `${loc.where(item.path, item.line)}: ${file}:${i + 1}`
+            : loc.where(item.path, item.line === undefined ? undefined : item.line + i + (item.kind === 'scalar' && item.block ? 1 : 0));
+          problems.add(new ConfigError(`${at}: ${errorMessage(err)}`));
+          found = -1;
+          break;
+        }
+      }
+      if (found === 0) {
+        const what = field === 'identities' ? 'no secret keys found (expected AGE-SECRET-KEY-1… lines)' : 'no recipients found (expected age1… lines)';
+        problems.add(loc.error(item, file ? `${file}: ${what}` : what));
+      }
+      if (found > 0) {
+        texts[field].push(text);
+        keys = { ...keys, [field]: keys[field] + found };
+      }
+    }
+  }
+  if (problems.count > before) return undefined;
+  if (keys.identities === 0 && keys.recipients === 0) {
+    problems.add(loc.error(m, 'age needs keys: add recipients (age1…, to write encrypted objects) and identities (AGE-SECRET-KEY-1…, to read them)'));
+    return undefined;
+  }
+  return { stage: ageStage(texts), identities: keys.identities, recipients: keys.recipients };
 }
 
 /** Runs a backend hook, turning any failure into a one-line ConfigError. */

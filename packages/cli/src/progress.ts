@@ -1,4 +1,4 @@
-import { formatPos, type RestoreProgress, type RestoreResult } from '@walship/core';
+import { formatPos, type Pos, type RestoreProgress, type RestoreResult } from '@walship/core';
 import { formatBytes } from './format.js';
 
 /** Where `walship restore` reports its progress: a terminal line, plain lines, or JSON lines. */
@@ -144,6 +144,13 @@ export class JsonProgress implements ProgressSink {
     );
   }
 
+  /** One follow event (`restore -f --json`): `{ type, ...fields }`, positions as `generation/index:offset`. */
+  event(type: string, fields: Record<string, unknown>): void {
+    const out: Record<string, unknown> = { type };
+    for (const [k, v] of Object.entries(fields)) out[k] = isPos(v) ? formatPos(v) : v;
+    this.#out.write(`${JSON.stringify(out)}\n`);
+  }
+
   /** The final line: the restore's outcome (positions as `generation/index:offset`, index in hex). */
   result(r: RestoreResult): void {
     const pos = r.restoredTo ? formatPos(r.restoredTo) : undefined;
@@ -164,4 +171,8 @@ export class JsonProgress implements ProgressSink {
   }
 
   finish(): void {}
+}
+
+function isPos(v: unknown): v is Pos {
+  return typeof v === 'object' && v !== null && typeof (v as Pos).generation === 'string' && typeof (v as Pos).index === 'number' && typeof (v as Pos).offset === 'number';
 }

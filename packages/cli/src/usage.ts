@@ -74,6 +74,13 @@ export const COMMANDS: readonly CommandSpec[] = [
       { name: 'overwrite', type: 'boolean', help: 'replace an existing output database' },
       { name: 'partial', type: 'boolean', help: 'on damaged WAL, restore up to the last good transaction instead of failing' },
       { name: 'verify', type: 'string', placeholder: 'MODE', help: 'check the result: integrity, quick or none' },
+      {
+        name: 'follow',
+        aliases: ['f'],
+        type: 'boolean',
+        help: 'after the restore, keep the output current from the replica until SIGINT/SIGTERM\n(readers may query it meanwhile: open it read-only with a busy timeout)',
+      },
+      { name: 'follow-interval', type: 'string', placeholder: 'DURATION', help: 'with -f: how often the replica is polled (default 1s; one listing request each)' },
       { name: 'progress', type: 'boolean', help: 'show progress on stderr: an updating line on a terminal (the default there),\nplain lines every 5 s otherwise; --progress=false hides it' },
       { name: 'json', type: 'boolean', help: 'progress and the result as JSON lines on stdout (for tools)' },
       { name: 'verbose', aliases: ['v'], type: 'boolean', help: 'debug logging' },

@@ -14,6 +14,8 @@ export interface YScalar extends YBase {
   readonly value: unknown;
   /** The scalar as written (before type resolution), when known. */
   readonly source: string | undefined;
+  /** A block scalar (`|` or `>`): its text begins on the line after `line`. */
+  readonly block?: boolean;
 }
 
 export interface YSeq extends YBase {
@@ -118,7 +120,8 @@ export function parseYamlTree(text: string, file: string): YNode | undefined {
       return { kind: 'seq', path, line, items: n.items.map((item, i) => convert(item, `${path}[${i}]`, depth + 1)) };
     }
     if (n && isScalar(n)) {
-      return { kind: 'scalar', path, line, value: n.value, source: typeof n.source === 'string' ? n.source : undefined };
+      const block = n.type === 'BLOCK_LITERAL' || n.type === 'BLOCK_FOLDED';
+      return { kind: 'scalar', path, line, value: n.value, source: typeof n.source === 'string' ? n.source : undefined, ...(block ? { block } : {}) };
     }
     n = undefined;
     return { kind: 'scalar', path, line, value: null, source: undefined };

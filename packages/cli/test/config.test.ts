@@ -42,7 +42,7 @@ describe('config errors: one line naming file, key and line; nothing started', (
     { name: 'unknown replica type', yaml: `dbs:\n  - path: ${db}\n    replicas:\n      - type: ftp\n        path: /x\n`, line: 4, re: /dbs\[0\]\.replicas\[0\]: unknown replica type in config: "ftp"/ },
     { name: 'unknown URL scheme', yaml: `dbs:\n  - path: ${db}\n    replicas:\n      - url: ftp://host/x\n`, line: 4, re: /unknown replica type in config: "ftp"/ },
     { name: 'path that looks like a URL', yaml: `dbs:\n  - path: ${db}\n    replicas:\n      - path: s3://bucket/db\n`, line: 4, re: /replica path cannot be a url, please use the 'url' field instead: s3:\/\/bucket\/db/ },
-    { name: 'age is not supported', yaml: `dbs:\n  - path: ${db}\n    replicas:\n      - path: /x\n        age:\n          recipients: [abc]\n`, line: 6, re: /age encryption is not supported/ },
+    { name: 'malformed age recipient', yaml: `dbs:\n  - path: ${db}\n    replicas:\n      - path: /x\n        age:\n          recipients: [abc]\n`, line: 6, re: /dbs\[0\]\.replicas\[0\]\.age\.recipients\[0\]: malformed recipient: separator "1" at invalid position/ },
     { name: 'replicas not a list', yaml: `dbs:\n  - path: ${db}\n    replicas:\n      url: s3://b/p\n`, line: 4, re: /replicas must be a list/ },
     { name: 'bad replica duration', yaml: `dbs:\n  - path: ${db}\n    replicas:\n      - path: /x\n        sync-interval: often\n`, line: 5, re: /dbs\[0\]\.replicas\[0\]\.sync-interval: invalid duration "often"/ },
   ];

@@ -16,6 +16,10 @@
  * | `LeaseError`            | `WALSHIP_LEASE_HELD`        | another walship holds the replica's lease            |
  * |                         | `WALSHIP_LEASE_LOST`        | another walship took the replica's lease over        |
  * | `ReplicaAheadError`     | `WALSHIP_REPLICA_AHEAD`     | a replica holds commits the local WAL lacks (handled: new generation) |
+ * | `AgeError`              | `WALSHIP_AGE_KEY`           | a malformed age identity or recipient                |
+ * |                         | `WALSHIP_AGE_NO_MATCH`      | no configured identity opens an encrypted object     |
+ * |                         | `WALSHIP_AGE_NO_IDENTITY`   | an encrypted object read without age identities      |
+ * |                         | `WALSHIP_AGE_NOT_ENCRYPTED` | a plain object read with age identities configured   |
  */
 export class WalshipError extends Error {
   /** Stable machine-readable code, e.g. `WALSHIP_NOT_FOUND`. */
@@ -135,5 +139,28 @@ export class ReplicaAheadError extends WalshipError {
     super('WALSHIP_REPLICA_AHEAD', `replica ${JSON.stringify(replica)} is ahead of the local database in generation ${generation}: ${reason}`);
     this.replica = replica;
     this.generation = generation;
+  }
+}
+
+export type AgeErrorCode = 'WALSHIP_AGE_KEY' | 'WALSHIP_AGE_NO_MATCH' | 'WALSHIP_AGE_NO_IDENTITY' | 'WALSHIP_AGE_NOT_ENCRYPTED';
+
+/**
+ * age encryption cannot go on (see `ageStage`); nothing is written, and retrying does not help.
+ * `WALSHIP_AGE_KEY`: a malformed identity or recipient (`field`, `entry` and the 1-based `line`
+ * within the entry say which). `WALSHIP_AGE_NO_MATCH`: none of the identities opens the object
+ * (it was encrypted to other recipients). `WALSHIP_AGE_NO_IDENTITY`: an age-encrypted object was
+ * read without identities. `WALSHIP_AGE_NOT_ENCRYPTED`: a plain (LZ4) object was read with
+ * identities configured.
+ */
+export class AgeError extends WalshipError {
+  readonly retryable = false;
+  readonly field: 'identities' | 'recipients' | undefined;
+  readonly entry: number | undefined;
+  readonly line: number | undefined;
+  constructor(code: AgeErrorCode, message: string, details?: { field?: 'identities' | 'recipients'; entry?: number; line?: number | undefined; cause?: unknown }) {
+    super(code, message, details?.cause !== undefined ? { cause: details.cause } : undefined);
+    this.field = details?.field;
+    this.entry = details?.entry;
+    this.line = details?.line;
   }
 }

@@ -51,6 +51,12 @@ export interface StoredLease {
   readonly version: string;
 }
 
+/** Options of {@link ReplicaClient.walSegments}. */
+export interface WalSegmentsOptions {
+  /** Only segments of this WAL index and later ones are needed (lower ones may be returned too). */
+  readonly fromIndex?: number;
+}
+
 /**
  * A storage backend for walship replicas: stores opaque objects in Litestream v0.3's layout
  * (see `layout` in `naming.ts`) under the client's own root:
@@ -137,9 +143,14 @@ export interface ReplicaClient {
 
   /**
    * WAL segments of one generation, with stored size and creation time.
+   *
+   * With `options.fromIndex`, the caller needs only the segments of that WAL index and later
+   * ones: a backend whose listing can start at a key (S3's `StartAfter`) lists from there, so a
+   * follower polling a long generation pays one request, not one per thousand segments. Segments
+   * of lower indexes may still be returned (a backend may ignore the option): callers filter.
    * @throws InvalidArgumentError `cannot determine wal path: generation required`
    */
-  walSegments(generation: string): Promise<WALSegmentInfo[]>;
+  walSegments(generation: string, options?: WalSegmentsOptions): Promise<WALSegmentInfo[]>;
 
   /**
    * Stores `body` as the WAL segment named by `pos` (its starting position). Same atomicity

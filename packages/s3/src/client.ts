@@ -29,6 +29,7 @@ import {
   type SnapshotInfo,
   type StoredLease,
   type WALSegmentInfo,
+  type WalSegmentsOptions,
 } from '@walship/core';
 import { DEFAULT_REGION, type ChecksumMode } from './config.js';
 import { errorCode, httpStatus, isNoSuchKey, isRetryable, toWalshipError } from './errors.js';
@@ -253,7 +254,7 @@ export class S3ReplicaClient implements ReplicaClient {
   // -------------------------------------------------------------------------------------------
   // Primitives.
 
-  private async *listPages(prefix: string, delimiter: string | undefined): AsyncGenerator<ListObjectsV2CommandOutput> {
+  private async *listPages(prefix: string, delimiter: string | undefined, startAfter?: string): AsyncGenerator<ListObjectsV2CommandOutput> {
     const s3 = await this.client();
     let token: string | undefined;
     do {
@@ -264,7 +265,7 @@ export class S3ReplicaClient implements ReplicaClient {
             Bucket: this.bucket,
             Prefix: prefix,
             ...(delimiter !== undefined ? { Delimiter: delimiter } : {}),
-            ...(token !== undefined ? { ContinuationToken: token } : {}),
+            ...(token !== undefined ? { ContinuationToken: token } : startAfter !== undefined ? { StartAfter: startAfter } : {}),
           }),
         );
       } catch (err) {
@@ -275,11 +276,11 @@ export class S3ReplicaClient implements ReplicaClient {
     } while (token);
   }
 
-  /** Objects directly inside `dir` (delimiter `/`), with their base name. */
-  private async listDir(dir: string): Promise<Array<Listed & { name: string }>> {
+  /** Objects directly inside `dir` (delimiter `/`), with their base name; from the first name after `startAfter`, if given. */
+  private async listDir(dir: string, startAfter?: string): Promise<Array<Listed & { name: string }>> {
     const prefix = dir + '/';
     const out: Array<Listed & { name: string }> = [];
-    for await (const page of this.listPages(prefix, '/')) {
+    for await (const page of this.listPages(prefix, '/', startAfter !== undefined ? prefix + startAfter : undefined)) {
       for (const obj of page.Contents ?? []) {
         const key = obj.Key;
         if (!key || !key.startsWith(prefix)) continue;
@@ -442,10 +443,13 @@ export class S3ReplicaClient implements ReplicaClient {
     await this.deleteKeys([layout.snapshot(this.path, generation, index)]);
   }
 
-  async walSegments(generation: string): Promise<WALSegmentInfo[]> {
+  async walSegments(generation: string, options?: WalSegmentsOptions): Promise<WALSegmentInfo[]> {
     const dir = layout.wal(this.path, generation);
     const out: WALSegmentInfo[] = [];
-    for (const obj of await this.listDir(dir)) {
+    // Segment names are `%08x_%08x.wal.lz4`: every name of index ≥ k sorts after the bare `%08x` of k.
+    const from = options?.fromIndex;
+    const startAfter = from !== undefined && Number.isInteger(from) && from > 0 ? from.toString(16).padStart(8, '0') : undefined;
+    for (const obj of await this.listDir(dir, startAfter)) {
       const parsed = parseWalSegmentFileName(obj.name);
       if (!parsed) continue;
       out.push({

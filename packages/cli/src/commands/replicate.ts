@@ -163,6 +163,8 @@ function describeConfig(config: CliConfig, overrides: { exec: string | undefined
         validationInterval: d(r.validationIntervalMs),
         leaseTtl: r.leaseTtlMs !== undefined ? d(r.leaseTtlMs) : null,
         takeover: r.takeover,
+        // Key counts only: identities are secrets.
+        ...(r.age ? { age: { identities: r.age.identities, recipients: r.age.recipients } } : {}),
         config: redactValue('', r.config),
       })),
     })),
@@ -181,6 +183,7 @@ function replicatorOptions(db: DbSpec, logger: CliLogger): ReplicatorOptions {
       validationInterval: r.validationIntervalMs,
       ...(r.leaseTtlMs !== undefined ? { leaseTtl: r.leaseTtlMs } : {}),
       ...(r.takeover ? { takeover: true } : {}),
+      ...(r.stages ? { stages: r.stages } : {}),
     })),
     // Litestream keeps its own state in the same `meta-path` (default `.<db>-litestream`):
     // a generation it was replicating is continued there (core db/litestream-meta.ts).

@@ -1,7 +1,7 @@
 import { lstat } from 'node:fs/promises';
 import { stringFlag, boolFlag } from '../args.js';
 import { closeClients, commandLogger, resolveTarget, type Invocation } from '../cli.js';
-import { restore, type RestoreOptions, type RestoreProgress } from '@walship/core';
+import { Follower, formatPos, parseGoDuration, restore, type RestoreOptions, type RestoreProgress } from '@walship/core';
 import { JsonProgress, LineProgress, type ProgressSink, TerminalProgress } from '../progress.js';
 import { CliError, UsageError } from '../errors.js';
 import { absPath } from '../paths.js';
@@ -65,6 +65,29 @@ export async function restoreCommand(inv: Invocation): Promise<number> {
   const outputFlag = stringFlag(args, 'output');
   if (outputFlag === '') throw new UsageError('output path required');
   const ifReplicaExists = boolFlag(args, 'if-replica-exists');
+  const follow = boolFlag(args, 'follow');
+  const followIntervalStr = stringFlag(args, 'follow-interval');
+  let followIntervalMs: number | undefined;
+  if (followIntervalStr !== undefined) {
+    if (!follow) throw new UsageError('-follow-interval needs -f (follow)');
+    try {
+      followIntervalMs = parseGoDuration(followIntervalStr);
+    } catch {
+      throw new UsageError(`invalid value ${JSON.stringify(followIntervalStr)} for -follow-interval: use a duration such as 1s or 500ms`);
+    }
+    if (!(followIntervalMs > 0)) throw new UsageError(`invalid value ${JSON.stringify(followIntervalStr)} for -follow-interval: it must be more than 0`);
+  }
+  if (follow) {
+    for (const [flag, set] of [
+      ['index', index !== undefined],
+      ['timestamp', timestamp !== undefined],
+      ['partial', boolFlag(args, 'partial')],
+      ['if-db-not-exists', ifDbNotExists],
+      ['generation', generation !== undefined],
+    ] as const) {
+      if (set) throw new UsageError(`cannot combine -f (follow) with -${flag}: a follower restores the latest state and keeps it current`);
+    }
+  }
   // With -if-replica-exists, a -replica naming no replica of the database, or a database
   // without replicas, is "no backup" (exit 0), as in Litestream; without it, the error says so.
   const target = await resolveTarget(inv, 'database path or replica URL required', { unknownReplica: ifReplicaExists ? 'empty' : 'error' });
@@ -107,7 +130,7 @@ export async function restoreCommand(inv: Invocation): Promise<number> {
         : undefined;
     const options: RestoreOptions = {
       outputPath,
-      replicas: target.replicas.map((r) => ({ name: r.name, client: r.client })),
+      replicas: target.replicas.map((r) => ({ name: r.name, client: r.client, ...(r.stages ? { stages: r.stages } : {}) })),
       logger,
       ...(generation !== undefined ? { generation } : {}),
       ...(index !== undefined ? { index } : {}),
@@ -120,6 +143,15 @@ export async function restoreCommand(inv: Invocation): Promise<number> {
       ...(boolFlag(args, 'partial') ? { partial: true } : {}),
       ...(progress ? { onProgress: (p: RestoreProgress) => progress.update(p) } : {}),
     };
+    if (follow) {
+      return await followCommand({
+        outputPath,
+        options,
+        ...(followIntervalMs !== undefined ? { intervalMs: followIntervalMs } : {}),
+        ...(json ? { json } : {}),
+        ...(progress ? { progress } : {}),
+      });
+    }
     // Ctrl-C aborts cleanly: restore removes its temporary files, then we exit 130/143.
     const abort = new AbortController();
     let interrupted: NodeJS.Signals | undefined;
@@ -154,6 +186,69 @@ export async function restoreCommand(inv: Invocation): Promise<number> {
     return 0;
   } finally {
     await closeClients(target.replicas);
+  }
+}
+
+/**
+ * `restore -f`: restores, then follows the replica until SIGINT/SIGTERM (exit 0: the output is
+ * consistent whenever the follower stops).
+ */
+async function followCommand(
+  run: { outputPath: string; options: RestoreOptions; intervalMs?: number; json?: JsonProgress; progress?: ProgressSink },
+): Promise<number> {
+  const { options, json, progress } = run;
+  const logger = options.logger!;
+  const follower = new Follower(run.outputPath, {
+    replicas: options.replicas,
+    logger,
+    ...(options.overwrite ? { overwrite: true } : {}),
+    ...(options.verify !== undefined ? { verify: options.verify } : {}),
+    ...(options.parallelism !== undefined ? { parallelism: options.parallelism } : {}),
+    ...(run.intervalMs !== undefined ? { intervalMs: run.intervalMs } : {}),
+    ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+  });
+  if (json) {
+    follower.on('restored', (e) => json.event('restored', { replica: e.replicaName, generation: e.generation, position: e.pos, reason: e.reason, durationMs: Math.round(e.durationMs) }));
+    follower.on('applied', (e) => json.event('applied', { position: e.pos, commits: e.commits, pages: e.pages, durationMs: Math.round(e.durationMs) }));
+    follower.on('damage', (e) => json.event('damage', { ...e.damage, index: e.damage.index.toString(16).padStart(8, '0') }));
+  }
+  let stopping: NodeJS.Signals | undefined;
+  let wake: () => void = () => {};
+  const stopped = new Promise<void>((resolve) => (wake = resolve));
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (stopping) process.exit(sig === 'SIGINT' ? 130 : 143);
+    stopping = sig;
+    wake();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    const started = follower.start();
+    // A signal during the initial restore stops it too (the restore removes its temporary files).
+    const first = await Promise.race([started.then(() => 'started' as const), stopped.then(() => 'signal' as const)]);
+    progress?.finish();
+    if (first === 'signal') {
+      await follower.stop();
+      await started.catch(() => {});
+      logger.info('follow stopped', { signal: stopping });
+      return 0;
+    }
+    await stopped;
+    await follower.stop();
+    logger.info('follow stopped', { signal: stopping, position: follower.status().pos ? formatPos(follower.status().pos!) : '' });
+    return 0;
+  } catch (err) {
+    const code = (err as { code?: unknown }).code;
+    if (code === 'WALSHIP_RESTORE_NO_BACKUPS' && options.ifReplicaExists) {
+      logger.info('no matching backups found');
+      return 0;
+    }
+    if (code === 'WALSHIP_FOLLOW_OUTPUT_EXISTS') throw new CliError(`${(err as Error).message.replace('use overwrite', 'use --overwrite')}`, { cause: err });
+    throw err;
+  } finally {
+    progress?.finish();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
   }
 }
 

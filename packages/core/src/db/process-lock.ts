@@ -36,9 +36,10 @@ export class ProcessLock {
 
   /**
    * Takes the lock (creating the meta directory if needed).
+   * @param busyMessage the error's message when the lock is held, from who holds it (default: a replicator's)
    * @throws LockedError (`WALSHIP_LOCKED`) when another replicator holds it
    */
-  static async acquire(metaPath: string, dbPath: string): Promise<ProcessLock> {
+  static async acquire(metaPath: string, dbPath: string, busyMessage?: (who: string) => string): Promise<ProcessLock> {
     await fs.mkdir(metaPath, { recursive: true, mode: 0o700 });
     const db = new Database(path.join(metaPath, LOCK_FILE), { timeout: 0 });
     try {
@@ -52,10 +53,9 @@ export class ProcessLock {
       if (!String((err as { code?: unknown }).code ?? '').startsWith('SQLITE_BUSY')) throw err;
       const owner = await readOwner(metaPath);
       const who = owner ? `pid ${owner.pid} on ${owner.host}, since ${owner.startedAt}` : 'another process';
-      throw new LockedError(
-        `${dbPath} is already being replicated by another walship (${who}): stop it first, or give this one another database`,
-        { cause: err },
-      );
+      throw new LockedError(busyMessage ? busyMessage(who) : `${dbPath} is already being replicated by another walship (${who}): stop it first, or give this one another database`, {
+        cause: err,
+      });
     }
     const owner: LockOwner = { pid: process.pid, host: os.hostname(), startedAt: new Date().toISOString() };
     await writeFileAtomic(path.join(metaPath, OWNER_FILE), JSON.stringify(owner) + '\n');

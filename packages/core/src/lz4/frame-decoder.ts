@@ -1,7 +1,8 @@
 import type { Transform } from 'node:stream';
 import { AsyncTransform } from './async-transform.js';
 import { uncompressSync } from 'lz4-napi';
-import { CorruptDataError } from '../errors.js';
+import { AgeError, CorruptDataError } from '../errors.js';
+import { NO_IDENTITY_MESSAGE } from '../age/stream.js';
 import { decodeLz4Block, lz4BlockDecodedSize } from './block.js';
 import {
   BLOCK_UNCOMPRESSED_BIT,
@@ -21,6 +22,9 @@ import {
   LZ4_WINDOW_SIZE,
 } from './frame.js';
 import { XxHash32, xxh32 } from './xxhash32.js';
+
+/** The first four bytes of an age file (`age-`), read as a little-endian u32. */
+const AGE_MAGIC = 0x2d656761;
 
 /** Options of {@link createLz4FrameDecoder}. */
 export interface Lz4FrameDecoderOptions {
@@ -122,6 +126,9 @@ class Lz4FrameDecoder extends AsyncTransform {
             this.state = State.Descriptor;
           } else if (magic >= LZ4_SKIPPABLE_MAGIC_MIN && magic <= LZ4_SKIPPABLE_MAGIC_MAX) {
             this.state = State.SkipSize;
+          } else if (magic === AGE_MAGIC) {
+            // 'age-' : an age-encrypted object read without an age stage (no identities).
+            throw new AgeError('WALSHIP_AGE_NO_IDENTITY', NO_IDENTITY_MESSAGE);
           } else if (magic === LZ4_LEGACY_MAGIC) {
             throw new CorruptDataError(
               'unsupported LZ4 legacy format (magic 02 21 4C 18): expected an LZ4 frame (magic 04 22 4D 18)',

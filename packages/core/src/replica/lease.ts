@@ -6,7 +6,7 @@ import type { Readable } from 'node:stream';
 import { BackendError, errorMessage, LeaseError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Pos } from '../pos.js';
-import type { ReplicaClient, SnapshotInfo, WALSegmentInfo } from '../replica-client.js';
+import type { ReplicaClient, SnapshotInfo, WALSegmentInfo, WalSegmentsOptions } from '../replica-client.js';
 import { Mutex, sleep } from '../util/async.js';
 import { writeFileAtomic } from '../util/fs.js';
 
@@ -208,7 +208,7 @@ export class ReplicaLease {
         write(body, () => inner.writeSnapshot(generation, index, body)),
       snapshotReader: (generation: string, index: number) => inner.snapshotReader(generation, index),
       deleteSnapshot: (generation: string, index: number) => write(undefined, () => inner.deleteSnapshot(generation, index)),
-      walSegments: (generation: string) => inner.walSegments(generation),
+      walSegments: (generation: string, options?: WalSegmentsOptions) => inner.walSegments(generation, options),
       writeWALSegment: (pos: Pos, body: Readable): Promise<WALSegmentInfo> => write(body, () => inner.writeWALSegment(pos, body)),
       walSegmentReader: (pos: Pos) => inner.walSegmentReader(pos),
       deleteWALSegments: (positions: readonly Pos[]) => write(undefined, () => inner.deleteWALSegments(positions)),

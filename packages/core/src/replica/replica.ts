@@ -3,7 +3,7 @@ import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { WalEngine } from '../db/engine.js';
 import { formatGoDuration } from '../duration.js';
-import { errorMessage, isNotFoundError, ReplicaAheadError, WalshipError } from '../errors.js';
+import { AgeError, type AgeErrorCode, errorMessage, isNotFoundError, ReplicaAheadError, WalshipError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { decodeObject, encodeObject, encodeSource, type ObjectStage } from '../pipeline.js';
 import { comparePos, formatPos, type Pos } from '../pos.js';
@@ -107,15 +107,23 @@ export class Replica {
     const start = { generation, index: last.index, offset: last.offset };
     let n = 0;
     const stored = await this.client.walSegmentReader(start);
-    await pipeline(
-      decodeObject(stored, this.settings.stages),
-      new Transform({
-        transform(chunk: Buffer, _e, cb) {
-          n += chunk.length;
-          cb();
-        },
-      }),
-    );
+    try {
+      await pipeline(
+        decodeObject(stored, this.settings.stages),
+        new Transform({
+          transform(chunk: Buffer, _e, cb) {
+            n += chunk.length;
+            cb();
+          },
+        }),
+      );
+    } catch (err) {
+      // E.g. age recipients without identities: say what could not be read, and why.
+      if (err instanceof WalshipError && err.code.startsWith('WALSHIP_AGE_')) {
+        throw new AgeError(err.code as AgeErrorCode, `cannot read the replica's position from its last wal segment ${formatPos(start)}: ${err.message}`);
+      }
+      throw err;
+    }
     this.#op('GET', last.size);
     this.pos = { generation, index: last.index, offset: last.offset + n };
   }

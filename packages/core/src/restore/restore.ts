@@ -1,5 +1,5 @@
 import { constants as fsConstants } from 'node:fs';
-import { link, lstat, mkdir, open, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { link, mkdir, open, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { addAbortSignal, Readable } from 'node:stream';
 import { CorruptDataError, isNotFoundError } from '../errors.js';
@@ -10,7 +10,7 @@ import { formatPos } from '../pos.js';
 import type { SnapshotInfo, WALSegmentInfo } from '../replica-client.js';
 import { describeDamage, RestoreError } from './errors.js';
 import { removeStaleTempFiles, removeTempFiles, startJanitor, tempPrefix } from './janitor.js';
-import { writeFullAt } from '../util/fs.js';
+import { pathExists, writeFullAt } from '../util/fs.js';
 import { type GenerationListing, holdsAtLeast, rankTargets, type SkippedReplica, type TargetChoice } from './listing.js';
 import { PageStore } from './page-store.js';
 import { buildPlan, segmentObjectName, snapshotCandidates, snapshotObjectName, type RestorePlan, type TargetFilter } from './plan.js';
@@ -18,7 +18,7 @@ import { SegmentPrefetcher } from './prefetch.js';
 import { resumableObject, throwIfAborted } from './retry.js';
 import type { DamageLocation, DamageReport, RestorablePoint, RestoreOptions, RestoreProgress, RestoreReplica, RestoreResult } from './types.js';
 import { SegmentVerifier } from './segment-verifier.js';
-import { WalDamage, WalIndexApplier } from './wal-applier.js';
+import { type WalChain, WalDamage, WalIndexApplier } from './wal-applier.js';
 import { defaultWorkerCount, WorkerDecodePipeline } from './worker-decoder.js';
 
 /** Default number of segment downloads in flight. */
@@ -35,6 +35,11 @@ export interface RestoreInternals {
   workers?: number;
   /** Use workers only when the planned stored WAL is at least this large (default 16 MiB). */
   workerThresholdBytes?: number;
+  /**
+   * Called before the result is moved into place with where the WAL chain of the last applied
+   * index stands (undefined when no WAL was applied) and the page size: a follower continues there.
+   */
+  onRestored?: (end: { readonly chain: WalChain | undefined; readonly pageSize: number }) => void;
 }
 
 /** Below this much stored WAL, starting workers costs more than it saves. */
@@ -70,6 +75,8 @@ interface PassResult {
   readonly consistent: boolean;
   readonly walBytes: number;
   readonly pageSize: number;
+  /** Where the last fully applied index's chain stands (complete passes only). */
+  readonly chain?: WalChain;
 }
 
 class ProgressReporter {
@@ -114,16 +121,6 @@ function validate(options: RestoreOptions): void {
   }
 }
 
-async function exists(p: string): Promise<boolean> {
-  try {
-    await lstat(p);
-    return true;
-  } catch (err) {
-    if ((err as { code?: string }).code === 'ENOENT') return false;
-    return true; // any other stat result counts as existing, as Litestream does
-  }
-}
-
 /**
  * Restores a database from the newest matching backup among `options.replicas` — or to a
  * point in time (`timestamp`) or WAL index (`index`) — into `options.outputPath`.
@@ -161,7 +158,7 @@ export async function restoreWith(options: RestoreOptions, internals: RestoreInt
   const parallelism = Math.max(1, Math.floor(options.parallelism ?? DEFAULT_RESTORE_PARALLELISM));
   throwIfAborted(signal);
 
-  if (options.ifDbNotExists && (await exists(outputPath))) {
+  if (options.ifDbNotExists && (await pathExists(outputPath))) {
     logger.info('database already exists, skipping', { path: outputPath });
     return { status: 'skipped-db-exists' };
   }
@@ -206,7 +203,7 @@ export async function restoreWith(options: RestoreOptions, internals: RestoreInt
   let fileMode = 0o600;
   if (!options.overwrite) {
     for (const p of [outputPath, `${outputPath}-wal`, `${outputPath}-journal`]) {
-      if (await exists(p)) {
+      if (await pathExists(p)) {
         throw new RestoreError(
           'WALSHIP_RESTORE_OUTPUT_EXISTS',
           `cannot restore, output path already exists: ${p} (use overwrite to replace it, or ifDbNotExists / -if-db-not-exists to skip)`,
@@ -303,6 +300,7 @@ export async function restoreWith(options: RestoreOptions, internals: RestoreInt
     const listing = used.listing;
     const { pass } = outcome;
     throwIfAborted(signal);
+    internals.onRestored?.({ chain: pass.chain, pageSize: pass.pageSize });
     await placeOutput(tempDb, outputPath, options.overwrite === true);
     const durationMs = performance.now() - started;
     logger.info('restore finished', {
@@ -391,13 +389,13 @@ async function restoreFromCandidates(
   throw new RestoreError('WALSHIP_RESTORE_DAMAGED', describeDamage(report, partial), { damage: report });
 }
 
-function classifyObjectError(err: unknown): 'missing' | 'truncated' | 'corrupt' | undefined {
+export function classifyObjectError(err: unknown): 'missing' | 'truncated' | 'corrupt' | undefined {
   if (isNotFoundError(err)) return 'missing';
   if (err instanceof CorruptDataError) return /truncat|empty/i.test(err.message) ? 'truncated' : 'corrupt';
   return undefined;
 }
 
-function firstLine(err: unknown): string {
+export function firstLine(err: unknown): string {
   return (err instanceof Error ? err.message : String(err)).split('\n')[0] ?? '';
 }
 
@@ -517,6 +515,7 @@ async function runPass(ctx: PassContext, listing: GenerationListing, plan: Resto
     let walBytes = 0;
     let k = 0;
     let overlaps = 0;
+    let chain: WalChain | undefined;
     const damageAt = async (d: DamageLocation): Promise<PassResult> => {
       store!.discardPending();
       await store!.flush();
@@ -636,6 +635,7 @@ async function runPass(ctx: PassContext, listing: GenerationListing, plan: Resto
       }
       await store.flush();
       if (store.dbPages !== undefined) await fh.truncate(store.dbPages * pageSize);
+      chain = applier.chain();
       logger.debug('applied wal', {
         generation: gen,
         index: formatHex8(idx),
@@ -650,7 +650,7 @@ async function runPass(ctx: PassContext, listing: GenerationListing, plan: Resto
       // Listing-level damage (missing index / initial segment) after everything before it applied.
       return { plan, damage: plan.damage, reached, consistent, walBytes, pageSize };
     }
-    return { plan, reached, consistent: true, walBytes, pageSize };
+    return { plan, reached, consistent: true, walBytes, pageSize, ...(chain ? { chain } : {}) };
   } finally {
     prefetcher?.close();
     await (workers ?? (await workersPromise?.catch(() => undefined)))?.close();
@@ -770,7 +770,7 @@ async function placeOutput(tempDb: string, outputPath: string, overwrite: boolea
         );
       }
       // File systems without hard links: check, then rename.
-      if (await exists(outputPath)) {
+      if (await pathExists(outputPath)) {
         throw new RestoreError('WALSHIP_RESTORE_OUTPUT_EXISTS', `cannot restore, output path already exists: ${outputPath}`);
       }
       await rename(tempDb, outputPath);

@@ -1,7 +1,27 @@
 import { CorruptDataError } from '../errors.js';
 import { type Checksum } from '../wal/checksum.js';
 import { parseWalHeader, verifyFrame, WAL_FRAME_HEADER_SIZE, WAL_HEADER_SIZE, type WalHeader } from '../wal/format.js';
-import type { PageStore } from './page-store.js';
+
+/** Where an applier puts pages: the restore's {@link PageStore}, or a follower's batch. */
+export interface PageSink {
+  /** Pages staged for the current transaction. */
+  readonly pendingPages: number;
+  /** A slot to copy `pgno`'s page into, or undefined to call {@link spill} instead. */
+  pendingSlot(pgno: number): [Buffer, number] | undefined;
+  /** Stages a page that got no slot (`page` is the caller's copy). */
+  spill(pgno: number, page: Uint8Array, offset: number): Promise<void>;
+  /** Commits the staged transaction; the database has `dbPages` pages after it. */
+  commit(dbPages: number): Promise<void> | undefined;
+}
+
+/** Where an applier stands at a frame boundary: enough to continue the index in a new applier. */
+export interface WalChain {
+  readonly header: WalHeader;
+  /** Cumulative checksum of the frame that ends at `offset` (the header's before the first frame). */
+  readonly prev: Checksum;
+  /** Index offset of the next frame. */
+  readonly offset: number;
+}
 
 /** Invalid WAL data found while applying; `offset` is within the (uncompressed) WAL index. */
 export class WalDamage extends Error {
@@ -55,12 +75,31 @@ export class WalIndexApplier {
   private frameStart = WAL_HEADER_SIZE;
 
   constructor(
-    private readonly store: PageStore,
+    private readonly store: PageSink,
     private readonly pageSize: number,
     private readonly onCommit?: (c: AppliedCommit) => void,
   ) {
     this.frameSize = WAL_FRAME_HEADER_SIZE + pageSize;
     this.carry = Buffer.allocUnsafeSlow(this.frameSize);
+  }
+
+  /**
+   * An applier that continues an index where `chain` stands (its header and checksum chain
+   * already verified up to `chain.offset`): the next byte fed is the frame at `chain.offset`.
+   */
+  static resume(store: PageSink, pageSize: number, chain: WalChain, onCommit?: (c: AppliedCommit) => void): WalIndexApplier {
+    const a = new WalIndexApplier(store, pageSize, onCommit);
+    a.header = chain.header;
+    a.prev = chain.prev;
+    a.consumed = chain.offset;
+    a.frameStart = chain.offset;
+    return a;
+  }
+
+  /** Where the chain stands, or undefined before the header or inside a frame. */
+  chain(): WalChain | undefined {
+    if (!this.header || this.carryLen > 0) return undefined;
+    return { header: this.header, prev: { ...this.prev }, offset: this.consumed };
   }
 
   /** Trust frames from `from` on (until {@link limitTrust}); `Infinity` trusts nothing. */

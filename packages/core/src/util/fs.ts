@@ -137,6 +137,16 @@ export async function statOrUndefined(p: string): Promise<import('node:fs').Stat
   }
 }
 
+/** True unless `p` is known not to exist (an lstat error other than ENOENT counts as existing, as Litestream's checks do). */
+export async function pathExists(p: string): Promise<boolean> {
+  try {
+    await fs.lstat(p);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code !== 'ENOENT';
+  }
+}
+
 /** Synchronous directory fsync (see fsyncDir). */
 export function fsyncDirSync(dir: string): void {
   let fd: number | undefined;

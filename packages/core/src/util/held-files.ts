@@ -19,17 +19,21 @@ function keyOf(st: { dev: number | bigint; ino: number | bigint }): string {
 }
 
 /** A shared, never-closed read-only handle on `path` (do not close it). */
-export async function heldFileHandle(path: string): Promise<fs.FileHandle> {
+export function heldFileHandle(path: string): Promise<fs.FileHandle> {
+  return held(handles, path, 'r');
+}
+
+async function held(registry: Map<string, Promise<fs.FileHandle>>, path: string, flags: 'r' | 'r+'): Promise<fs.FileHandle> {
   const key = keyOf(await fs.stat(path));
-  let h = handles.get(key);
+  let h = registry.get(key);
   if (!h) {
-    h = fs.open(path, 'r');
-    handles.set(key, h);
-    h.catch(() => handles.delete(key));
+    h = fs.open(path, flags);
+    registry.set(key, h);
+    h.catch(() => registry.delete(key));
   }
   const fh = await h;
   // The path may have been replaced between the stat and the open: make sure it is this file.
-  if (keyOf(await fh.stat()) !== key) return heldFileHandle(path);
+  if (keyOf(await fh.stat()) !== key) return held(registry, path, flags);
   return fh;
 }
 
@@ -46,4 +50,15 @@ export function heldFd(path: string): number {
     fds.set(key, fd);
   }
   return fd;
+}
+
+const writable = new Map<string, Promise<fs.FileHandle>>();
+
+/**
+ * A shared, never-closed read-write handle on `path` (do not close it), for writing a database
+ * file that SQLite connections of this process may lock (a follower's output). Same rules as
+ * {@link heldFileHandle}.
+ */
+export function heldWritableFileHandle(path: string): Promise<fs.FileHandle> {
+  return held(writable, path, 'r+');
 }

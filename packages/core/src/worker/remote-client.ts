@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import { decodeObject, encodeObject, type ObjectStage } from '../pipeline.js';
 import type { Pos } from '../pos.js';
-import type { ReplicaClient, ReplicaClientCapabilities, SnapshotInfo, StoredLease, WALSegmentInfo } from '../replica-client.js';
+import type { ReplicaClient, ReplicaClientCapabilities, SnapshotInfo, StoredLease, WALSegmentInfo, WalSegmentsOptions } from '../replica-client.js';
 import type { StreamRef, Wire } from './wire.js';
 
 /** One call of a client method, worker → application. Streams travel as `StreamRef`s. */
@@ -66,8 +66,8 @@ export class RemoteReplicaClient implements ReplicaClient {
   deleteSnapshot(generation: string, index: number): Promise<void> {
     return this.#call('deleteSnapshot', generation, index);
   }
-  walSegments(generation: string): Promise<WALSegmentInfo[]> {
-    return this.#call('walSegments', generation);
+  walSegments(generation: string, options?: WalSegmentsOptions): Promise<WALSegmentInfo[]> {
+    return options ? this.#call('walSegments', generation, options) : this.#call('walSegments', generation);
   }
   writeWALSegment(pos: Pos, body: Readable): Promise<WALSegmentInfo> {
     return this.#write('writeWALSegment', body, pos);

@@ -2,6 +2,7 @@ import { Readable } from 'node:stream';
 import { chunkRecycler } from '../pipeline.js';
 import { CHUNK_RECYCLER } from '../lz4/index.js';
 import {
+  AgeError,
   BackendError,
   ClosedError,
   ConfigError,
@@ -364,6 +365,12 @@ export function fromWireError(w: WireError): Error {
     case 'WALSHIP_LEASE_HELD':
     case 'WALSHIP_LEASE_LOST':
       err = new LeaseError(w.code, w.message);
+      break;
+    case 'WALSHIP_AGE_KEY':
+    case 'WALSHIP_AGE_NO_MATCH':
+    case 'WALSHIP_AGE_NO_IDENTITY':
+    case 'WALSHIP_AGE_NOT_ENCRYPTED':
+      err = new AgeError(w.code, w.message);
       break;
     default:
       if (w.code?.startsWith('WALSHIP_')) err = new WalshipError(w.code, w.message);

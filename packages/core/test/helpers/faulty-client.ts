@@ -2,10 +2,10 @@
  * Fault injection around a real replica client (not a storage mock): reads go to the real
  * client, and chosen calls fail the way a network backend can (at open, or mid-stream).
  */
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { BackendError, NotFoundError } from '../../src/errors.js';
 import type { Pos } from '../../src/pos.js';
-import type { ReplicaClient, SnapshotInfo, WALSegmentInfo } from '../../src/replica-client.js';
+import type { ReplicaClient, SnapshotInfo, WALSegmentInfo, WalSegmentsOptions } from '../../src/replica-client.js';
 
 export interface Faults {
   /** Fail the first N opens of every object with a retryable BackendError. */
@@ -16,6 +16,10 @@ export interface Faults {
   missingSnapshots?: number[];
   /** Fail every open with a non-retryable BackendError. */
   permanent?: boolean;
+  /** WAL segments for which this returns true are served with one stored byte flipped (mid-object). */
+  corruptWal?: (pos: Pos) => boolean;
+  /** WAL segments for which this returns true are left out of listings (not uploaded yet, as far as the reader knows). */
+  hideWal?: (segment: WALSegmentInfo) => boolean;
 }
 
 export class FaultyClient implements ReplicaClient {
@@ -45,8 +49,10 @@ export class FaultyClient implements ReplicaClient {
   deleteSnapshot(g: string, i: number): Promise<void> {
     return this.inner.deleteSnapshot(g, i);
   }
-  walSegments(g: string): Promise<WALSegmentInfo[]> {
-    return this.inner.walSegments(g);
+  async walSegments(g: string, options?: WalSegmentsOptions): Promise<WALSegmentInfo[]> {
+    const all = await this.inner.walSegments(g, options);
+    const hide = this.faults.hideWal;
+    return hide ? all.filter((s) => !hide(s)) : all;
   }
   writeWALSegment(pos: Pos, body: Readable): Promise<WALSegmentInfo> {
     return this.inner.writeWALSegment(pos, body);
@@ -61,6 +67,14 @@ export class FaultyClient implements ReplicaClient {
   }
 
   async walSegmentReader(pos: Pos): Promise<Readable> {
+    if (this.faults.corruptWal?.(pos)) {
+      const chunks: Buffer[] = [];
+      for await (const c of await this.inner.walSegmentReader(pos)) chunks.push(c as Buffer);
+      const buf = Buffer.concat(chunks);
+      const mid = Math.floor(buf.length / 2);
+      buf[mid] = buf[mid]! ^ 0xff;
+      return Readable.from([buf]);
+    }
     return this.wrap(`w:${pos.generation}:${pos.index}:${pos.offset}`, () => this.inner.walSegmentReader(pos));
   }
 

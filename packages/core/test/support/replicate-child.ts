@@ -1,13 +1,13 @@
-// Runs a Replicator in its own process: `replicate-child.ts <db> <replicaDir> [minCheckpointPages]`.
+// Runs a Replicator in its own process: `replicate-child.ts <db> <replicaDir> [minCheckpointPages] [leaseTtl]`.
 // Prints "ready" once started and "synced <offset>" after each sync() so a parent can kill -9 it.
 import { Replicator } from '@walship/core';
 import { FileReplicaClient } from '@walship/file';
 
-const [dbPath, replicaDir, minPages] = process.argv.slice(2);
+const [dbPath, replicaDir, minPages, leaseTtl] = process.argv.slice(2);
 const rep = new Replicator(dbPath!, {
   monitorInterval: 20,
   minCheckpointPageCount: Number(minPages ?? 50),
-  replicas: [{ client: new FileReplicaClient({ path: replicaDir! }), syncInterval: 20 }],
+  replicas: [{ client: new FileReplicaClient({ path: replicaDir! }), syncInterval: 20, ...(leaseTtl ? { leaseTtl } : {}) }],
 });
 await rep.start();
 process.stdout.write('ready\n');

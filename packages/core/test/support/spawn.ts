@@ -5,9 +5,14 @@ import { fileURLToPath } from 'node:url';
 const here = path.dirname(fileURLToPath(import.meta.url));
 
 /** Spawns a TypeScript support script in a child process (source-resolved like the tests). */
-export function spawnScript(name: string, args: string[]): ChildProcess & { lines: string[]; waitFor(re: RegExp, ms?: number): Promise<string> } {
+export function spawnScript(
+  name: string,
+  args: string[],
+  env?: Record<string, string>,
+): ChildProcess & { lines: string[]; waitFor(re: RegExp, ms?: number): Promise<string> } {
   const child = spawn(process.execPath, ['--conditions=walship-source', '--import', 'tsx', path.join(here, name), ...args], {
     stdio: ['pipe', 'pipe', 'inherit'],
+    ...(env ? { env: { ...process.env, ...env } } : {}),
   }) as ChildProcess & { lines: string[]; waitFor(re: RegExp, ms?: number): Promise<string> };
   child.lines = [];
   let buf = '';
