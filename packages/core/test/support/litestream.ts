@@ -24,7 +24,13 @@ export interface LitestreamProcess {
   readonly child: ChildProcess;
   /** stderr + stdout so far (Litestream logs to stderr). */
   output(): string;
-  /** SIGTERM, then the exit code (Litestream syncs and exits 0 on SIGTERM). */
+  /**
+   * SIGTERM once no upload has started or finished for 1.5 s (at most 15 s of waiting), then the
+   * exit code (Litestream syncs and exits 0 on SIGTERM). Stopping between uploads avoids a race
+   * of v0.3.13: a SIGTERM that lands while an upload is in flight makes its shutdown sync write
+   * the same segment at once, and the file client's two writers share one `.tmp` name (seen in
+   * CI: `client write: stat …wal.lz4.tmp: no such file or directory`, exit 1).
+   */
   stop(): Promise<number | null>;
 }
 
@@ -39,6 +45,17 @@ export function replicateWithLitestream(bin: string, config: string): Litestream
     child,
     output: () => out,
     async stop() {
+      const uploads = () => `${out.split('msg="write wal segment"').length}/${out.split('msg="wal segment written"').length}`;
+      let last = uploads();
+      let quietSince = Date.now();
+      const deadline = Date.now() + 15_000;
+      while (child.exitCode === null && Date.now() < deadline && Date.now() - quietSince < 1500) {
+        await new Promise((r) => setTimeout(r, 50));
+        const now = uploads();
+        const [started, done] = now.split('/');
+        if (now !== last || started !== done) quietSince = Date.now();
+        last = now;
+      }
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
       const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
       try {
