@@ -298,24 +298,31 @@ test('kill -9 of a follower mid-write leaves a consistent database; a new follow
       await rep.start();
       await rep.sync({ timeout: 10_000 });
       let hotJournals = 0;
+      const mark = path.join(dir, 'inside-a-batch');
       for (let round = 0; round < 6; round++) {
-        // Each batch pauses 40 ms between writing its pages and its commit: most kills land inside one.
-        const child = spawnScript('follow-child.ts', [out, replicaDir], { WALSHIP_TEST_APPLY_DELAY_MS: '40' });
+        // Each batch pauses 150 ms between writing its pages and its commit, with `mark` present
+        // meanwhile. Rounds 0–2 kill inside a batch (once `mark` appears), rounds 3–5 at a moment
+        // that moves each round (inside a batch or between two).
+        const child = spawnScript('follow-child.ts', [out, replicaDir], { WALSHIP_TEST_APPLY_DELAY_MS: '150', WALSHIP_TEST_APPLY_MARK: mark });
         await child.waitFor(/^following$/, 30_000);
-        // Big transactions keep the follower writing; kill it at a different moment each round.
-        const until = Date.now() + 150 + round * 70;
-        while (Date.now() < until) {
+        const inside = round < 3;
+        const until = Date.now() + (inside ? 20_000 : 150 + round * 70);
+        while (Date.now() < until && !(inside && fs.existsSync(mark))) {
           transfer(app, 3, 3000);
           await new Promise((r) => setTimeout(r, 2));
         }
+        if (inside) assert.ok(fs.existsSync(mark), `round ${round}: no batch was written within 20 s`);
         child.kill('SIGKILL');
         await exited(child);
+        fs.rmSync(mark, { force: true });
         if (fs.existsSync(`${out}-journal`)) {
           hotJournals++;
           // Documented: a read-only reader cannot play the journal back until a read-write opener does.
           const ro = new Database(out, { readonly: true, fileMustExist: true });
           assert.throws(() => ro.prepare('SELECT COUNT(*) FROM acct').get(), { code: 'SQLITE_READONLY_ROLLBACK' });
           ro.close();
+        } else {
+          assert.ok(!inside, `round ${round}: killed inside a batch, but no journal was left`);
         }
         // What any reader sees once the journal is played back: a whole state.
         const db = new Database(out, { fileMustExist: true });
@@ -341,7 +348,7 @@ test('kill -9 of a follower mid-write leaves a consistent database; a new follow
       } finally {
         await follower.stop();
       }
-      assert.ok(hotJournals >= 2, `only ${hotJournals} of 6 kills landed inside a batch`);
+      assert.ok(hotJournals >= 3, `only ${hotJournals} of 6 kills left a hot journal`);
     } finally {
       await rep.stop();
       app.close();

@@ -25,10 +25,19 @@ type SqliteCtor = typeof import('better-sqlite3');
 
 /**
  * Test hook (fault injection): with `WALSHIP_TEST_APPLY_DELAY_MS` set, each batch pauses that long
- * after its pages are written and before its commit, so a test's kill -9 lands inside a batch.
+ * after its pages are written and before its commit, and creates the file named by
+ * `WALSHIP_TEST_APPLY_MARK` (if set) for the pause, so a test's kill -9 lands inside a batch.
  */
 const testDelayMs = Number(process.env['WALSHIP_TEST_APPLY_DELAY_MS'] ?? 0);
-const beforeCommit = testDelayMs > 0 ? () => sleepSync(testDelayMs) : undefined;
+const testMark = process.env['WALSHIP_TEST_APPLY_MARK'];
+const beforeCommit =
+  testDelayMs > 0
+    ? () => {
+        if (testMark) fs.writeFileSync(testMark, '');
+        sleepSync(testDelayMs);
+        if (testMark) fs.rmSync(testMark, { force: true });
+      }
+    : undefined;
 
 let db: SqliteDatabase | undefined;
 let dbPath = '';
