@@ -15,7 +15,7 @@ import { lockStats, summarizeLag, table } from './lib/report.js';
 import type { ReplicaSpec } from './lib/clients.js';
 import { ReplicaWatcher, replicaLag, waitReplicaComplete, walSizeSampler } from './lib/replica-watch.js';
 import { cliRestore, ExtProc, litestreamInfo, litestreamRestore, replicaSnapshots, startLitestream, startWalshipCli, waitReplicaReady, writeYaml } from './lib/sidecar.js';
-import { ageIdentityToRecipient, generateAgeIdentity } from '@walship/core';
+import { ageIdentityToRecipient, comparePos, generateAgeIdentity } from '@walship/core';
 
 const args = new Set(process.argv.slice(2));
 const QUICK = args.has('--quick');
@@ -775,7 +775,7 @@ async function idle(): Promise<any> {
 // querying the follower's output the whole time, then the follower idle. Litestream v0.3 has
 // no follow mode: there is no second arm.
 type Posn = { generation: string; index: number; offset: number };
-const atOrPast = (a: Posn, b: Posn): boolean => a.generation === b.generation && (a.index > b.index || (a.index === b.index && a.offset >= b.offset));
+const atOrPast = (a: Posn, b: Posn): boolean => a.generation === b.generation && comparePos(a, b) >= 0;
 
 async function follow(): Promise<any> {
   const { rate, durationMs, idleMs, backends } = P.follow;

@@ -224,18 +224,15 @@ async function followCommand(
   process.on('SIGTERM', onSignal);
   try {
     const started = follower.start();
-    // A signal during the initial restore stops it too (the restore removes its temporary files).
+    // Follows until a signal; a signal during the initial restore stops it too (the restore
+    // removes its temporary files, and start() then rejects: not an error here).
     const first = await Promise.race([started.then(() => 'started' as const), stopped.then(() => 'signal' as const)]);
     progress?.finish();
-    if (first === 'signal') {
-      await follower.stop();
-      await started.catch(() => {});
-      logger.info('follow stopped', { signal: stopping });
-      return 0;
-    }
-    await stopped;
+    if (first === 'started') await stopped;
     await follower.stop();
-    logger.info('follow stopped', { signal: stopping, position: follower.status().pos ? formatPos(follower.status().pos!) : '' });
+    await started.catch(() => {});
+    const pos = follower.status().pos;
+    logger.info('follow stopped', { signal: stopping, ...(pos ? { position: formatPos(pos) } : {}) });
     return 0;
   } catch (err) {
     const code = (err as { code?: unknown }).code;

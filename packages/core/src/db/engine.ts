@@ -8,7 +8,7 @@ import type { Logger } from '../logger.js';
 import { MAX_INDEX, newGenerationName } from '../naming.js';
 import { comparePos, type Pos, ZERO_POS } from '../pos.js';
 import { Mutex } from '../util/async.js';
-import { fileSystemError, fsyncDir, readFullAt, sleepSync, statOrUndefined } from '../util/fs.js';
+import { fileSystemError, fsyncDir, readFullAt, sleepSync, statOrUndefined, writeFullAtSync } from '../util/fs.js';
 import { heldFileHandle } from '../util/held-files.js';
 import type { Checksum } from '../wal/checksum.js';
 import { calcWalSize, parseWalHeader, WAL_HEADER_SIZE, type WalHeader } from '../wal/format.js';
@@ -877,8 +877,7 @@ export class WalEngine extends EventEmitter {
       for (let pos = from; pos < e.end; ) {
         const n = Math.min(buf.length, e.end - pos);
         if (this.#wal.readAtSync(buf, 0, n, pos) !== n) throw new CorruptDataError(`short wal read while keeping unsent frames at ${pos}`);
-        let w = 0;
-        while (w < n) w += fsSync.writeSync(fd, buf, w, n - w, pos + w);
+        writeFullAtSync(fd, buf, 0, n, pos);
         pos += n;
       }
     } finally {

@@ -3,7 +3,7 @@ import { parentPort } from 'node:worker_threads';
 import type { Database as SqliteDatabase } from 'better-sqlite3';
 import type { FromApplyWorker, ToApplyWorker } from './apply-protocol.js';
 import { sleepSync } from '../util/fs.js';
-import { applyJournaled, type PageSource, rollBackJournal } from './rollback-journal.js';
+import { applyJournaled, type PageSource, readPage, rollBackJournal } from './rollback-journal.js';
 
 /**
  * The follower's apply worker: takes SQLite's EXCLUSIVE lock on the followed database through
@@ -46,15 +46,6 @@ let lockTimeout = 5000;
 
 function post(m: FromApplyWorker): void {
   parentPort!.postMessage(m);
-}
-
-function readExact(fd: number, buf: Buffer, position: number): void {
-  let done = 0;
-  while (done < buf.length) {
-    const n = fs.readSync(fd, buf, done, buf.length - done, position + done);
-    if (n === 0) throw new Error(`short read at offset ${position + done}`);
-    done += n;
-  }
 }
 
 function isBusy(err: unknown): boolean {
@@ -117,17 +108,17 @@ function diffSource(fromPath: string, pageSize: number): { source: PageSource; p
     const b = Buffer.allocUnsafe(pageSize);
     const pgnos: number[] = [];
     for (let p = 1; p <= pageCount; p++) {
-      readExact(from, a, (p - 1) * pageSize);
+      readPage(from, a, (p - 1) * pageSize);
       if (p > curPages) {
         pgnos.push(p);
         continue;
       }
-      readExact(dbFd, b, (p - 1) * pageSize);
+      readPage(dbFd, b, (p - 1) * pageSize);
       if (p === 1 || !a.equals(b)) pgnos.push(p);
     }
     return {
       pageCount,
-      source: { pgnos, read: (pgno, buf) => readExact(from, buf, (pgno - 1) * pageSize) },
+      source: { pgnos, read: (pgno, buf) => readPage(from, buf, (pgno - 1) * pageSize) },
       close: () => fs.closeSync(from),
     };
   } catch (err) {
@@ -146,7 +137,7 @@ function handle(m: ToApplyWorker): Promise<FromApplyWorker> | FromApplyWorker {
       try {
         const at = new Map<number, number>();
         for (let i = 0; i < m.pgnos.length; i++) at.set(m.pgnos[i]!, m.offsets[i]!);
-        const source: PageSource = { pgnos: [...m.pgnos], read: (pgno, buf) => readExact(spill, buf, at.get(pgno)!) };
+        const source: PageSource = { pgnos: [...m.pgnos], read: (pgno, buf) => readPage(spill, buf, at.get(pgno)!) };
         const lockWaitMs = underExclusiveLock(() => applyJournaled(dbFd, dbPath, m.pageSize, m.pageCount, source, beforeCommit));
         return { id: m.id, ok: true, pages: m.pgnos.length, lockWaitMs, durationMs: performance.now() - t0 };
       } finally {

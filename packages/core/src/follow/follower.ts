@@ -1,16 +1,16 @@
-import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { open, readdir, rename, rm } from 'node:fs/promises';
+import { open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { silentLogger, type Logger } from '../logger.js';
 import { formatHex8 } from '../naming.js';
 import { decodeObject } from '../pipeline.js';
-import { formatPos, type Pos } from '../pos.js';
+import { comparePos, formatPos, type Pos } from '../pos.js';
 import type { WALSegmentInfo } from '../replica-client.js';
 import { compareSegments, rankTargets } from '../restore/listing.js';
 import { segmentObjectName } from '../restore/plan.js';
-import { classifyObjectError, firstLine, restoreWith } from '../restore/restore.js';
+import { removeStaleTempFiles, tempPrefix } from '../restore/janitor.js';
+import { firstLine, restoreWith, segmentDamageKind } from '../restore/restore.js';
 import { resumableObject, sleep } from '../restore/retry.js';
 import type { DamageLocation, RestoreReplica } from '../restore/types.js';
 import { type WalChain, WalDamage, WalIndexApplier } from '../restore/wal-applier.js';
@@ -74,6 +74,7 @@ export class Follower extends EventEmitter<FollowerEvents> {
   readonly #logger: Logger;
   readonly #interval: number;
   readonly #idleInterval: number;
+  readonly #lockTimeout: number;
   readonly #abort = new AbortController();
   #state: FollowerState = 'new';
   #worker: ApplyWorkerClient | undefined;
@@ -134,6 +135,7 @@ export class Follower extends EventEmitter<FollowerEvents> {
     this.#logger = options.logger ?? silentLogger;
     this.#interval = options.intervalMs ?? DEFAULT_FOLLOW_INTERVAL_MS;
     this.#idleInterval = Math.max(this.#interval, options.idleIntervalMs ?? 2 * this.#interval);
+    this.#lockTimeout = options.lockTimeoutMs ?? DEFAULT_FOLLOW_LOCK_TIMEOUT_MS;
   }
 
   /**
@@ -158,7 +160,7 @@ export class Follower extends EventEmitter<FollowerEvents> {
       this.#lock = await ProcessLock.acquire(defaultMetaPath(this.outputPath), this.outputPath, (who) =>
         `cannot follow into ${this.outputPath}: another walship is following or replicating it (${who}); stop it first`,
       );
-      await this.#removeStaleTempFiles();
+      await removeStaleTempFiles(this.outputPath, this.#logger, 'follow');
       if (await pathExists(this.outputPath)) {
         if (await pathExists(this.#markerPath)) {
           await this.#checkTakeover();
@@ -205,7 +207,7 @@ export class Follower extends EventEmitter<FollowerEvents> {
     this.#starting = undefined;
     await this.#loop;
     this.#loop = undefined;
-    this.#state = 'stopped';
+    this.#state = 'stopped'; // again: the last poll may have set following/stalled meanwhile
     await this.#release();
     for (const w of this.#waiters) w.reject(new FollowError('WALSHIP_FOLLOW_STOPPED', `follower stopped before reaching ${formatPos(w.pos)}`));
     this.#waiters.clear();
@@ -268,33 +270,6 @@ export class Follower extends EventEmitter<FollowerEvents> {
     });
   }
 
-  /** Temporary files of followers of this output that died (kill -9): their pid is gone. */
-  async #removeStaleTempFiles(): Promise<void> {
-    const dir = path.dirname(this.outputPath);
-    const base = path.basename(this.outputPath);
-    let names: string[];
-    try {
-      names = await readdir(dir);
-    } catch {
-      return;
-    }
-    for (const name of names) {
-      if (!name.startsWith(`.${base}.walship-follow-`)) continue;
-      const m = /^(\d+)-[0-9a-f]{8}(?:\.batch)?$/.exec(name.slice(base.length + 17));
-      if (!m) continue;
-      const pid = Number(m[1]);
-      if (pid === process.pid) continue;
-      try {
-        process.kill(pid, 0);
-        continue; // still running
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ESRCH') continue;
-      }
-      await rm(path.join(dir, name), { force: true }).catch(() => {});
-      this.#logger.debug('removed a temporary file of a follower that died', { file: name });
-    }
-  }
-
   get #markerPath(): string {
     return `${this.outputPath}${FOLLOW_MARKER_SUFFIX}`;
   }
@@ -305,8 +280,7 @@ export class Follower extends EventEmitter<FollowerEvents> {
 
   #reached(pos: Pos): boolean {
     const cur = this.#pos;
-    if (!cur || cur.generation !== pos.generation) return false;
-    return cur.index > pos.index || (cur.index === pos.index && cur.offset >= pos.offset);
+    return cur !== undefined && cur.generation === pos.generation && comparePos(cur, pos) >= 0;
   }
 
   /** A request to the apply worker; a worker that died is replaced first. */
@@ -325,7 +299,7 @@ export class Follower extends EventEmitter<FollowerEvents> {
     const fh = await heldWritableFileHandle(this.outputPath);
     const worker = new ApplyWorkerClient();
     try {
-      await worker.request({ op: 'open', dbPath: this.outputPath, fd: fh.fd, lockTimeoutMs: this.#opts.lockTimeoutMs ?? DEFAULT_FOLLOW_LOCK_TIMEOUT_MS });
+      await worker.request({ op: 'open', dbPath: this.outputPath, fd: fh.fd, lockTimeoutMs: this.#lockTimeout });
     } catch (err) {
       await worker.close().catch(() => {});
       throw err;
@@ -346,7 +320,7 @@ export class Follower extends EventEmitter<FollowerEvents> {
   async #restoreFull(reason: 'start' | 'new-generation' | 'wal-removed', generation?: string): Promise<void> {
     const started = performance.now();
     const dir = path.dirname(this.outputPath);
-    const tmp = path.join(dir, `.${path.basename(this.outputPath)}.walship-follow-${process.pid}-${randomBytes(4).toString('hex')}`);
+    const tmp = path.join(dir, tempPrefix(this.outputPath, 'follow'));
     let end: { chain: WalChain | undefined; pageSize: number } | undefined;
     const previousGeneration = this.#generation;
     try {
@@ -659,14 +633,14 @@ export class Follower extends EventEmitter<FollowerEvents> {
       this.#applier = before ? WalIndexApplier.resume(batch, this.#pageSize, before, (c) => this.#onCommit(c.offset)) : undefined;
       if (this.#signal.aborted) throw err;
       if (err instanceof WalDamage) return this.#damageAt({ kind: 'invalid-wal', index: seg.index, offset: err.offset, object, detail: err.detail });
-      const kind = classifyObjectError(err);
+      const kind = segmentDamageKind(err);
       if (!kind) throw err;
       return this.#damageAt({
-        kind: kind === 'missing' ? 'missing-segment' : kind === 'truncated' ? 'truncated-segment' : 'corrupt-segment',
+        kind,
         index: seg.index,
         offset: seg.offset,
         object,
-        detail: kind === 'missing' ? 'wal segment object not found' : firstLine(err),
+        detail: kind === 'missing-segment' ? 'wal segment object not found' : firstLine(err),
       });
     }
   }
@@ -684,7 +658,7 @@ export class Follower extends EventEmitter<FollowerEvents> {
       );
     } catch (err) {
       if (err instanceof ApplyFailed && err.busy) {
-        throw new Error(`readers held ${this.outputPath} for more than ${this.#opts.lockTimeoutMs ?? DEFAULT_FOLLOW_LOCK_TIMEOUT_MS} ms; the batch is retried at the next poll`, { cause: err });
+        throw new Error(`readers held ${this.outputPath} for more than ${this.#lockTimeout} ms; the batch is retried at the next poll`, { cause: err });
       }
       throw err;
     }

@@ -1,7 +1,7 @@
 import { randomInt } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { fsyncDirSync } from '../util/fs.js';
+import { fsyncDirSync, readFullAtSync, writeFullAtSync } from '../util/fs.js';
 
 /**
  * Writes a batch of pages into a rollback-journal-mode SQLite database the way SQLite's own
@@ -61,17 +61,13 @@ export function patchPageOne(page: Buffer, counter: number, pageCount: number): 
 }
 
 function writeAll(fd: number, buf: Buffer, length: number, position: number): void {
-  let done = 0;
-  while (done < length) done += fs.writeSync(fd, buf, done, length - done, position + done);
+  writeFullAtSync(fd, buf, 0, length, position);
 }
 
-function readPage(fd: number, buf: Buffer, position: number): void {
-  let done = 0;
-  while (done < buf.length) {
-    const n = fs.readSync(fd, buf, done, buf.length - done, position + done);
-    if (n === 0) throw new Error(`short read of the database at offset ${position + done}`);
-    done += n;
-  }
+/** Fills `buf` from `position` of `fd`. @throws when the file ends first */
+export function readPage(fd: number, buf: Buffer, position: number): void {
+  const got = readFullAtSync(fd, buf, 0, buf.length, position);
+  if (got < buf.length) throw new Error(`short read at offset ${position + got}`);
 }
 
 /**
@@ -184,7 +180,7 @@ export function rollBackJournal(dbFd: number, dbPath: string): boolean {
   }
   try {
     const header = Buffer.alloc(28);
-    if (fs.readSync(jfd, header, 0, 28, 0) === 28 && header.subarray(0, 8).equals(MAGIC)) {
+    if (readFullAtSync(jfd, header, 0, 28, 0) === 28 && header.subarray(0, 8).equals(MAGIC)) {
       const nRec = header.readUInt32BE(8);
       const nonce = header.readUInt32BE(12);
       const initialPages = header.readUInt32BE(16);
@@ -192,7 +188,7 @@ export function rollBackJournal(dbFd: number, dbPath: string): boolean {
       const pageSize = header.readUInt32BE(24);
       const rec = Buffer.allocUnsafe(pageSize + 8);
       for (let i = 0; i < nRec; i++) {
-        const n = fs.readSync(jfd, rec, 0, rec.length, sector + i * rec.length);
+        const n = readFullAtSync(jfd, rec, 0, rec.length, sector + i * rec.length);
         if (n < rec.length) break;
         const pgno = rec.readUInt32BE(0);
         const data = rec.subarray(4, 4 + pageSize);

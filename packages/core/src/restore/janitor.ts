@@ -5,17 +5,21 @@ import type { Socket } from 'node:net';
 import path from 'node:path';
 import type { Logger } from '../logger.js';
 
+/** Who owns temporary files beside an output: a restore, or a follower (`Follower`). */
+export type TempKind = 'restore' | 'follow';
+
 /**
  * Temporary files of a restore all start with `.<base>.walship-restore-<pid>-<random>` in the
  * output's directory: the database being built, its `-wal`/`-shm` while it is verified, and the
- * spill file of large transactions. The pid lets a later restore recognise leftovers of a dead
- * one.
+ * spill file of large transactions; a follower's with `.<base>.walship-follow-<pid>-<random>`
+ * (the restored copy, the batch file). The pid lets a later restore or follower recognise
+ * leftovers of a dead one.
  */
-export function tempPrefix(outputPath: string): string {
-  return `.${path.basename(outputPath)}.walship-restore-${process.pid}-${randomBytes(6).toString('hex')}`;
+export function tempPrefix(outputPath: string, kind: TempKind = 'restore'): string {
+  return `.${path.basename(outputPath)}.walship-${kind}-${process.pid}-${randomBytes(6).toString('hex')}`;
 }
 
-const STALE_RE = /^\.(.+)\.walship-restore-(\d+)-[0-9a-f]+/;
+const STALE_RE = /^\.(.+)\.walship-(restore|follow)-(\d+)-[0-9a-f]+/;
 
 function processAlive(pid: number): boolean {
   if (pid === process.pid) return true;
@@ -28,11 +32,11 @@ function processAlive(pid: number): boolean {
 }
 
 /**
- * Removes `.<base>.walship-restore-<pid>-*` files in `dir` left by restores whose process no
- * longer exists (the janitor normally removes them; this covers a janitor that died too).
- * Returns the names removed.
+ * Removes `.<base>.walship-<kind>-<pid>-*` files in `dir` left by restores (or followers) whose
+ * process no longer exists (a restore's janitor normally removes them; this covers a janitor
+ * that died too, and followers, which have none). Returns the names removed.
  */
-export async function removeStaleTempFiles(outputPath: string, logger?: Logger): Promise<string[]> {
+export async function removeStaleTempFiles(outputPath: string, logger?: Logger, kind: TempKind = 'restore'): Promise<string[]> {
   const dir = path.dirname(outputPath);
   const base = path.basename(outputPath);
   let names: string[];
@@ -44,16 +48,16 @@ export async function removeStaleTempFiles(outputPath: string, logger?: Logger):
   const removed: string[] = [];
   for (const name of names) {
     const m = STALE_RE.exec(name);
-    if (!m || m[1] !== base) continue;
-    if (processAlive(Number(m[2]))) continue;
+    if (!m || m[1] !== base || m[2] !== kind) continue;
+    if (processAlive(Number(m[3]))) continue;
     try {
       await rm(path.join(dir, name), { force: true, recursive: true });
       removed.push(name);
     } catch (err) {
-      logger?.warn('cannot remove stale restore file', { file: path.join(dir, name), error: String(err) });
+      logger?.warn(`cannot remove stale ${kind === 'restore' ? 'restore' : 'follower'} file`, { file: path.join(dir, name), error: String(err) });
     }
   }
-  if (removed.length > 0) logger?.info('removed files of an interrupted restore', { dir, files: removed });
+  if (removed.length > 0) logger?.info(`removed files of an interrupted ${kind === 'restore' ? 'restore' : 'follower'}`, { dir, files: removed });
   return removed;
 }
 

@@ -389,10 +389,16 @@ async function restoreFromCandidates(
   throw new RestoreError('WALSHIP_RESTORE_DAMAGED', describeDamage(report, partial), { damage: report });
 }
 
-export function classifyObjectError(err: unknown): 'missing' | 'truncated' | 'corrupt' | undefined {
+function classifyObjectError(err: unknown): 'missing' | 'truncated' | 'corrupt' | undefined {
   if (isNotFoundError(err)) return 'missing';
   if (err instanceof CorruptDataError) return /truncat|empty/i.test(err.message) ? 'truncated' : 'corrupt';
   return undefined;
+}
+
+/** The damage a failed WAL segment read means (missing, truncated, corrupt), or undefined for other errors (network…). */
+export function segmentDamageKind(err: unknown): 'missing-segment' | 'truncated-segment' | 'corrupt-segment' | undefined {
+  const kind = classifyObjectError(err);
+  return kind === undefined ? undefined : kind === 'missing' ? 'missing-segment' : kind === 'truncated' ? 'truncated-segment' : 'corrupt-segment';
 }
 
 export function firstLine(err: unknown): string {
@@ -608,13 +614,13 @@ async function runPass(ctx: PassContext, listing: GenerationListing, plan: Resto
           if (err instanceof WalDamage) {
             return damageAt({ ...segBase, kind: 'invalid-wal', offset: err.offset, detail: err.detail });
           }
-          const kind = classifyObjectError(err);
+          const kind = segmentDamageKind(err);
           if (!kind) throw err;
           return damageAt({
             ...segBase,
-            kind: kind === 'missing' ? 'missing-segment' : kind === 'truncated' ? 'truncated-segment' : 'corrupt-segment',
+            kind,
             offset: seg.offset,
-            detail: kind === 'missing' ? 'wal segment object not found' : `${firstLine(err)} (after ${applier.consumed - before} decoded bytes)`,
+            detail: kind === 'missing-segment' ? 'wal segment object not found' : `${firstLine(err)} (after ${applier.consumed - before} decoded bytes)`,
           });
         }
         if (!consistent && idx === snapshot.index && si + 1 >= plan.baseSegments && store.pendingPages === 0) consistent = true;

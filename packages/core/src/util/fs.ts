@@ -137,6 +137,23 @@ export async function statOrUndefined(p: string): Promise<import('node:fs').Stat
   }
 }
 
+/** Synchronous {@link writeFullAt} on a descriptor (for worker threads and short synchronous steps). */
+export function writeFullAtSync(fd: number, buf: Uint8Array, offset: number, length: number, position: number): void {
+  let done = 0;
+  while (done < length) done += fsSync.writeSync(fd, buf, offset + done, length - done, position + done);
+}
+
+/** Synchronous {@link readFullAt} on a descriptor: exactly `length` bytes unless EOF comes first; returns bytes read. */
+export function readFullAtSync(fd: number, buf: Uint8Array, offset: number, length: number, position: number): number {
+  let done = 0;
+  while (done < length) {
+    const n = fsSync.readSync(fd, buf, offset + done, length - done, position + done);
+    if (n === 0) break;
+    done += n;
+  }
+  return done;
+}
+
 /** True unless `p` is known not to exist (an lstat error other than ENOENT counts as existing, as Litestream's checks do). */
 export async function pathExists(p: string): Promise<boolean> {
   try {

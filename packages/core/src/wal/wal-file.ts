@@ -1,6 +1,5 @@
-import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
-import { readFullAt } from '../util/fs.js';
+import { readFullAt, readFullAtSync } from '../util/fs.js';
 import type { Checksum } from './checksum.js';
 import { frameSize, parseWalHeader, verifyFrame, WAL_HEADER_SIZE, type WalHeader } from './format.js';
 
@@ -75,14 +74,7 @@ export class WalFile {
 
   /** Synchronous positional read (full length unless EOF). */
   readAtSync(buf: Uint8Array, offset: number, length: number, position: number): number {
-    const fd = this.handle.fd;
-    let done = 0;
-    while (done < length) {
-      const n = fsSync.readSync(fd, buf, offset + done, length - done, position + done);
-      if (n === 0) break;
-      done += n;
-    }
-    return done;
+    return readFullAtSync(this.handle.fd, buf, offset, length, position);
   }
 
   readHeaderBytesSync(): Buffer | undefined {
