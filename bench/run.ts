@@ -16,11 +16,12 @@ import type { ReplicaSpec } from './lib/clients.js';
 import { ReplicaWatcher, replicaLag, waitReplicaComplete, walSizeSampler } from './lib/replica-watch.js';
 import { cliRestore, ExtProc, litestreamInfo, litestreamRestore, replicaSnapshots, startLitestream, startWalshipCli, waitReplicaReady, writeYaml } from './lib/sidecar.js';
 import { ageIdentityToRecipient, comparePos, generateAgeIdentity } from '@walship/core';
+import { scale, scaleParams, scaleTable } from './lib/scale.js';
 
 const args = new Set(process.argv.slice(2));
 const QUICK = args.has('--quick');
 const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7).split(',');
-const SCENARIOS = ['overhead', 'lag', 'restore', 'memory', 'idle', 'embedding', 'synclat', 'age', 'follow'];
+const SCENARIOS = ['overhead', 'lag', 'restore', 'memory', 'idle', 'embedding', 'synclat', 'age', 'follow', 'scale'];
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
 
@@ -49,6 +50,7 @@ const P = QUICK
       synclat: { calls: 30 },
       follow: { rate: 1000, durationMs: 6000, idleMs: 15_000, backends: ['file', 's3'] as const },
       age: { dbBytes: 32 * MiB, rounds: 1 },
+      scale: scaleParams(true, process.argv),
     }
   : {
       overhead: { durationMs: 5000, rounds: 4, arms: withLs<Arm>(['none', 'walship', 'litestream', 'none-ac1000']) },
@@ -60,6 +62,7 @@ const P = QUICK
       synclat: { calls: 200 },
       follow: { rate: 1000, durationMs: 20_000, idleMs: 60_000, backends: ['file', 's3'] as const },
       age: { dbBytes: 256 * MiB, rounds: 2 },
+      scale: scaleParams(false, process.argv),
     };
 
 const SYNC_INTERVAL_MS = 1000; // walship's and Litestream's defaults: monitor interval 1 s, sync interval 1 s
@@ -974,6 +977,7 @@ async function main(): Promise<void> {
     ['idle', idle],
     ['age', ageScenario],
     ['follow', follow],
+    ['scale', () => scale({ freshDir, log, s3: async () => (s3 ??= await startS3()) }, P.scale)],
   ];
   const resultsDir = join(BENCH_DIR, 'results');
   mkdirSync(resultsDir, { recursive: true });
@@ -997,7 +1001,7 @@ async function main(): Promise<void> {
   if (s3) await s3.stop();
   results.totalSeconds = (now() - t0) / 1000;
   results.loadavgAtEnd = os.loadavg();
-  results.table = table(results);
+  results.table = [table(results), scaleTable(results.scale)].filter(Boolean).join('\n\n');
   writeFileSync(file, JSON.stringify(results, null, 2));
   const failed = Object.keys(results).filter((k) => k.endsWith('Error'));
   process.stdout.write(

@@ -12,9 +12,12 @@ import {
   BackendError,
   ConfigError,
   InvalidArgumentError,
+  findDatabases,
   isGenerationName,
+  joinKey,
   layout,
   leaseObjectKey,
+  normalizeSubPath,
   parseSnapshotFileName,
   parseWalSegmentFileName,
   type Pos,
@@ -80,6 +83,10 @@ export interface AzureReplicaClientOptions {
   readonly pipelineOptions?: StoragePipelineOptions;
 }
 
+/** Options key (module-private) by which a scoped client receives its parent's container client. */
+const SHARED_CONTAINER = Symbol('walship.abs.sharedContainer');
+type InternalOptions = AzureReplicaClientOptions & { readonly [SHARED_CONTAINER]?: ContainerClient };
+
 /** The error for an http endpoint without an account key or SAS token (see the constructor). */
 function missingKeyOverHttp(endpoint: string): string {
   return `account key missing for abs replica at ${endpoint}: plain http needs a shared key (Azure AD tokens require https); set account-key in the config or the LITESTREAM_AZURE_ACCOUNT_KEY environment variable (or a sas-token / AZURE_STORAGE_SAS_TOKEN)`;
@@ -129,6 +136,7 @@ export class AzureReplicaClient implements ReplicaClient {
   /** The SDK client for the container, for callers that need raw access. */
   readonly containerClient: ContainerClient;
 
+  private readonly options: AzureReplicaClientOptions;
   private readonly blockSize: number;
   private readonly uploadConcurrency: number;
   private readonly listPageSize: number | undefined;
@@ -136,6 +144,7 @@ export class AzureReplicaClient implements ReplicaClient {
 
   constructor(options: AzureReplicaClientOptions) {
     if (!options || !options.container) throw new ConfigError('bucket required for abs replica');
+    this.options = options;
     this.container = options.container;
     this.path = (options.path ?? '').replace(/^\/+/, '');
     this.blockSize = positiveInt('block size', options.blockSize, DEFAULT_BLOCK_SIZE, 4000 * 1024 * 1024);
@@ -166,6 +175,12 @@ export class AzureReplicaClient implements ReplicaClient {
     url.search = '';
     url.hash = '';
     this.endpoint = url.toString().replace(/\/+$/, '');
+    const shared = (options as InternalOptions)[SHARED_CONTAINER];
+    if (shared) {
+      // A scoped client (see `scoped`): the parent's SDK pipeline, credential included.
+      this.containerClient = shared;
+      return;
+    }
 
     let credential: StorageSharedKeyCredential | AnonymousCredential | TokenCredential;
     let serviceUrl = this.endpoint;
@@ -361,6 +376,52 @@ export class AzureReplicaClient implements ReplicaClient {
       if (ifVersion !== null && isBlobNotFound(err)) return null;
       throw toWalshipError(err, 'PUT', this.target(key));
     }
+  }
+
+  /**
+   * A client rooted at `<path>/<subPath>` (checked and cleaned with `normalizeSubPath`) in the
+   * same container, on this client's SDK client (`containerClient`, its credential and HTTP
+   * pipeline). No I/O; closing it releases nothing.
+   * @throws InvalidArgumentError when `subPath` is empty, absolute, or has `.`/`..` segments
+   */
+  scoped(subPath: string): AzureReplicaClient {
+    const options: InternalOptions = {
+      ...this.options,
+      path: joinKey(this.path, normalizeSubPath(subPath)),
+      [SHARED_CONTAINER]: this.containerClient,
+    };
+    return new AzureReplicaClient(options);
+  }
+
+  /**
+   * Relative paths `P` whose `<path>/P/generations/` holds a valid generation, sorted: a walk
+   * over hierarchical listings (blob prefixes) of the virtual folders under the root.
+   */
+  async databases(): Promise<string[]> {
+    return findDatabases({
+      listFolders: async (rel) => {
+        const dir = joinKey(this.path, rel);
+        const prefix = dir === '' ? '' : `${dir}/`;
+        const names: string[] = [];
+        const pages = this.containerClient
+          .listBlobsByHierarchy('/', prefix === '' ? {} : { prefix })
+          .byPage(this.listPageSize ? { maxPageSize: this.listPageSize } : {});
+        try {
+          for await (const page of pages) {
+            for (const p of page.segment.blobPrefixes ?? []) {
+              if (!p.name.startsWith(prefix)) continue;
+              const name = p.name.slice(prefix.length).replace(/\/$/, '');
+              if (name !== '' && !name.includes('/')) names.push(name);
+            }
+          }
+        } catch (err) {
+          throw toWalshipError(err, 'LIST', this.target(prefix));
+        }
+        return names;
+      },
+      hasGenerations: async (rel) => (await this.scoped(rel).generations()).length > 0,
+      concurrency: this.capabilities.maxConcurrency ?? DEFAULT_MAX_CONCURRENCY,
+    });
   }
 
   async close(): Promise<void> {

@@ -1,6 +1,7 @@
 import { errorMessage } from '@walship/core';
 import { parseArgs, stringFlag, boolFlag, type ParsedArgs } from './args.js';
-import { adHocConfig, loadConfigFile, locateConfig, replicaFromUrl, type CliConfig, type DbSpec, type ReplicaSpec } from './config.js';
+import { findTenant, tenantDb } from './directory.js';
+import { adHocConfig, loadConfigFile, locateConfig, replicaFromUrl, type CliConfig, type DbSpec, type DirSpec, type ReplicaSpec } from './config.js';
 import { ConfigErrors, UsageError, isUserError } from './errors.js';
 import { createLogger, scrubString, type CliLogger } from './logger.js';
 import { absPath, looksLikeUrl } from './paths.js';
@@ -138,6 +139,8 @@ export interface Target {
    * `unknownReplica: 'empty'`): `replicas` is then empty.
    */
   readonly unknownReplica?: string;
+  /** DB_PATH named a directory entry's `dir` (only with `allowDirectory`): `db` is then undefined. */
+  readonly directory?: DirSpec;
 }
 
 export interface ResolveTargetOptions {
@@ -147,6 +150,8 @@ export interface ResolveTargetOptions {
    * -if-replica-exists` then finds no backup and exits 0, as Litestream does).
    */
   readonly unknownReplica?: 'error' | 'empty';
+  /** DB_PATH may name a directory entry's `dir` (restore of every database in it). */
+  readonly allowDirectory?: boolean;
 }
 
 /**
@@ -180,7 +185,22 @@ export async function resolveTarget(inv: Invocation, missingMessage: string, opt
     throw err;
   }
   const dbPath = absPath(arg, io.cwd);
-  const db = config.dbs.find((d) => d.path === dbPath);
+  const directory = config.dirs.find((d) => d.dir === dbPath);
+  if (directory) {
+    if (!options.allowDirectory) throw new UsageError(`${dbPath} is a directory entry in ${config.file}: name one of its databases (e.g. ${dbPath}/<name>)`);
+    let replicas = directory.replicas;
+    if (replicaName !== undefined) {
+      replicas = replicas.filter((r) => r.name === replicaName);
+      if (replicas.length === 0) {
+        if (options.unknownReplica === 'empty') return { config, db: undefined, dbPath, replicas, urlMode: false, warnings: [], directory, unknownReplica: replicaName };
+        throw new UsageError(`replica ${JSON.stringify(replicaName)} not found for directory ${JSON.stringify(dbPath)}`);
+      }
+    }
+    return { config, db: undefined, dbPath, replicas, urlMode: false, warnings: [], directory };
+  }
+  // A database of a directory entry, as an entry of its own (its replicas under <replica>/<relative path>).
+  const tenant = config.dbs.some((d) => d.path === dbPath) ? undefined : findTenant(config, dbPath);
+  const db = config.dbs.find((d) => d.path === dbPath) ?? (tenant ? tenantDb(tenant.dir, tenant.relPath) : undefined);
   if (!db) throw new UsageError(`database not found in config: ${dbPath}`);
   let replicas = db.replicas;
   if (replicaName !== undefined) {

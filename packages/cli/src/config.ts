@@ -1,6 +1,8 @@
 import { readFileSync, statSync } from 'node:fs';
+import { isAbsolute, relative } from 'node:path';
 import type { BackendContext, ObjectStage, ReplicaBackend, ReplicaClient } from '@walship/core';
-import { ageStage, ConfigError, errorMessage, lz4Stage, parseAgeIdentity, parseAgeRecipient, parseGoDuration } from '@walship/core';
+import { ageStage, compilePattern, ConfigError, errorMessage, lz4Stage, parseAgeIdentity, parseAgeRecipient, parseGoDuration } from '@walship/core';
+import { findTenant } from './directory.js';
 import { ConfigErrors } from './errors.js';
 import { expandEnv } from './expand-env.js';
 import { parseLogLevel, type LogFormat, type LogLevel } from './logger.js';
@@ -29,6 +31,10 @@ export const TOP_LEVEL_KEYS = ['dbs', 'addr', 'exec', 'access-key-id', 'secret-a
 export const LOGGING_KEYS = ['level', 'type', 'stderr'] as const;
 export const DB_KEYS = [
   'path',
+  'dir',
+  'pattern',
+  'recursive',
+  'watch',
   'meta-path',
   'monitor-interval',
   'checkpoint-interval',
@@ -38,7 +44,10 @@ export const DB_KEYS = [
   'truncate-page-n',
   'busy-timeout',
   'replicas',
+  'replica',
 ] as const;
+/** Keys of directory entries only (Litestream v0.5's `dir:` replication). */
+const DIR_ONLY_KEYS = ['pattern', 'recursive', 'watch'] as const;
 /** Replica keys every type accepts (handled by the CLI/engine, not the backend). */
 export const COMMON_REPLICA_KEYS = [
   'type',
@@ -101,6 +110,19 @@ export interface DbSpec {
   readonly where: string;
 }
 
+/**
+ * A directory entry (`dir:` instead of `path:`): every database in `dir` whose file name
+ * matches `pattern` is replicated with the entry's settings, each to its replicas' paths with
+ * the database's path relative to `dir` appended (cli/src/directory.ts).
+ */
+export interface DirSpec extends Omit<DbSpec, 'path' | 'metaPath'> {
+  /** Absolute directory path. */
+  readonly dir: string;
+  readonly pattern: string;
+  readonly recursive: boolean;
+  readonly watch: boolean;
+}
+
 export interface LoggingSpec {
   readonly level: LogLevel;
   readonly format: LogFormat;
@@ -116,6 +138,8 @@ export interface CliConfig {
   readonly shutdownSyncTimeoutMs: number;
   readonly logging: LoggingSpec;
   readonly dbs: readonly DbSpec[];
+  /** Directory entries (`dir:`). */
+  readonly dirs: readonly DirSpec[];
   /** Non-fatal remarks to log once a logger exists. */
   readonly warnings: readonly string[];
 }
@@ -209,21 +233,41 @@ export async function parseConfigText(text: string, file: string, options: Confi
 
   const pc: ParseContext = { loc, options, context: backendContext(options.env, warnings), globals: { accessKeyId, secretAccessKey }, warnings, problems };
   const dbs: DbSpec[] = [];
+  const dirs: DirSpec[] = [];
   const dbsNode = top?.entries.get('dbs')?.node;
   if (dbsNode && !isNull(dbsNode)) {
-    if (dbsNode.kind !== 'seq') problems.add(loc.error(dbsNode, 'dbs must be a list of databases (each item starting with "- path:")'));
+    if (dbsNode.kind !== 'seq') problems.add(loc.error(dbsNode, 'dbs must be a list of databases (each item starting with "- path:" or "- dir:")'));
     else {
       for (const item of dbsNode.items) {
         const db = await parseDb(pc, item);
         if (!db) continue;
+        if ('dir' in db) {
+          const dup = dirs.find((d) => d.dir === db.dir);
+          if (dup) problems.add(loc.error(item, `duplicate directory ${db.dir} (also at ${dup.where}): list each directory once`));
+          else dirs.push(db);
+          continue;
+        }
         const dup = dbs.find((d) => d.path === db.path);
         if (dup) problems.add(loc.error(item, `duplicate database path ${db.path} (also at ${dup.where}): list each database once`));
         else dbs.push(db);
       }
     }
   }
+  // Two entries covering one database would run two replicators on it.
+  for (const d of dirs) {
+    for (const db of dbs) {
+      if (findTenant({ dirs: [d] }, db.path)) problems.add(new ConfigError(`${db.where}: database ${db.path} is also covered by the dir entry at ${d.where}: remove it from one of them`));
+    }
+    for (const other of dirs) {
+      if (other === d) continue;
+      const rel = relative(d.dir, other.dir);
+      if (rel !== '' && !rel.startsWith('..') && !isAbsolute(rel) && d.recursive) {
+        problems.add(new ConfigError(`${other.where}: directory ${other.dir} is inside the recursive dir entry at ${d.where}: remove one, or make the outer one non-recursive`));
+      }
+    }
+  }
   problems.throwIfAny();
-  return { file, addr, exec, shutdownSyncTimeoutMs, logging, dbs, warnings };
+  return { file, addr, exec, shutdownSyncTimeoutMs, logging, dbs, dirs, warnings };
 }
 
 /** The config problems found so far (each a ConfigError naming file, line and key). */
@@ -284,6 +328,7 @@ export async function adHocConfig(dbPath: string, urls: readonly string[], optio
     shutdownSyncTimeoutMs: DEFAULTS.shutdownSyncTimeoutMs,
     logging: { level: 'INFO', format: 'text', stderr: false },
     dbs: [dbWithDefaults(path, replicas, `database ${path}`)],
+    dirs: [],
     warnings,
   };
 }
@@ -333,8 +378,11 @@ interface ParseContext {
   readonly problems: Problems;
 }
 
-/** One database entry; undefined when it has problems (recorded in `pc.problems`). */
-async function parseDb(pc: ParseContext, node: YNode): Promise<DbSpec | undefined> {
+/**
+ * One database entry (`path:`) or directory entry (`dir:`); undefined when it has problems
+ * (recorded in `pc.problems`).
+ */
+async function parseDb(pc: ParseContext, node: YNode): Promise<DbSpec | DirSpec | undefined> {
   const { loc, options, warnings, problems } = pc;
   const m = problems.try(() => asMap(loc, node, 'a database entry'));
   if (!m) return undefined;
@@ -342,10 +390,39 @@ async function parseDb(pc: ParseContext, node: YNode): Promise<DbSpec | undefine
   checkKeys(loc, m, DB_KEYS, 'database key', problems);
   const beforePath = problems.count;
   const rawPath = problems.try(() => optString(loc, m, 'path'));
-  if (!rawPath && problems.count === beforePath) {
-    problems.add(loc.error(m, 'database path required: add "path: /path/to/db.sqlite" to this entry'));
+  const rawDir = problems.try(() => optString(loc, m, 'dir'));
+  if (rawPath && rawDir) problems.add(loc.error(m.entries.get('dir')!.node, 'a database entry takes either path (one database) or dir (every database in a directory), not both'));
+  else if (!rawPath && !rawDir && problems.count === beforePath) {
+    problems.add(loc.error(m, 'database path required: add "path: /path/to/db.sqlite" (or "dir: /path/to/dbs" with a pattern) to this entry'));
   }
   const path = rawPath ? absPath(rawPath, options.cwd) : undefined;
+  const dir = rawDir && !rawPath ? absPath(rawDir, options.cwd) : undefined;
+  let pattern: string | undefined;
+  let recursive = false;
+  let watch = false;
+  if (dir !== undefined) {
+    pattern = problems.try(() => optString(loc, m, 'pattern'));
+    const patternNode = m.entries.get('pattern')?.node;
+    if (pattern === undefined || pattern.trim() === '') {
+      if (!patternNode || isNull(patternNode) || pattern !== undefined) problems.add(loc.error(patternNode && !isNull(patternNode) ? patternNode : m, 'pattern required for dir: add a glob on file names, e.g. pattern: "*.db"'));
+    } else {
+      const node = m.entries.get('pattern')!.node;
+      problems.try(() => {
+        try {
+          compilePattern(pattern);
+        } catch (err) {
+          throw loc.error(node, errorMessage(err));
+        }
+      });
+    }
+    recursive = problems.try(() => optBool(loc, m, 'recursive')) ?? false;
+    watch = problems.try(() => optBool(loc, m, 'watch')) ?? false;
+    if (m.entries.has('meta-path')) problems.add(loc.error(m.entries.get('meta-path')!.node, 'meta-path does not apply to dir entries: each database found keeps its state beside itself (.<name>-walship)'));
+  } else if (!rawDir) {
+    for (const key of DIR_ONLY_KEYS) {
+      if (m.entries.has(key)) problems.add(loc.error(m.entries.get(key)!.node, `${key} applies only to dir entries (replace path with dir to replicate every matching database in a directory)`));
+    }
+  }
   const where = loc.where(m.path, m.line);
   const metaPathStr = problems.try(() => optString(loc, m, 'meta-path'));
   if (m.entries.has('truncate-page-count') && m.entries.has('truncate-page-n')) {
@@ -362,10 +439,14 @@ async function parseDb(pc: ParseContext, node: YNode): Promise<DbSpec | undefine
   const busyTimeoutMs = problems.try(() => optDuration(loc, m, 'busy-timeout', warnings));
   const replicas: ReplicaSpec[] = [];
   const repNode = m.entries.get('replicas')?.node;
-  if (repNode && !isNull(repNode)) {
-    if (repNode.kind !== 'seq') problems.add(loc.error(repNode, 'replicas must be a list (each item starting with "- url:" or "- type:")'));
+  // Litestream v0.5 spells a single replica `replica:` (a mapping).
+  const oneNode = m.entries.get('replica')?.node;
+  if (repNode && oneNode && !isNull(repNode) && !isNull(oneNode)) problems.add(loc.error(oneNode, 'use either replica (one replica) or replicas (a list), not both'));
+  const items = repNode && !isNull(repNode) ? (repNode.kind === 'seq' ? repNode.items : undefined) : oneNode && !isNull(oneNode) ? [oneNode] : [];
+  {
+    if (items === undefined) problems.add(loc.error(repNode!, 'replicas must be a list (each item starting with "- url:" or "- type:")'));
     else {
-      for (const item of repNode.items) {
+      for (const item of items) {
         const r = await parseReplica(pc, item);
         if (!r) continue;
         const dup = replicas.find((x) => x.name === r.name);
@@ -375,11 +456,9 @@ async function parseDb(pc: ParseContext, node: YNode): Promise<DbSpec | undefine
       }
     }
   }
-  if (problems.count > before || path === undefined) return undefined;
-  if (replicas.length === 0) warnings.push(`${where}: database ${path} has no replicas; nothing will be replicated`);
-  return {
-    path,
-    metaPath: metaPathStr ? absPath(metaPathStr, options.cwd) : undefined,
+  if (problems.count > before || (path === undefined && dir === undefined)) return undefined;
+  if (replicas.length === 0) warnings.push(`${where}: ${dir !== undefined ? `directory ${dir}` : `database ${path}`} has no replicas; nothing will be replicated`);
+  const settings = {
     monitorIntervalMs: monitorIntervalMs ?? DEFAULTS.monitorIntervalMs,
     checkpointIntervalMs: checkpointIntervalMs ?? DEFAULTS.checkpointIntervalMs,
     minCheckpointPageCount: minPages ?? DEFAULTS.minCheckpointPageCount,
@@ -389,6 +468,8 @@ async function parseDb(pc: ParseContext, node: YNode): Promise<DbSpec | undefine
     replicas,
     where,
   };
+  if (dir !== undefined) return { dir, pattern: pattern!, recursive, watch, ...settings };
+  return { path: path!, metaPath: metaPathStr ? absPath(metaPathStr, options.cwd) : undefined, ...settings };
 }
 
 /**

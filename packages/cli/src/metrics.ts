@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { errorMessage, type Replicator, type ReplicaStatus, type ReplicatorStatus } from '@walship/core';
+import { type DirectoryReplicator, errorMessage, type Replicator, type ReplicaStatus, type ReplicatorStatus } from '@walship/core';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { CliError } from './errors.js';
 import { scrubString } from './logger.js';
@@ -23,6 +23,7 @@ interface Watched {
 export class Metrics {
   readonly registry = new Registry();
   readonly #watched: Watched[] = [];
+  readonly #directories: Array<{ dir: string; directory: DirectoryReplicator }> = [];
 
   readonly syncTotal: Counter<'db'>;
   readonly syncErrors: Counter<'db'>;
@@ -142,6 +143,22 @@ export class Metrics {
       labelNames: ['db', 'replica'],
       registers,
     });
+    const directories = this.#directories;
+    new Gauge({
+      name: 'walship_directory_databases',
+      help: 'Databases of a directory entry (dir:), by state: replicating, skipped (not SQLite) or failed (could not start).',
+      labelNames: ['dir', 'state'],
+      registers,
+      collect() {
+        this.reset();
+        for (const { dir, directory } of directories) {
+          const s = directory.status();
+          this.set({ dir, state: 'replicating' }, s.databases.length);
+          this.set({ dir, state: 'skipped' }, s.skipped.length);
+          this.set({ dir, state: 'failed' }, s.failed.length);
+        }
+      },
+    });
     // prom-client samples the event loop every 10 ms by default: 100 wake-ups a second, most
     // of walship's CPU at idle. Every 100 ms is enough for a lag histogram scraped every few seconds.
     if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
@@ -188,6 +205,40 @@ export class Metrics {
       this.operationTotal.inc(labels);
       this.operationBytes.inc(labels, e.bytes > 0 ? e.bytes : 0);
     });
+  }
+
+  /**
+   * Stops reporting a database (one of a directory entry that was deleted): its status gauges at
+   * once, and every counter and histogram series labelled with it, so tenants that come and go
+   * do not grow the metrics for ever.
+   */
+  async unwatch(replicator: Replicator): Promise<void> {
+    const i = this.#watched.findIndex((w) => w.replicator === replicator);
+    if (i < 0) return;
+    const db = this.#watched[i]!.db;
+    this.#watched.splice(i, 1);
+    const labelled = [
+      this.syncTotal, this.syncErrors, this.syncSeconds, this.checkpointTotal, this.checkpointErrors, this.checkpointSeconds,
+      this.generationChanges, this.replicaSyncTotal, this.replicaSyncBytes, this.replicaSyncSeconds, this.replicaErrors,
+      this.replicaLeaseErrors, this.snapshotTotal, this.snapshotBytes, this.operationTotal, this.operationBytes,
+      this.validationTotal, this.validationOkTimestamp, this.validationFailing,
+    ] as Array<Counter<string> | Gauge<string> | Histogram<string>>;
+    for (const metric of labelled) {
+      const seen = new Set<string>();
+      for (const v of (await metric.get()).values) {
+        if (v.labels['db'] !== db) continue;
+        const { le: _le, ...labels } = v.labels as Record<string, string | number>;
+        const key = JSON.stringify(labels);
+        if (seen.has(key)) continue;
+        seen.add(key);
+        metric.remove(labels as never);
+      }
+    }
+  }
+
+  /** Reports a directory entry's database counts (`walship_directory_databases`). */
+  watchDirectory(dir: string, directory: DirectoryReplicator): void {
+    this.#directories.push({ dir, directory });
   }
 
   /** Health of every watched replica: healthy only when every replica reports healthy. */

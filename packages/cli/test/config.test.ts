@@ -103,7 +103,7 @@ describe('config errors: one line naming file, key and line; nothing started', (
       `walship: ${file}:10: dbs[0].replicas[0].retention: invalid duration "often": use a Go duration such as 10s, 5m or 24h (units ns, us, ms, s, m, h)`,
       `walship: ${file}:11: dbs[0].replicas[0].sync-intreval: unknown replica key "sync-intreval": did you mean "sync-interval"?`,
       `walship: ${file}:12: dbs[0].replicas[1]: unknown replica type in config: "ftp" (use one of file, s3, gcs, abs, sftp)`,
-      `walship: ${file}:14: dbs[1]: database path required: add "path: /path/to/db.sqlite" to this entry`,
+      `walship: ${file}:14: dbs[1]: database path required: add "path: /path/to/db.sqlite" (or "dir: /path/to/dbs" with a pattern) to this entry`,
       `walship: ${file}:17: dbs[2].replicas[0]: bucket required for s3 replica`,
     ];
     for (const args of [['databases'], ['replicate'], ['replicate', '-dry-run']]) {

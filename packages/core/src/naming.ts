@@ -112,3 +112,59 @@ export const layout = {
     return joinKey(root, 'generations', generation, 'wal', walSegmentFileName(index, offset));
   },
 } as const;
+
+/**
+ * Checks and cleans the relative path of a scoped client (`ReplicaClient.scoped`) or of a
+ * database found by directory replication: `/`-separated, repeated
+ * and trailing `/` dropped.
+ * @throws InvalidArgumentError when it is empty, absolute, or has a `.` or `..` segment
+ */
+export function normalizeSubPath(subPath: string): string {
+  const raw = typeof subPath === 'string' ? subPath : '';
+  if (raw.startsWith('/')) throw new InvalidArgumentError(`invalid relative replica path ${JSON.stringify(subPath)}: must not start with "/"`);
+  const segs = raw.split('/').filter((s) => s !== '');
+  if (segs.length === 0) throw new InvalidArgumentError(`invalid relative replica path ${JSON.stringify(subPath)}: must not be empty`);
+  if (segs.some((s) => s === '.' || s === '..')) throw new InvalidArgumentError(`invalid relative replica path ${JSON.stringify(subPath)}: must not contain "." or ".." segments`);
+  return segs.join('/');
+}
+
+/** What {@link findDatabases} needs from a backend. */
+export interface DatabaseWalk {
+  /** Names of the child folders of `relPath` under the client's root ('' is the root itself); [] when absent. */
+  listFolders(relPath: string): Promise<string[]>;
+  /** True when `<root>/<relPath>/generations/` holds at least one valid generation. */
+  hasGenerations(relPath: string): Promise<boolean>;
+  /** Folders listed at once (default 8). */
+  readonly concurrency?: number;
+}
+
+/**
+ * Implements `ReplicaClient.databases()` over a backend's folder listing: walks the folders
+ * under the root breadth-first (never into a `generations` folder) and reports each relative
+ * path whose `generations/` holds a valid generation. A folder that holds a database may hold
+ * further databases below it (`a.db/` and `a.db/x/b.db/` are both reported).
+ */
+export async function findDatabases(walk: DatabaseWalk): Promise<string[]> {
+  const found: string[] = [];
+  const limit = Math.max(1, walk.concurrency ?? 8);
+  let queue: string[] = [''];
+  while (queue.length > 0) {
+    const next: string[] = [];
+    for (let i = 0; i < queue.length; i += limit) {
+      await Promise.all(
+        queue.slice(i, i + limit).map(async (rel) => {
+          const children = await walk.listFolders(rel);
+          for (const name of children) {
+            if (name === '' || name === '.' || name === '..') continue;
+            const child = rel === '' ? name : `${rel}/${name}`;
+            if (name === 'generations') {
+              if (rel !== '' && (await walk.hasGenerations(rel))) found.push(rel);
+            } else next.push(child);
+          }
+        }),
+      );
+    }
+    queue = next;
+  }
+  return found.sort();
+}

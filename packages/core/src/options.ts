@@ -2,6 +2,9 @@ import type { Duration } from './duration.js';
 import type { Logger } from './logger.js';
 import type { ObjectStage } from './pipeline.js';
 import type { ReplicaClient } from './replica-client.js';
+import type { ConcurrencyLimits } from './util/shared-limits.js';
+
+export type { ConcurrencyLimits };
 
 /**
  * One replica of a database. Option names are the litestream.yml replica keys in camelCase
@@ -77,4 +80,18 @@ export interface ReplicatorOptions {
    * thread, off the application's event loop; `inline`, on the calling thread.
    */
   thread?: 'worker' | 'inline';
+  /**
+   * Concurrency limits shared with every replicator of the process that passes the same `key`
+   * (`snapshots` written at once, default 2; WAL `uploads` in flight at once, default 32).
+   * Default: none — this replicator's work is limited only by its own replicas.
+   * `DirectoryReplicator` gives all its databases one group.
+   */
+  concurrency?: ConcurrencyLimits;
+  /**
+   * While the `-wal` is watched (inotify), an idle database is still scanned this often, as a
+   * safety net for a missed notification (default `10 × monitorInterval`, at most `10s`; never
+   * longer than `checkpointInterval`).
+   * `DirectoryReplicator` uses `1m`: a thousand idle databases then cost ~17 scans a second.
+   */
+  idleScanInterval?: Duration;
 }

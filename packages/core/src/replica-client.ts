@@ -188,6 +188,29 @@ export interface ReplicaClient {
    */
   writeLease?(body: string, ifVersion: string | null): Promise<string | null>;
 
+  /**
+   * A client whose root is `<root>/<subPath>`, sharing this client's connections and settings
+   * (one S3/GCS/Azure SDK client, one SSH session), for directory replication: each database
+   * found in a directory is replicated to `<replica root>/<its relative path>/generations/…`,
+   * an ordinary replica that any client rooted there (and Litestream v0.3) reads on its own.
+   * Performs no I/O. `close()` on the scoped client releases nothing shared; `close()` on this
+   * client ends the scoped ones too. Optional: a composer without it builds one client per
+   * database from the backend's config instead. `subPath` is checked and cleaned with
+   * `normalizeSubPath` (naming.ts).
+   * @throws InvalidArgumentError when `subPath` is empty, absolute, or has `.`/`..` segments
+   */
+  scoped?(subPath: string): ReplicaClient;
+
+  /**
+   * The databases directory replication stored under this client's root: every relative path
+   * `P` (`/`-separated, no leading or trailing `/`) such that `<root>/P/generations/` holds a
+   * valid generation, in any order. The root's own `generations/` is not reported, and the walk
+   * does not descend into a `generations` folder. Empty when the root does not exist. Optional
+   * (restoring a whole directory needs it); `findDatabases` (naming.ts) implements the walk
+   * over a backend's "list child folders" primitive.
+   */
+  databases?(): Promise<string[]>;
+
   /** Releases connections and other resources. Optional; idempotent. */
   close?(): Promise<void>;
 }

@@ -17,10 +17,12 @@ import { Replica } from './replica/replica.js';
 import { removeValidationLeftovers, ReplicaValidator } from './replica/validator.js';
 import type { ReplicatorEvents, ReplicatorStatus, ReplicaStatus, ValidationEvent } from './replicator-types.js';
 import { backoffDelay, Signal, sleep } from './util/async.js';
+import { releaseUnlinkedHeldFiles } from './util/held-files.js';
+import { checkConcurrency, sharedLimiters } from './util/shared-limits.js';
 
 const DB_KEYS = new Set([
   'replicas', 'metaPath', 'litestreamMetaPath', 'monitorInterval', 'checkpointInterval', 'minCheckpointPageCount', 'maxCheckpointPageCount',
-  'truncatePageCount', 'busyTimeout', 'logger',
+  'truncatePageCount', 'busyTimeout', 'logger', 'concurrency', 'idleScanInterval',
 ]);
 const REPLICA_KEYS = new Set([
   'client', 'name', 'syncInterval', 'retention', 'retentionCheckInterval', 'snapshotInterval', 'validationInterval', 'stages',
@@ -85,6 +87,8 @@ export class ReplicatorCore extends EventEmitter<ReplicatorEvents> {
   readonly #engine: WalEngine;
   readonly #replicas: Replica[];
   readonly #monitorIntervalMs: number;
+  /** `idleScanInterval`: the safety scan of a watched, idle database. */
+  readonly #idleScanMs: number | undefined;
   readonly #log: Logger;
   #running = false;
   #stopping = false;
@@ -114,6 +118,8 @@ export class ReplicatorCore extends EventEmitter<ReplicatorEvents> {
     if (!Array.isArray(o.replicas)) throw new ConfigError(`replicas must be a list for ${this.dbPath}`);
     this.#log = o.logger ?? silentLogger;
     this.#monitorIntervalMs = toMillis(o.monitorInterval, 1000, 'monitor-interval');
+    this.#idleScanMs = o.idleScanInterval === undefined ? undefined : toMillis(o.idleScanInterval, WATCH_IDLE_POLL_MS, 'idle-scan-interval');
+    if (this.#idleScanMs !== undefined && this.#idleScanMs <= 0) throw new ConfigError('idle-scan-interval must be positive');
     const minPages = positiveInt(o.minCheckpointPageCount, 1000, 'min-checkpoint-page-count', false);
     const settings: EngineSettings = {
       metaPath: path.resolve(o.metaPath ?? defaultMetaPath(this.dbPath)),
@@ -126,6 +132,8 @@ export class ReplicatorCore extends EventEmitter<ReplicatorEvents> {
       litestreamMetaPath: litestreamMetaPathOf(o.litestreamMetaPath, this.dbPath),
     };
     this.#engine = new WalEngine(this.dbPath, settings, () => this.#replicas.map((r) => r.pos));
+    const concurrency = checkConcurrency(o.concurrency);
+    const limiters = concurrency ? sharedLimiters(concurrency) : undefined;
     const names = new Set<string>();
     const validationMs: number[] = [];
     this.#replicas = o.replicas.map((raw: ReplicaOptions) => {
@@ -148,6 +156,7 @@ export class ReplicatorCore extends EventEmitter<ReplicatorEvents> {
           takeover: takeoverOption(r.takeover),
           stages: r.stages ?? defaultStages(),
           logger: childLogger(this.#log, { db: this.dbPath, replica: name }),
+          ...(limiters ? { limiters } : {}),
         },
         this.#engine,
         this,
@@ -278,7 +287,8 @@ export class ReplicatorCore extends EventEmitter<ReplicatorEvents> {
       const watching = this.#watch?.active === true;
       if (!watching || !this.#walChanged) {
         const cp = this.#engine.settings.checkpointIntervalMs;
-        const poll = Math.min(WATCH_IDLE_POLL_MS, WATCH_IDLE_POLL_FACTOR * this.#monitorIntervalMs, cp > 0 ? cp : Number.POSITIVE_INFINITY);
+        const safety = this.#idleScanMs ?? Math.min(WATCH_IDLE_POLL_MS, WATCH_IDLE_POLL_FACTOR * this.#monitorIntervalMs);
+        const poll = Math.min(safety, cp > 0 ? cp : Number.POSITIVE_INFINITY);
         const idleMs = watching ? Math.max(this.#monitorIntervalMs, poll) : this.#monitorIntervalMs;
         await this.#kick.wait(watching ? Math.max(0, last + idleMs - Date.now()) : idleMs);
         if (!this.#running) break;
@@ -528,6 +538,8 @@ export class ReplicatorCore extends EventEmitter<ReplicatorEvents> {
     await Promise.allSettled(this.#replicas.map((r) => r.lease.release()));
     await this.#withEngine(() => this.#engine.close({ clean: true }));
     await this.#releaseLock();
+    // A deleted database: its held descriptors (util/held-files.ts) would keep its disk space.
+    if (!(await fs.stat(this.dbPath).then(() => true, () => false))) await releaseUnlinkedHeldFiles();
   }
 
   async #releaseLock(): Promise<void> {

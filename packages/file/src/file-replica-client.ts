@@ -11,10 +11,12 @@ import {
   ConfigError,
   NotFoundError,
   chunkRecycler,
+  findDatabases,
   formatHex8,
   isGenerationName,
   layout,
   leaseDirKey,
+  normalizeSubPath,
   readSequencedLease,
   writeSequencedLease,
   parseSnapshotFileName,
@@ -273,6 +275,27 @@ export class FileReplicaClient implements ReplicaClient {
   /** Conditional lease write by exclusive create (`link`) of the next sequence number. */
   async writeLease(body: string, ifVersion: string | null): Promise<string | null> {
     return writeSequencedLease(this.leaseDirectory(), body, ifVersion);
+  }
+
+  /**
+   * A client rooted at `<path>/<subPath>` (checked and cleaned with `normalizeSubPath`), for
+   * directory replication. No I/O; the directory is created on the first write.
+   * @throws InvalidArgumentError when `subPath` is empty, absolute, or has `.`/`..` segments
+   */
+  scoped(subPath: string): FileReplicaClient {
+    return new FileReplicaClient({ path: path.join(this.path, ...normalizeSubPath(subPath).split('/')) });
+  }
+
+  /**
+   * Relative paths `P` (`/`-separated) whose `<path>/P/generations/` holds a valid generation,
+   * sorted; [] when the directory does not exist. Symbolic links are not followed.
+   */
+  async databases(): Promise<string[]> {
+    return findDatabases({
+      listFolders: async (rel) => (await this.readDir(this.resolve(rel))).filter((e) => e.isDirectory()).map((e) => e.name),
+      hasGenerations: async (rel) => (await this.scoped(rel).generations()).length > 0,
+      concurrency: FS_CONCURRENCY,
+    });
   }
 
   /** Nothing to release; present for symmetry. Idempotent. */

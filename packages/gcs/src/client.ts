@@ -11,10 +11,12 @@ import {
 } from '@google-cloud/storage';
 import {
   ConfigError,
+  findDatabases,
   isGenerationName,
   joinKey,
   layout,
   leaseObjectKey,
+  normalizeSubPath,
   parseSnapshotFileName,
   parseWalSegmentFileName,
   type Pos,
@@ -114,6 +116,7 @@ export class GcsReplicaClient implements ReplicaClient {
   /** Root prefix (cleaned; empty for the bucket root). */
   readonly root: string;
 
+  readonly #options: GcsReplicaClientOptions;
   readonly #bucket: Bucket;
   readonly #threshold: number;
   readonly #resumable: boolean;
@@ -129,6 +132,7 @@ export class GcsReplicaClient implements ReplicaClient {
     if (/[/\s]/.test(options.bucket)) {
       throw new ConfigError(`invalid gcs bucket name: ${JSON.stringify(options.bucket)}`);
     }
+    this.#options = options;
     this.bucketName = options.bucket;
     this.root = joinKey(options.path ?? '');
     this.#threshold = positiveInt(options.singleRequestThreshold, 'singleRequestThreshold', DEFAULT_SINGLE_REQUEST_THRESHOLD, 0);
@@ -289,6 +293,39 @@ export class GcsReplicaClient implements ReplicaClient {
       throw toWalshipError(new Error('response has no generation'), 'write', this.#url(key));
     }
     return String(generation);
+  }
+
+  /**
+   * A client rooted at `<path>/<subPath>` (checked and cleaned with `normalizeSubPath`) in the
+   * same bucket, on this client's SDK client (`storage`). No I/O; closing it releases nothing.
+   * @throws InvalidArgumentError when `subPath` is empty, absolute, or has `.`/`..` segments
+   */
+  scoped(subPath: string): GcsReplicaClient {
+    return new GcsReplicaClient({ ...this.#options, path: joinKey(this.root, normalizeSubPath(subPath)), storage: this.storage });
+  }
+
+  /**
+   * Relative paths `P` whose `<path>/P/generations/` holds a valid generation, sorted: a walk
+   * over delimited listings (prefixes) of the "folders" under the root.
+   */
+  async databases(): Promise<string[]> {
+    return findDatabases({
+      listFolders: async (rel) => {
+        const dir = joinKey(this.root, rel);
+        const prefix = dir === '' || dir.endsWith('/') ? dir : `${dir}/`;
+        const names: string[] = [];
+        for await (const page of this.#pages(prefix, '/')) {
+          for (const p of page.prefixes) {
+            if (!p.startsWith(prefix)) continue;
+            const name = p.slice(prefix.length).replace(/\/$/, '');
+            if (name !== '' && !name.includes('/')) names.push(name);
+          }
+        }
+        return names;
+      },
+      hasGenerations: async (rel) => (await this.scoped(rel).generations()).length > 0,
+      concurrency: this.#maxConcurrency,
+    });
   }
 
   async close(): Promise<void> {

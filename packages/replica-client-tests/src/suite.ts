@@ -69,6 +69,19 @@ const METHODS = new Set([
 ]);
 /** Optional lease methods (present when `capabilities.leases` is true). */
 const LEASE_METHODS = new Set(['readLease', 'writeLease']);
+/** Optional asynchronous directory-replication method (`scoped` is synchronous; see `strict`). */
+const DIRECTORY_METHODS = new Set(['databases']);
+
+/**
+ * Thrown by a case that does not apply to the client under test (an optional method it lacks).
+ * The case counts as passed; runners whose test context has `skip(message)` (node:test,
+ * vitest) report it as skipped with the message.
+ */
+class NotApplicable extends Error {}
+
+function notApplicable(reason: string): never {
+  throw new NotApplicable(reason);
+}
 
 function describeError(err: unknown): string {
   if (err instanceof Error) {
@@ -86,7 +99,24 @@ function strict(client: ReplicaClient): ReplicaClient {
   return new Proxy(client, {
     get(target, prop) {
       const value: unknown = Reflect.get(target, prop, target);
-      if (typeof value !== 'function' || typeof prop !== 'string' || (!METHODS.has(prop) && !LEASE_METHODS.has(prop))) return value;
+      if (prop === 'scoped' && typeof value === 'function') {
+        // Synchronous by contract: returns a client (checked as strictly) or throws.
+        return (subPath: string) => {
+          const scoped: unknown = (value as (s: string) => unknown).call(target, subPath);
+          assert.ok(
+            typeof scoped === 'object' && scoped !== null,
+            `scoped(${JSON.stringify(subPath)}) must return a ReplicaClient, got ${String(scoped)}`,
+          );
+          return strict(scoped as ReplicaClient);
+        };
+      }
+      if (
+        typeof value !== 'function' ||
+        typeof prop !== 'string' ||
+        (!METHODS.has(prop) && !LEASE_METHODS.has(prop) && !DIRECTORY_METHODS.has(prop))
+      ) {
+        return value;
+      }
       return (...args: unknown[]) => {
         let result: unknown;
         try {
@@ -1161,6 +1191,175 @@ define('lease precondition: concurrent replacements, exactly one wins', async ({
 });
 
 // ---------------------------------------------------------------------------------------------
+// scoped clients and databases() (optional: directory replication)
+
+const TENANT = 'tenants/a.db';
+
+/** `client.scoped`, or the case does not apply (a third-party client may lack it). */
+function scopeOf(client: ReplicaClient): (subPath: string) => ReplicaClient {
+  if (typeof client.scoped !== 'function') {
+    notApplicable('the client has no scoped(subPath) (optional, for directory replication)');
+  }
+  return (subPath) => client.scoped!(subPath);
+}
+
+/** `client.databases`, or the case does not apply. */
+function databasesOf(client: ReplicaClient): () => Promise<string[]> {
+  if (typeof client.databases !== 'function') {
+    notApplicable('the client has no databases() (optional, for directory replication)');
+  }
+  return async () => {
+    const list = await client.databases!();
+    assert.ok(Array.isArray(list), 'databases() must resolve to an array');
+    return list.slice().sort();
+  };
+}
+
+define('scoped: objects land under <subPath>/generations/ and stay out of the parent', async (ctx) => {
+  const { client, store } = ctx;
+  const scoped = scopeOf(client)(TENANT);
+  const sctx: Ctx = { ...ctx, client: scoped };
+  const snap = Buffer.from('tenant snapshot');
+  const seg = Buffer.from('tenant segment');
+  const pos = { generation: GEN_A, index: 1, offset: 4152 };
+  // The scoped client is used before its parent: it must connect on its own.
+  await putSnapshot(sctx, GEN_A, 1, snap);
+  await putSegment(sctx, pos, seg);
+  const snapAt = `${TENANT}/${snapshotKey(GEN_A, 1)}`;
+  const segAt = `${TENANT}/${walSegmentKey(pos)}`;
+  await assertKeys(store, [snapAt, segAt], `scoped(${JSON.stringify(TENANT)}) writes`);
+  await assertStored(store, snapAt, snap, 'scoped snapshot');
+  await assertStored(store, segAt, seg, 'scoped segment');
+
+  assert.deepEqual(await listGenerations(scoped), [GEN_A], 'the scoped client lists its generation');
+  const snaps = await scoped.snapshots(GEN_A);
+  assert.deepEqual(snapRows(snaps, 'scoped'), [{ generation: GEN_A, index: 1, size: snap.length }], 'scoped snapshots()');
+  await assertListedTimes(store, snaps, (s) => `${TENANT}/${snapshotKey(s.generation, s.index)}`, 'scoped snapshots()');
+  const segs = await scoped.walSegments(GEN_A);
+  assert.deepEqual(walRows(segs, 'scoped'), [{ ...pos, size: seg.length }], 'scoped walSegments()');
+  await assertListedTimes(store, segs, (s) => `${TENANT}/${walSegmentKey(s)}`, 'scoped walSegments()');
+  assert.ok((await readSnapshot(scoped, GEN_A, 1)).equals(snap), 'scoped snapshotReader() must return the bytes written');
+  assert.ok((await readSegment(scoped, pos)).equals(seg), 'scoped walSegmentReader() must return the bytes written');
+
+  assert.deepEqual(await listGenerations(client), [], "the parent's generations() must not list the scoped client's generations");
+  assert.deepEqual(await client.snapshots(GEN_A), [], "the parent's snapshots() must not list the scoped client's snapshots");
+  assert.deepEqual(await client.walSegments(GEN_A), [], "the parent's walSegments() must not list the scoped client's segments");
+  await assertNotFound("the parent's snapshotReader() of the scoped client's snapshot", () => client.snapshotReader(GEN_A, 1));
+
+  await putSnapshot(ctx, GEN_B, 2, Buffer.from('parent'));
+  assert.deepEqual(await listGenerations(scoped), [GEN_A], "the scoped client's generations() must not list the parent's");
+  assert.deepEqual(await listGenerations(client), [GEN_B], "the parent's generations() lists only its own");
+  await scoped.deleteGeneration(GEN_A);
+  await assertKeys(store, [snapshotKey(GEN_B, 2)], "the scoped client's deleteGeneration() removes only under its root");
+});
+
+define('scoped: invalid sub-paths throw InvalidArgumentError; sub-paths are cleaned', async (ctx) => {
+  const { client, store } = ctx;
+  const scope = scopeOf(client);
+  for (const bad of ['', '/', '/x', 'a/../b', '..', '.', './a']) {
+    let threw: unknown;
+    let returned = false;
+    try {
+      scope(bad);
+      returned = true;
+    } catch (err) {
+      threw = err;
+    }
+    assert.ok(!returned, `scoped(${JSON.stringify(bad)}) must throw InvalidArgumentError, but returned a client`);
+    assert.ok(threw instanceof InvalidArgumentError, `scoped(${JSON.stringify(bad)}): expected InvalidArgumentError, got ${describeError(threw)}`);
+    assert.equal(threw.code, 'WALSHIP_INVALID_ARGUMENT', `scoped(${JSON.stringify(bad)}): InvalidArgumentError code`);
+  }
+  const data = Buffer.from('cleaned');
+  await putSnapshot({ ...ctx, client: scope('a//b/') }, GEN_A, 1, data);
+  await assertKeys(store, [`a/b/${snapshotKey(GEN_A, 1)}`], "scoped('a//b/') must write where scoped('a/b') does");
+  const ab = scope('a/b');
+  assert.deepEqual(await listGenerations(ab), [GEN_A], "scoped('a/b') lists what scoped('a//b/') wrote");
+  assert.ok((await readSnapshot(ab, GEN_A, 1)).equals(data), "scoped('a/b') reads what scoped('a//b/') wrote");
+  const a = scope('a');
+  if (typeof a.scoped === 'function') {
+    assert.deepEqual(await listGenerations(a.scoped('b')), [GEN_A], "scoped('a').scoped('b') must be rooted where scoped('a/b') is");
+  }
+  assert.deepEqual(await listGenerations(a), [], "scoped('a') holds no generation of its own");
+});
+
+define('databases: every relative path whose generations/ holds a valid generation', async (ctx) => {
+  const { client, store } = ctx;
+  const scope = scopeOf(client);
+  const databases = databasesOf(client);
+  const body = Buffer.from('db');
+  await putSnapshot({ ...ctx, client: scope('a.db') }, GEN_A, 1, body);
+  await putSegment({ ...ctx, client: scope('x/b.db') }, { generation: GEN_B, index: 0, offset: 0 }, body); // WAL only
+  await putSnapshot({ ...ctx, client: scope('x/y/c.db') }, GEN_C, 0, body);
+  await putSegment({ ...ctx, client: scope('x/y/c.db') }, { generation: GEN_C, index: 0, offset: 0 }, body);
+  await putSnapshot(ctx, GEN_A, 2, body); // the root's own generations/ is no database of the directory
+  await store.writeKey('x/notes.txt', Buffer.from('foreign'));
+  await store.writeKey('z/generations/nothex/snapshots/00000001.snapshot.lz4', body); // not a valid generation
+  await store.writeKey('w/generations/1111111111111111', body); // a valid name, but an object, not a folder
+  assert.deepEqual(
+    await databases(),
+    ['a.db', 'x/b.db', 'x/y/c.db'],
+    `databases() must list exactly the paths whose generations/ holds a valid generation (${await describeStoreKeys(store)})`,
+  );
+});
+
+define('databases: empty when the root is missing or holds no database', async ({ client, store }) => {
+  const databases = databasesOf(client);
+  assert.deepEqual(await databases(), [], 'databases() of a missing root');
+  await store.writeKey('README.txt', Buffer.from('foreign'));
+  await store.writeKey('x/notes.txt', Buffer.from('foreign'));
+  assert.deepEqual(await databases(), [], 'databases() of a root holding only foreign objects');
+});
+
+define('scoped: closing a scoped client leaves the parent and other scoped clients working', async (ctx) => {
+  const { client } = ctx;
+  const scope = scopeOf(client);
+  const one = scope('one.db');
+  const two = scope('two.db');
+  await putSnapshot({ ...ctx, client: one }, GEN_A, 1, Buffer.from('one'));
+  await putSnapshot({ ...ctx, client: two }, GEN_A, 1, Buffer.from('two'));
+  if (one.close) {
+    await one.close();
+    await one.close(); // idempotent
+  }
+  await putSnapshot(ctx, GEN_B, 1, Buffer.from('parent'));
+  assert.equal((await readSnapshot(client, GEN_B, 1)).toString(), 'parent', 'the parent works after a scoped client was closed');
+  assert.deepEqual(await listGenerations(client), [GEN_B]);
+  await putSegment({ ...ctx, client: two }, { generation: GEN_A, index: 1, offset: 0 }, Buffer.from('two'));
+  assert.equal((await readSnapshot(two, GEN_A, 1)).toString(), 'two', 'another scoped client works after one was closed');
+  assert.deepEqual(await listGenerations(two), [GEN_A]);
+  assert.equal((await readSnapshot(scope('one.db'), GEN_A, 1)).toString(), 'one', 'a new scoped client works after one was closed');
+});
+
+define('scoped: leases are per root', async (ctx) => {
+  const { client, store } = ctx;
+  const scope = scopeOf(client);
+  const lease = leaseOf(client);
+  if (!lease) notApplicable('the client declares no leases (capabilities.leases)');
+  const scoped = leaseOf(scope(TENANT));
+  assert.ok(scoped, 'a scoped client of a client with leases must declare capabilities.leases');
+  const a = leaseBody('scoped');
+  const va = await scoped.write(a, null);
+  assertVersion(va, 'scoped create');
+  assert.equal(await lease.read(), undefined, "the parent's readLease() must not see a scoped client's lease");
+  const b = leaseBody('parent');
+  const vb = await lease.write(b, null);
+  assertVersion(vb, "the parent's create (its root has no lease)");
+  await assertLease(lease, b, vb, "the parent's lease");
+  await assertLease(scoped, a, va, "the scoped client's lease after the parent's write");
+  await assertLease(leaseOf(scope(TENANT))!, a, va, 'another scoped client of the same sub-path');
+  assert.equal(await leaseOf(scope('other.db'))!.read(), undefined, 'a scoped client of another sub-path sees no lease');
+  const keys = await sortedStoreKeys(store);
+  assert.ok(
+    keys.some((k) => k.startsWith(`${TENANT}/walship-lease`)),
+    `the scoped client's lease must be stored under ${TENANT}/ (${await describeStoreKeys(store)})`,
+  );
+  assert.ok(
+    keys.some((k) => k.startsWith('walship-lease')),
+    `the parent's lease must be stored under the root (${await describeStoreKeys(store)})`,
+  );
+});
+
+// ---------------------------------------------------------------------------------------------
 
 /** Names of every test the suite registers (without `prefix`), in registration order. */
 export const replicaClientTestNames: readonly string[] = Object.freeze(cases.map((c) => c.name));
@@ -1226,17 +1425,21 @@ export function replicaClientSuite(options: ReplicaClientSuiteOptions): void {
   for (const c of cases) {
     if (skip.has(c.name)) continue;
     const gap = gaps.get(c.name);
-    options.test(prefix + c.name + (gap !== undefined ? ` (capability gap: ${gap})` : ''), async () => {
+    options.test(prefix + c.name + (gap !== undefined ? ` (capability gap: ${gap})` : ''), async (...runnerArgs: unknown[]) => {
       const { client, store } = await create();
       let failed = false;
       let failure: unknown;
+      let notApplicableReason: string | undefined;
       try {
         await c.run({ client: strict(client), store, largeObjectBytes, paginationObjectCount });
       } catch (err) {
-        failed = true;
-        failure = err;
+        if (err instanceof NotApplicable) notApplicableReason = err.message;
+        else {
+          failed = true;
+          failure = err;
+        }
       }
-      if (gap !== undefined) {
+      if (gap !== undefined && notApplicableReason === undefined) {
         // A declared gap must really be one: the case has to fail its assertions here. One that
         // passes (the server learnt the feature) or fails otherwise (an error) fails the test.
         if (!failed) {
@@ -1262,6 +1465,10 @@ export function replicaClientSuite(options: ReplicaClientSuiteOptions): void {
       if (failed) throw failure;
       if (cleanupErrors.length > 0) {
         throw new AggregateError(cleanupErrors, `cleanup failed: ${cleanupErrors.map(describeError).join('; ')}`);
+      }
+      if (notApplicableReason !== undefined) {
+        const context = runnerArgs[0] as { skip?: unknown } | null | undefined;
+        if (typeof context?.skip === 'function') (context.skip as (message: string) => void).call(context, notApplicableReason);
       }
     });
   }

@@ -17,10 +17,12 @@ import { Upload } from '@aws-sdk/lib-storage';
 import {
   BackendError,
   ConfigError,
+  findDatabases,
   isGenerationName,
   joinKey,
   layout,
   leaseObjectKey,
+  normalizeSubPath,
   parseSnapshotFileName,
   parseWalSegmentFileName,
   type Pos,
@@ -87,6 +89,16 @@ const DEFAULT_PART_SIZE = 5 * 1024 * 1024;
 const DEFAULT_QUEUE_SIZE = 5;
 const DEFAULT_MAX_ATTEMPTS = 5;
 
+/** What a client shares with the clients scoped from it (see {@link S3ReplicaClient.scoped}). */
+interface S3Shared {
+  /** The SDK client, created on the first request. */
+  s3: Promise<S3Client> | undefined;
+  /** The owning (unscoped) client was closed: the SDK client is destroyed. */
+  closed: boolean;
+  /** The store wants If-Match ETags without their quotes (Ceph radosgw, DigitalOcean Spaces). */
+  unquotedIfMatch: boolean;
+}
+
 interface Listed {
   readonly key: string;
   readonly size: number;
@@ -115,10 +127,11 @@ export class S3ReplicaClient implements ReplicaClient {
   private readonly options: S3ReplicaClientOptions;
   private readonly partSize: number;
   private readonly queueSize: number;
-  private s3: Promise<S3Client> | undefined;
+  /** The SDK client and what was learnt about the store; the same object in scoped clients. */
+  private shared: S3Shared = { s3: undefined, closed: false, unquotedIfMatch: false };
+  /** False for a scoped client: its close() leaves the shared SDK client alone. */
+  private owner = true;
   private closed = false;
-  /** The store wants If-Match ETags without their quotes (Ceph radosgw, DigitalOcean Spaces). */
-  private unquotedIfMatch = false;
 
   constructor(options: S3ReplicaClientOptions) {
     if (!options || typeof options.bucket !== 'string' || options.bucket === '') {
@@ -229,21 +242,22 @@ export class S3ReplicaClient implements ReplicaClient {
   }
 
   private client(): Promise<S3Client> {
-    if (this.closed) {
+    const shared = this.shared;
+    if (this.closed || shared.closed) {
       return Promise.reject(new BackendError('s3: client is closed', { retryable: false }));
     }
-    if (this.s3 === undefined) {
+    if (shared.s3 === undefined) {
       const p = (async () => {
         const region = this.options.region || (this.endpoint !== undefined ? DEFAULT_REGION : await this.lookupRegion());
         return this.newSdkClient(region);
       })();
-      this.s3 = p;
+      shared.s3 = p;
       // A failed lookup is retried on the next call.
       p.catch(() => {
-        if (this.s3 === p) this.s3 = undefined;
+        if (shared.s3 === p) shared.s3 = undefined;
       });
     }
-    return this.s3;
+    return shared.s3;
   }
 
   /** The underlying SDK client (creating it, and looking up the region, if needed). */
@@ -529,9 +543,9 @@ export class S3ReplicaClient implements ReplicaClient {
       return v === 'failed' ? null : v;
     }
     const bare = ifVersion.replace(/^"(.*)"$/, '$1');
-    const v = await put({ IfMatch: this.unquotedIfMatch ? bare : ifVersion });
+    const v = await put({ IfMatch: this.shared.unquotedIfMatch ? bare : ifVersion });
     if (v !== 'failed') return v;
-    if (this.unquotedIfMatch || bare === ifVersion) return null;
+    if (this.shared.unquotedIfMatch || bare === ifVersion) return null;
     // Some stores (Ceph radosgw, DigitalOcean Spaces) compare If-Match without the quotes the
     // ETag is returned with. If the object still has the ETag we sent, that was the reason:
     // send it bare, now and from now on.
@@ -543,16 +557,59 @@ export class S3ReplicaClient implements ReplicaClient {
       throw toWalshipError(err, `HEAD ${this.bucket}/${key}`);
     }
     if (current !== ifVersion) return null;
-    this.unquotedIfMatch = true;
+    this.shared.unquotedIfMatch = true;
     const again = await put({ IfMatch: bare });
     return again === 'failed' ? null : again;
   }
 
+  /**
+   * A client rooted at `<path>/<subPath>` (checked and cleaned with `normalizeSubPath`) in the
+   * same bucket, sharing this client's SDK client (created once, on the first request of
+   * either). No I/O. Its `close()` releases nothing; this client's `close()` ends it too.
+   * @throws InvalidArgumentError when `subPath` is empty, absolute, or has `.`/`..` segments
+   */
+  scoped(subPath: string): S3ReplicaClient {
+    const client = new S3ReplicaClient({ ...this.options, path: joinKey(this.path, normalizeSubPath(subPath)) });
+    client.shared = this.shared;
+    client.owner = false;
+    return client;
+  }
+
+  /**
+   * Relative paths `P` whose `<path>/P/generations/` holds a valid generation, sorted: a walk
+   * over delimited listings (CommonPrefixes) of the "folders" under the root.
+   */
+  async databases(): Promise<string[]> {
+    return findDatabases({
+      listFolders: (rel) => this.listFolders(joinKey(this.path, rel)),
+      hasGenerations: async (rel) => (await this.scoped(rel).generations()).length > 0,
+      concurrency: this.capabilities.maxConcurrency ?? 8,
+    });
+  }
+
+  /** Names of the "folders" directly inside `dir` ('' = bucket root): the CommonPrefixes of a delimited listing. */
+  private async listFolders(dir: string): Promise<string[]> {
+    const prefix = dir === '' || dir.endsWith('/') ? dir : `${dir}/`;
+    const names: string[] = [];
+    for await (const page of this.listPages(prefix, '/')) {
+      for (const cp of page.CommonPrefixes ?? []) {
+        const p = cp.Prefix;
+        if (!p || !p.startsWith(prefix)) continue;
+        const name = p.slice(prefix.length).replace(/\/$/, '');
+        if (name !== '' && !name.includes('/')) names.push(name);
+      }
+    }
+    return names;
+  }
+
+  /** Destroys the SDK client (a scoped client only stops using it). Idempotent. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    const p = this.s3;
-    this.s3 = undefined;
+    if (!this.owner) return;
+    this.shared.closed = true;
+    const p = this.shared.s3;
+    this.shared.s3 = undefined;
     if (p) {
       try {
         (await p).destroy();

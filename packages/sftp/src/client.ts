@@ -7,9 +7,12 @@ import {
   BackendError,
   InvalidArgumentError,
   NotFoundError,
+  findDatabases,
   isGenerationName,
+  joinKey,
   layout,
   leaseDirKey,
+  normalizeSubPath,
   parseSnapshotFileName,
   parseWalSegmentFileName,
   readSequencedLease,
@@ -86,6 +89,20 @@ interface Connection {
   readonly sftp: SFTPWrapper;
   dead: boolean;
 }
+
+/**
+ * The SSH session of a client and of every client scoped from it (see
+ * {@link SftpReplicaClient.scoped}): one connection, dialled lazily by whichever uses it first.
+ */
+interface Session {
+  conn: Connection | undefined;
+  dialing: Promise<Connection> | undefined;
+  posixRenameSupported: boolean;
+}
+
+/** Options key (module-private) by which a scoped client receives its parent. */
+const SCOPED_FROM = Symbol('walship.sftp.scopedFrom');
+type InternalOptions = SftpReplicaClientOptions & { readonly [SCOPED_FROM]?: SftpReplicaClient };
 
 /** Waiters for a free slot; bounds the operations in flight on the connection. */
 class Semaphore {
@@ -211,11 +228,29 @@ export class SftpReplicaClient implements ReplicaClient {
   private readonly hostKey: PublicKey | undefined;
   private readonly slots: Semaphore;
   private readonly maxRetries: number;
-  private conn: Connection | undefined;
-  private dialing: Promise<Connection> | undefined;
-  private posixRenameSupported = true;
+  /** Shared with the scoped clients, as are `slots` (the bound is per connection). */
+  private readonly session: Session;
+  /** False for a scoped client: its close() leaves the shared session alone. */
+  private readonly owner: boolean;
 
   constructor(options: SftpReplicaClientOptions) {
+    const parent = (options as InternalOptions)[SCOPED_FROM];
+    if (parent) {
+      // A scoped client (see `scoped`): the parent's settings, session and slots, another root.
+      this.host = parent.host;
+      this.port = parent.port;
+      this.options = parent.options;
+      this.root = options.path ?? '';
+      this.hostKey = parent.hostKey;
+      this.slots = parent.slots;
+      this.capabilities = parent.capabilities;
+      this.maxRetries = parent.maxRetries;
+      this.session = parent.session;
+      this.owner = false;
+      return;
+    }
+    this.session = { conn: undefined, dialing: undefined, posixRenameSupported: true };
+    this.owner = true;
     if (!options.host) throw new InvalidArgumentError('host required for sftp replica');
     if (!options.user) throw new InvalidArgumentError('user required for sftp replica');
     const { host, port } = splitHostPort(options.host);
@@ -334,12 +369,49 @@ export class SftpReplicaClient implements ReplicaClient {
     return writeSequencedLease(this.leaseDirectory(), body, ifVersion);
   }
 
-  /** Closes the SSH connection. A later call reconnects. Idempotent. */
+  /**
+   * A client rooted at `<root>/<subPath>` (checked and cleaned with `normalizeSubPath`) on this
+   * client's SSH session: one connection for both, dialled by whichever uses it first, and one
+   * `maxConcurrency` bound. No I/O. Its `close()` does nothing; this client's `close()` ends
+   * the shared connection (a later call of either reconnects).
+   * @throws InvalidArgumentError when `subPath` is empty, absolute, or has `.`/`..` segments
+   */
+  scoped(subPath: string): SftpReplicaClient {
+    const options: InternalOptions = {
+      ...this.options,
+      path: joinKey(this.root, normalizeSubPath(subPath)),
+      [SCOPED_FROM]: this,
+    };
+    return new SftpReplicaClient(options);
+  }
+
+  /**
+   * Relative paths `P` whose `<root>/P/generations/` holds a valid generation, sorted: a walk
+   * over the directories under the root (symbolic links are not followed).
+   */
+  async databases(): Promise<string[]> {
+    return findDatabases({
+      listFolders: async (rel) => {
+        const dir = joinKey(this.root, rel) || '.';
+        const entries = await this.slots.run(() => this.readdir(dir));
+        return entries.filter((e) => isDir(e.attrs)).map((e) => e.filename);
+      },
+      hasGenerations: async (rel) => (await this.scoped(rel).generations()).length > 0,
+      concurrency: this.capabilities.maxConcurrency ?? MAX_CONCURRENCY,
+    });
+  }
+
+  /**
+   * Closes the SSH connection (shared with the scoped clients). A later call reconnects.
+   * Idempotent. On a scoped client it does nothing.
+   */
   async close(): Promise<void> {
-    const dialing = this.dialing;
+    if (!this.owner) return;
+    const session = this.session;
+    const dialing = session.dialing;
     if (dialing) await dialing.catch(() => undefined);
-    const conn = this.conn;
-    this.conn = undefined;
+    const conn = session.conn;
+    session.conn = undefined;
     if (conn) await this.endConnection(conn);
   }
 
@@ -562,13 +634,13 @@ export class SftpReplicaClient implements ReplicaClient {
 
   /** Atomic replace with posix-rename@openssh.com; plain rename where the server lacks it. */
   private async rename(sftp: SFTPWrapper, from: string, to: string): Promise<void> {
-    if (this.posixRenameSupported) {
+    if (this.session.posixRenameSupported) {
       try {
         await req(sftp, (cb) => sftp.ext_openssh_rename(from, to, cb));
         return;
       } catch (err) {
         if (!/does not support/i.test(msg(err))) throw err;
-        this.posixRenameSupported = false;
+        this.session.posixRenameSupported = false;
       }
     }
     // SFTPv3 RENAME refuses to replace an existing file: remove the target first (not atomic).
@@ -637,7 +709,7 @@ export class SftpReplicaClient implements ReplicaClient {
 
   private drop(conn: Connection): void {
     conn.dead = true;
-    if (this.conn === conn) this.conn = undefined;
+    if (this.session.conn === conn) this.session.conn = undefined;
     void this.endConnection(conn);
   }
 
@@ -655,16 +727,17 @@ export class SftpReplicaClient implements ReplicaClient {
   }
 
   private async connection(): Promise<Connection> {
-    if (this.conn && !this.conn.dead) {
-      if (isOpen(this.conn.sftp)) return this.conn;
-      this.drop(this.conn);
+    const session = this.session;
+    if (session.conn && !session.conn.dead) {
+      if (isOpen(session.conn.sftp)) return session.conn;
+      this.drop(session.conn);
     }
-    if (!this.dialing) {
-      this.dialing = this.dial().finally(() => {
-        this.dialing = undefined;
+    if (!session.dialing) {
+      session.dialing = this.dial().finally(() => {
+        session.dialing = undefined;
       });
     }
-    return this.dialing;
+    return session.dialing;
   }
 
   private async dial(): Promise<Connection> {
@@ -757,7 +830,7 @@ export class SftpReplicaClient implements ReplicaClient {
       conn = { client, sftp, dead: false };
       sftp.on('error', onGone);
       sftp.on('close', onGone);
-      this.conn = conn;
+      this.session.conn = conn;
       return conn;
     } catch (err) {
       try {

@@ -281,6 +281,34 @@ describe('sftp client against OpenSSH sshd', { skip }, () => {
     );
   });
 
+  test('scoped clients share one SSH session, dialled by whichever is used first; closing one keeps it', async () => {
+    const proxy = await countingProxy(server.port);
+    try {
+      const parent = makeClient({ host: `127.0.0.1:${proxy.port}` });
+      const a = parent.scoped('tenants/a.db');
+      const b = parent.scoped('tenants/b.db');
+      // Both scoped clients are used, concurrently, before the parent has connected.
+      await Promise.all([
+        a.writeSnapshot(GEN, 1, Readable.from([Buffer.from('a')])),
+        b.writeSnapshot(GEN, 1, Readable.from([Buffer.from('b')])),
+      ]);
+      await stat(join(parent.root, 'tenants/a.db/generations', GEN, 'snapshots/00000001.snapshot.lz4'));
+      assert.deepEqual(await parent.databases(), ['tenants/a.db', 'tenants/b.db']);
+      assert.deepEqual(await parent.generations(), []);
+      assert.equal(proxy.connections(), 1, 'one SSH connection for the client and its scoped clients');
+      await a.close();
+      assert.equal((await readAll(await b.snapshotReader(GEN, 1))).toString(), 'b');
+      assert.equal((await readAll(await a.snapshotReader(GEN, 1))).toString(), 'a');
+      assert.equal(proxy.connections(), 1, 'closing a scoped client leaves the shared connection open');
+      await parent.close();
+      // The parent's close ends the shared connection; a later call of either dials one anew.
+      await Promise.all([a.generations(), b.generations(), parent.generations()]);
+      assert.equal(proxy.connections(), 2, 'one new connection after the parent closed');
+    } finally {
+      await proxy.close();
+    }
+  });
+
   test('encrypted private key with key-passphrase', async () => {
     const client = makeClient({ keyPath: server.encryptedKeyPath, keyPassphrase: server.encryptedKeyPassphrase });
     assert.deepEqual(await client.generations(), []);

@@ -22,12 +22,16 @@ export async function databasesCommand(inv: Invocation): Promise<number> {
   if (inv.args.positionals.length > 0) throw new UsageError('too many arguments');
   const config = await loadConfig(inv);
   commandLogger(inv, config, { stream: 'stderr' });
-  const rows = config.dbs.map((db) => ({ path: db.path, replicas: db.replicas.map((r) => r.name) }));
-  await closeClients(config.dbs.flatMap((d) => d.replicas));
+  const rows: Array<{ path: string; replicas: string[]; pattern?: string }> = [
+    ...config.dbs.map((db) => ({ path: db.path, replicas: db.replicas.map((r) => r.name) })),
+    // Directory entries: the directory with its pattern (`/data/tenants/*.db`, `…/**/*.db` when recursive).
+    ...config.dirs.map((d) => ({ path: d.dir, pattern: d.recursive ? `**/${d.pattern}` : d.pattern, replicas: d.replicas.map((r) => r.name) })),
+  ];
+  await closeClients([...config.dbs.flatMap((d) => d.replicas), ...config.dirs.flatMap((d) => d.replicas)]);
   if (boolFlag(inv.args, 'json')) {
     inv.io.stdout.write(JSON.stringify(rows, null, 2) + '\n');
   } else {
-    inv.io.stdout.write(formatTable([['path', 'replicas'], ...rows.map((r) => [r.path, r.replicas.join(',')])]));
+    inv.io.stdout.write(formatTable([['path', 'replicas'], ...rows.map((r) => [r.pattern ? `${r.path}/${r.pattern}` : r.path, r.replicas.join(',')])]));
   }
   return 0;
 }

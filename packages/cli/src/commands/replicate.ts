@@ -4,10 +4,11 @@ import { accessSync, constants, statSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { constants as osConstants } from 'node:os';
 import { delimiter, dirname, isAbsolute, join, resolve } from 'node:path';
-import { childLogger, errorMessage, formatGoDuration, parseGoDuration, Replicator, type ReplicatorOptions } from '@walship/core';
+import { childLogger, DirectoryReplicator, type DirectoryReplicatorOptions, errorMessage, formatGoDuration, parseGoDuration, Replicator, type ReplicatorOptions } from '@walship/core';
 import { boolFlag, stringFlag } from '../args.js';
 import { adHocConfig, loadConfig, type Invocation } from '../cli.js';
-import { splitAddr, type CliConfig, type DbSpec } from '../config.js';
+import { splitAddr, type CliConfig, type DbSpec, type DirSpec, type ReplicaSpec } from '../config.js';
+import { tenantReplicas } from '../directory.js';
 import { CliError, UsageError } from '../errors.js';
 import { createLogger, redactValue, type CliLogger } from '../logger.js';
 import { Metrics, startMetricsServer } from '../metrics.js';
@@ -54,7 +55,10 @@ export async function replicateCommand(inv: Invocation): Promise<number> {
 
   const dryRun = boolFlag(args, 'dry-run');
   // -force: every replica takes over a lease another walship still holds (planned failover).
-  if (boolFlag(args, 'force')) config = { ...config, dbs: config.dbs.map((db) => ({ ...db, replicas: db.replicas.map((r) => ({ ...r, takeover: true })) })) };
+  if (boolFlag(args, 'force')) {
+    const takeover = <T extends { replicas: readonly ReplicaSpec[] }>(e: T): T => ({ ...e, replicas: e.replicas.map((r) => ({ ...r, takeover: true })) });
+    config = { ...config, dbs: config.dbs.map(takeover), dirs: config.dirs.map(takeover) };
+  }
   const logger = createLogger({
     level: config.logging.level,
     format: config.logging.format,
@@ -76,6 +80,7 @@ export async function replicateCommand(inv: Invocation): Promise<number> {
     else execArgv[0] = findExecutable(execArgv[0]!, io.env, io.cwd);
   }
   for (const db of config.dbs) checkDatabaseDirectory(db);
+  for (const dir of config.dirs) checkDirectoryEntry(dir);
   // Replicas are not contacted here: one that is unreachable or failing at start-up must not keep
   // the others (or the -exec child) from starting. The replicator retries it with backoff, it is
   // reported by status(), the metrics and /healthz, and it catches up when it returns.
@@ -91,7 +96,7 @@ export async function replicateCommand(inv: Invocation): Promise<number> {
   }
 
   // --- Run.
-  const run = new ReplicateRun(logger, config.dbs, shutdownSyncTimeoutMs, metrics, server);
+  const run = new ReplicateRun(logger, config.dbs, config.dirs, shutdownSyncTimeoutMs, metrics, server);
   return run.start(execArgv, metricsUrl);
 }
 
@@ -113,6 +118,17 @@ function checkDatabaseDirectory(db: DbSpec): void {
     throw new CliError(`database directory does not exist: ${dir} (create it or fix the path of ${db.path})`);
   }
   if (!isDir) throw new CliError(`database directory is not a directory: ${dir} (fix the path of ${db.path})`);
+}
+
+/** A directory entry's `dir` must exist and be a directory. */
+function checkDirectoryEntry(dir: DirSpec): void {
+  let isDir = false;
+  try {
+    isDir = statSync(dir.dir).isDirectory();
+  } catch {
+    throw new CliError(`directory does not exist: ${dir.dir} (create it or fix dir at ${dir.where})`);
+  }
+  if (!isDir) throw new CliError(`not a directory: ${dir.dir} (fix dir at ${dir.where})`);
 }
 
 /** Resolves the exec program like execvp, so a typo fails before anything starts. */
@@ -147,6 +163,21 @@ function describeConfig(config: CliConfig, overrides: { exec: string | undefined
     dbs: config.dbs.map((db) => ({
       path: db.path,
       metaPath: db.metaPath ?? null,
+      ...describeSettings(db),
+    })),
+    dirs: config.dirs.map((dir) => ({
+      dir: dir.dir,
+      pattern: dir.pattern,
+      recursive: dir.recursive,
+      watch: dir.watch,
+      ...describeSettings(dir),
+    })),
+  };
+}
+
+function describeSettings(db: Omit<DbSpec, 'path' | 'metaPath'>) {
+  const d = (ms: number) => formatGoDuration(ms);
+  return {
       monitorInterval: d(db.monitorIntervalMs),
       checkpointInterval: d(db.checkpointIntervalMs),
       minCheckpointPageCount: db.minCheckpointPageCount,
@@ -167,11 +198,33 @@ function describeConfig(config: CliConfig, overrides: { exec: string | undefined
         ...(r.age ? { age: { identities: r.age.identities, recipients: r.age.recipients } } : {}),
         config: redactValue('', r.config),
       })),
-    })),
   };
 }
 
 function replicatorOptions(db: DbSpec, logger: CliLogger): ReplicatorOptions {
+  return {
+    ...databaseOptions(db),
+    // Litestream keeps its own state in the same `meta-path` (default `.<db>-litestream`):
+    // a generation it was replicating is continued there (core db/litestream-meta.ts).
+    ...(db.metaPath !== undefined ? { metaPath: db.metaPath, litestreamMetaPath: db.metaPath } : {}),
+    logger: childLogger(logger, { db: db.path }),
+  };
+}
+
+/** The options of one database of a directory entry (`dir:`). */
+function directoryOptions(dir: DirSpec, logger: CliLogger): DirectoryReplicatorOptions {
+  return {
+    ...databaseOptions(dir),
+    pattern: dir.pattern,
+    recursive: dir.recursive,
+    watch: dir.watch,
+    replicas: (db) => databaseOptions({ ...dir, replicas: tenantReplicas(dir, db.relPath) }).replicas,
+    logger: childLogger(logger, { dir: dir.dir }),
+  };
+}
+
+/** Replicas and settings shared by database and directory entries. */
+function databaseOptions(db: Omit<DbSpec, 'path' | 'metaPath'>): ReplicatorOptions {
   return {
     replicas: db.replicas.map((r) => ({
       client: r.client,
@@ -185,16 +238,12 @@ function replicatorOptions(db: DbSpec, logger: CliLogger): ReplicatorOptions {
       ...(r.takeover ? { takeover: true } : {}),
       ...(r.stages ? { stages: r.stages } : {}),
     })),
-    // Litestream keeps its own state in the same `meta-path` (default `.<db>-litestream`):
-    // a generation it was replicating is continued there (core db/litestream-meta.ts).
-    ...(db.metaPath !== undefined ? { metaPath: db.metaPath, litestreamMetaPath: db.metaPath } : {}),
     monitorInterval: db.monitorIntervalMs,
     checkpointInterval: db.checkpointIntervalMs,
     minCheckpointPageCount: db.minCheckpointPageCount,
     maxCheckpointPageCount: db.maxCheckpointPageCount,
     ...(db.truncatePageCount !== undefined ? { truncatePageCount: db.truncatePageCount } : {}),
     ...(db.busyTimeoutMs !== undefined ? { busyTimeout: db.busyTimeoutMs } : {}),
-    logger: childLogger(logger, { db: db.path }),
   };
 }
 
@@ -216,6 +265,7 @@ interface FailingReplica {
 /** The running state of `replicate`: replicators, optional child, signals and shutdown. */
 class ReplicateRun {
   readonly #replicators: { db: DbSpec; replicator: Replicator }[] = [];
+  readonly #directories: { dir: DirSpec; directory: DirectoryReplicator }[] = [];
   #child: ChildProcess | undefined;
   #childExited = false;
   #signal: Signal | undefined;
@@ -231,6 +281,7 @@ class ReplicateRun {
   constructor(
     private readonly logger: CliLogger,
     private readonly dbs: readonly DbSpec[],
+    private readonly dirs: readonly DirSpec[],
     private readonly shutdownSyncTimeoutMs: number,
     private readonly metrics: Metrics,
     private readonly server: Server | undefined,
@@ -249,13 +300,13 @@ class ReplicateRun {
     const { logger } = this;
     // Litestream logs `msg=litestream version=v0.3.13`: the same field, Go's `v` version style.
     logger.info('walship', { version: cliVersion() });
-    if (this.dbs.length === 0) logger.error('no databases specified in configuration');
+    if (this.dbs.length === 0 && this.dirs.length === 0) logger.error('no databases specified in configuration');
     for (const db of this.dbs) {
       if (this.#shuttingDown) break;
       const replicator = new Replicator(db.path, replicatorOptions(db, logger));
       this.metrics.watch(db.path, replicator, new Map(db.replicas.map((r) => [r.name, r.type])));
       (replicator as EventEmitter).on('error', (err: unknown) => logger.error('replicator error', { db: db.path, error: errorMessage(err) }));
-      this.#trackReplicaHealth(db, replicator);
+      this.#trackReplicaHealth(db.path, db.replicas, replicator);
       this.#replicators.push({ db, replicator });
       try {
         await replicator.start();
@@ -266,15 +317,11 @@ class ReplicateRun {
         throw new CliError(`cannot start replication of ${db.path}: ${errorMessage(err)}`, { cause: err });
       }
       logger.info('initialized db', { path: db.path });
-      for (const r of db.replicas) {
-        let described: Record<string, string> = {};
-        try {
-          described = r.backend.describe?.(r.config) ?? {};
-        } catch {
-          // describe is cosmetic.
-        }
-        logger.info('replicating to', { name: r.name, type: r.type, 'sync-interval': formatGoDuration(r.syncIntervalMs), ...described });
-      }
+      this.#logReplicas(db.replicas);
+    }
+    for (const dir of this.dirs) {
+      if (this.#shuttingDown) break;
+      await this.#startDirectory(dir);
     }
     if (metricsUrl) logger.info('serving metrics on', { url: metricsUrl });
     this.#healthTimer = setInterval(() => this.#checkRecovered(), HEALTH_POLL_MS);
@@ -283,22 +330,66 @@ class ReplicateRun {
     return exited;
   }
 
+  #logReplicas(replicas: readonly ReplicaSpec[], extra: Record<string, string> = {}): void {
+    for (const r of replicas) {
+      let described: Record<string, string> = {};
+      try {
+        described = r.backend.describe?.(r.config) ?? {};
+      } catch {
+        // describe is cosmetic.
+      }
+      this.logger.info('replicating to', { name: r.name, type: r.type, 'sync-interval': formatGoDuration(r.syncIntervalMs), ...described, ...extra });
+    }
+  }
+
+  /**
+   * A directory entry: one DirectoryReplicator, each database it finds watched by the metrics
+   * and the health log like a database entry. A database failing to start is logged (and
+   * retried by the directory replicator), never fatal: the others keep replicating.
+   */
+  async #startDirectory(dir: DirSpec): Promise<void> {
+    const { logger } = this;
+    const directory = new DirectoryReplicator(dir.dir, directoryOptions(dir, logger));
+    const types = new Map(dir.replicas.map((r) => [r.name, r.type]));
+    directory.on('database-added', (e) => {
+      this.metrics.watch(e.path, e.replicator, types);
+      (e.replicator as EventEmitter).on('error', (err: unknown) => logger.error('replicator error', { db: e.path, error: errorMessage(err) }));
+      this.#trackReplicaHealth(e.path, dir.replicas, e.replicator);
+    });
+    directory.on('database-removed', (e) => {
+      void this.metrics.unwatch(e.replicator).catch((err: unknown) => logger.warn('cannot drop the metrics of a removed database', { db: e.path, error: errorMessage(err) }));
+      for (const key of this.#failing.keys()) if (key.startsWith(`${e.path}\0`)) this.#failing.delete(key);
+    });
+    this.#directories.push({ dir, directory });
+    this.metrics.watchDirectory(dir.dir, directory);
+    try {
+      await directory.start();
+    } catch (err) {
+      this.#directories.pop();
+      await this.#stopAll(this.shutdownSyncTimeoutMs);
+      this.#cleanup();
+      throw new CliError(`cannot start replication of directory ${dir.dir}: ${errorMessage(err)}`, { cause: err });
+    }
+    logger.info('initialized dir', { dir: dir.dir, pattern: dir.pattern, recursive: dir.recursive, watch: dir.watch, databases: directory.databases().length });
+    this.#logReplicas(dir.replicas, { 'path-suffix': '<relative path of each database>' });
+  }
+
   /**
    * Logs a replica's state changes (once when it starts failing, once when it works again);
    * the replicator itself retries it with backoff and logs each failed attempt.
    */
-  #trackReplicaHealth(db: DbSpec, replicator: Replicator): void {
-    const types = new Map(db.replicas.map((r) => [r.name, r.type]));
+  #trackReplicaHealth(dbPath: string, replicas: readonly ReplicaSpec[], replicator: Replicator): void {
+    const types = new Map(replicas.map((r) => [r.name, r.type]));
     replicator.on('replica-error', (e) => {
-      const key = `${db.path}\0${e.replica}`;
+      const key = `${dbPath}\0${e.replica}`;
       const known = this.#failing.get(key);
       if (known) {
         known.failures++;
         return;
       }
-      this.#failing.set(key, { db: db.path, name: e.replica, type: types.get(e.replica) ?? '', since: Date.now(), failures: 1, replicator });
+      this.#failing.set(key, { db: dbPath, name: e.replica, type: types.get(e.replica) ?? '', since: Date.now(), failures: 1, replicator });
       this.logger.warn('replica unavailable, retrying with backoff', {
-        db: db.path,
+        db: dbPath,
         name: e.replica,
         type: types.get(e.replica),
         error: errorMessage(e.error),
@@ -372,14 +463,22 @@ class ReplicateRun {
       this.logger.info('waiting for exec process to close');
       return; // the child's exit triggers the shutdown
     }
-    if (this.#replicators.length > 0 || this.dbs.length === 0) void this.#shutdown(0);
+    if (this.#replicators.length > 0 || this.#directories.length > 0 || (this.dbs.length === 0 && this.dirs.length === 0)) void this.#shutdown(0);
     // else: still starting; start() shuts down once the current replicator is up.
   }
 
   async #stopAll(timeoutMs: number): Promise<number> {
     let failures = 0;
-    await Promise.all(
-      this.#replicators.map(async ({ db, replicator }) => {
+    await Promise.all([
+      ...this.#directories.map(async ({ dir, directory }) => {
+        try {
+          await directory.stop({ timeout: timeoutMs });
+        } catch (err) {
+          failures++;
+          this.logger.error('final sync failed', { dir: dir.dir, error: errorMessage(err) });
+        }
+      }),
+      ...this.#replicators.map(async ({ db, replicator }) => {
         let timer: NodeJS.Timeout | undefined;
         try {
           await Promise.race([
@@ -395,7 +494,7 @@ class ReplicateRun {
           clearTimeout(timer);
         }
       }),
-    );
+    ]);
     return failures;
   }
 

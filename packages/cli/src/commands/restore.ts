@@ -5,6 +5,7 @@ import { Follower, formatPos, parseGoDuration, restore, type RestoreOptions, typ
 import { JsonProgress, LineProgress, type ProgressSink, TerminalProgress } from '../progress.js';
 import { CliError, UsageError } from '../errors.js';
 import { absPath } from '../paths.js';
+import { restoreDirectory } from './restore-directory.js';
 
 const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-](\d{2}):(\d{2}))$/;
 
@@ -90,7 +91,16 @@ export async function restoreCommand(inv: Invocation): Promise<number> {
   }
   // With -if-replica-exists, a -replica naming no replica of the database, or a database
   // without replicas, is "no backup" (exit 0), as in Litestream; without it, the error says so.
-  const target = await resolveTarget(inv, 'database path or replica URL required', { unknownReplica: ifReplicaExists ? 'empty' : 'error' });
+  const target = await resolveTarget(inv, 'database path or replica URL required', { unknownReplica: ifReplicaExists ? 'empty' : 'error', allowDirectory: true });
+  if (target.directory) {
+    for (const [flag, set] of [
+      ['f (follow)', follow],
+      ['index', index !== undefined],
+      ['generation', generation !== undefined],
+    ] as const) {
+      if (set) throw new UsageError(`cannot combine a directory (${target.dbPath}) with -${flag}: it applies to one database; name one (e.g. ${target.dbPath}/<name>)`);
+    }
+  }
   if (target.replicas.length === 0 && !ifReplicaExists) {
     throw new UsageError(`database ${target.dbPath} has no replicas in ${target.config?.file}: nothing to restore from`);
   }
@@ -101,6 +111,41 @@ export async function restoreCommand(inv: Invocation): Promise<number> {
     else throw new UsageError('output path required');
     // With --json, stdout carries only JSON lines: the log goes to stderr.
     const logger = commandLogger(inv, target.config, { debug: boolFlag(args, 'verbose'), warnings: target.warnings, ...(boolFlag(args, 'json') ? { stream: 'stderr' as const } : {}) });
+    // Options of every restore (one database, or each of a directory).
+    const perDatabase = {
+      ...(timestamp !== undefined ? { timestamp } : {}),
+      ...(parallelism !== undefined ? { parallelism } : {}),
+      ...(overwrite ? { overwrite } : {}),
+      ...(ifDbNotExists ? { ifDbNotExists } : {}),
+      ...(ifReplicaExists ? { ifReplicaExists: true } : {}),
+      ...(verify !== undefined ? { verify: verify as RestoreOptions['verify'] } : {}),
+      ...(boolFlag(args, 'partial') ? { partial: true } : {}),
+    };
+    if (target.directory && target.replicas.length === 0) {
+      // Only with -if-replica-exists (see above): no replica, no backup.
+      logger.info('no matching backups found', { dir: target.dbPath });
+      return 0;
+    }
+    if (target.directory) {
+      const abort = new AbortController();
+      const onSignal = (sig: NodeJS.Signals) => abort.abort(new CliError(`restore interrupted by ${sig}`));
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
+      try {
+        return await restoreDirectory({
+          dir: target.directory,
+          replicas: target.replicas,
+          outputDir: outputPath,
+          logger,
+          json: boolFlag(args, 'json') ? new JsonProgress(io.stdout) : undefined,
+          signal: abort.signal,
+          options: perDatabase,
+        });
+      } finally {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+      }
+    }
     if (target.replicas.length === 0) {
       // Only with -if-replica-exists (see above), in Litestream's order: an existing output with
       // -if-db-not-exists is skipped first, otherwise there is no backup to restore.
@@ -134,13 +179,7 @@ export async function restoreCommand(inv: Invocation): Promise<number> {
       logger,
       ...(generation !== undefined ? { generation } : {}),
       ...(index !== undefined ? { index } : {}),
-      ...(timestamp !== undefined ? { timestamp } : {}),
-      ...(parallelism !== undefined ? { parallelism } : {}),
-      ...(overwrite ? { overwrite } : {}),
-      ...(ifDbNotExists ? { ifDbNotExists } : {}),
-      ...(ifReplicaExists ? { ifReplicaExists: true } : {}),
-      ...(verify !== undefined ? { verify: verify as RestoreOptions['verify'] } : {}),
-      ...(boolFlag(args, 'partial') ? { partial: true } : {}),
+      ...perDatabase,
       ...(progress ? { onProgress: (p: RestoreProgress) => progress.update(p) } : {}),
     };
     if (follow) {

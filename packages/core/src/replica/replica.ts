@@ -9,6 +9,7 @@ import { decodeObject, encodeObject, encodeSource, type ObjectStage } from '../p
 import { comparePos, formatPos, type Pos } from '../pos.js';
 import type { ReplicaClient, SnapshotInfo, WALSegmentInfo } from '../replica-client.js';
 import { backoffDelay, Mutex, sleep } from '../util/async.js';
+import type { SharedLimiters } from '../util/shared-limits.js';
 import { DEFAULT_LEASE_TTL_MS, ReplicaLease } from './lease.js';
 
 /**
@@ -33,6 +34,8 @@ export interface ReplicaSettings {
   readonly leaseTtlMs?: number;
   /** Take over another writer's live lease (planned failover). */
   readonly takeover?: boolean;
+  /** Limits shared with other replicators (`concurrency` option; util/shared-limits.ts). */
+  readonly limiters?: SharedLimiters;
 }
 
 /**
@@ -179,18 +182,26 @@ export class Replica {
     this.lastSyncAt = new Date();
   }
 
-  async #uploadSegment(src: Extract<ReturnType<WalEngine['sourceFor']>, { kind: 'data' }>): Promise<void> {
+  /**
+   * One WAL segment. `limited`: in turn with the group's other uploads (`concurrency`); a
+   * snapshot's own WAL is not, since the snapshot already holds a slot and its read transaction.
+   */
+  async #uploadSegment(src: Extract<ReturnType<WalEngine['sourceFor']>, { kind: 'data' }>, limited = true): Promise<void> {
     const t0 = Date.now();
     const generation = this.#engine.generation;
     const start: Pos = { generation, index: src.index, offset: src.start };
-    this.inflight++;
     let info: WALSegmentInfo;
-    try {
-      const body = encodeObject(this.#engine.openSegment(src), this.settings.stages);
-      info = await this.client.writeWALSegment(start, body);
-    } finally {
-      this.inflight--;
-    }
+    const upload = async () => {
+      this.inflight++;
+      try {
+        const body = encodeObject(this.#engine.openSegment(src), this.settings.stages);
+        return await this.client.writeWALSegment(start, body);
+      } finally {
+        this.inflight--;
+      }
+    };
+    const limiter = limited ? this.settings.limiters?.uploads : undefined;
+    info = await (limiter ? limiter(upload) : upload());
     this.#lastWriteAt = performance.now();
     this.#op('PUT', info.size);
     this.pos = { generation, index: src.index, offset: src.end };
@@ -207,7 +218,13 @@ export class Replica {
     return this.#mutex.run(() => this.#snapshot());
   }
 
-  async #snapshot(): Promise<SnapshotInfo> {
+  /** A snapshot, in turn with the other replicators of its `concurrency` group. */
+  #snapshot(): Promise<SnapshotInfo> {
+    const limiter = this.settings.limiters?.snapshots;
+    return limiter ? limiter(() => this.#takeSnapshot()) : this.#takeSnapshot();
+  }
+
+  async #takeSnapshot(): Promise<SnapshotInfo> {
     const t0 = Date.now();
     const engine = this.#engine;
     if (!this.pos || this.pos.generation !== engine.generation) {
@@ -264,7 +281,7 @@ export class Replica {
     while (comparePos(this.pos!, pos) < 0) {
       const src = this.#engine.sourceFor(this.pos!);
       if (src.kind !== 'data') return;
-      await this.#uploadSegment(src.index === pos.index && src.end > pos.offset ? { ...src, end: pos.offset } : src);
+      await this.#uploadSegment(src.index === pos.index && src.end > pos.offset ? { ...src, end: pos.offset } : src, false);
     }
   }
 

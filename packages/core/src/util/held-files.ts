@@ -62,3 +62,42 @@ const writable = new Map<string, Promise<fs.FileHandle>>();
 export function heldWritableFileHandle(path: string): Promise<fs.FileHandle> {
   return held(writable, path, 'r+');
 }
+
+/**
+ * Closes the held descriptors of files that no longer have a name (deleted, `nlink` 0), so
+ * their disk space is freed: no connection can open such a file again, and a connection that
+ * still has it open uses a database nobody can reach. Called once a replicator of a deleted
+ * database stopped (directory replication deletes and creates databases all the time).
+ * Resolves with the number closed.
+ */
+export async function releaseUnlinkedHeldFiles(): Promise<number> {
+  let closed = 0;
+  for (const registry of [handles, writable]) {
+    for (const [key, p] of [...registry]) {
+      const fh = await p.catch(() => undefined);
+      const st = fh ? await fh.stat().catch(() => undefined) : undefined;
+      if (!fh || !st || st.nlink > 0) continue;
+      if (registry.get(key) !== p) continue;
+      registry.delete(key);
+      await fh.close().catch(() => {});
+      closed++;
+    }
+  }
+  for (const [key, fd] of [...fds]) {
+    let nlink = 1;
+    try {
+      nlink = fsSync.fstatSync(fd).nlink;
+    } catch {
+      continue;
+    }
+    if (nlink > 0) continue;
+    fds.delete(key);
+    try {
+      fsSync.closeSync(fd);
+    } catch {
+      // already closed
+    }
+    closed++;
+  }
+  return closed;
+}
