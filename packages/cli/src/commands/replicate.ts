@@ -4,7 +4,7 @@ import { accessSync, constants, statSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { constants as osConstants } from 'node:os';
 import { delimiter, dirname, isAbsolute, join, resolve } from 'node:path';
-import { childLogger, DirectoryReplicator, type DirectoryReplicatorOptions, errorMessage, formatGoDuration, parseGoDuration, Replicator, type ReplicatorOptions } from '@walship/core';
+import { childLogger, DirectoryReplicator, type DirectoryReplicatorOptions, errorMessage, formatGoDuration, parseGoDuration, type ReplicaOptions, Replicator, type ReplicatorOptions } from '@walship/core';
 import { boolFlag, stringFlag } from '../args.js';
 import { adHocConfig, loadConfig, type Invocation } from '../cli.js';
 import { splitAddr, type CliConfig, type DbSpec, type DirSpec, type ReplicaSpec } from '../config.js';
@@ -218,7 +218,7 @@ function directoryOptions(dir: DirSpec, logger: CliLogger): DirectoryReplicatorO
     pattern: dir.pattern,
     recursive: dir.recursive,
     watch: dir.watch,
-    replicas: (db) => databaseOptions({ ...dir, replicas: tenantReplicas(dir, db.relPath) }).replicas,
+    replicas: (db) => replicaOptions(tenantReplicas(dir, db.relPath)),
     logger: childLogger(logger, { dir: dir.dir }),
   };
 }
@@ -226,7 +226,19 @@ function directoryOptions(dir: DirSpec, logger: CliLogger): DirectoryReplicatorO
 /** Replicas and settings shared by database and directory entries. */
 function databaseOptions(db: Omit<DbSpec, 'path' | 'metaPath'>): ReplicatorOptions {
   return {
-    replicas: db.replicas.map((r) => ({
+    replicas: replicaOptions(db.replicas),
+    monitorInterval: db.monitorIntervalMs,
+    checkpointInterval: db.checkpointIntervalMs,
+    minCheckpointPageCount: db.minCheckpointPageCount,
+    maxCheckpointPageCount: db.maxCheckpointPageCount,
+    ...(db.truncatePageCount !== undefined ? { truncatePageCount: db.truncatePageCount } : {}),
+    ...(db.busyTimeoutMs !== undefined ? { busyTimeout: db.busyTimeoutMs } : {}),
+  };
+}
+
+/** The library's replica options of the config's replicas. */
+function replicaOptions(replicas: readonly ReplicaSpec[]): ReplicaOptions[] {
+  return replicas.map((r) => ({
       client: r.client,
       name: r.name,
       syncInterval: r.syncIntervalMs,
@@ -237,14 +249,7 @@ function databaseOptions(db: Omit<DbSpec, 'path' | 'metaPath'>): ReplicatorOptio
       ...(r.leaseTtlMs !== undefined ? { leaseTtl: r.leaseTtlMs } : {}),
       ...(r.takeover ? { takeover: true } : {}),
       ...(r.stages ? { stages: r.stages } : {}),
-    })),
-    monitorInterval: db.monitorIntervalMs,
-    checkpointInterval: db.checkpointIntervalMs,
-    minCheckpointPageCount: db.minCheckpointPageCount,
-    maxCheckpointPageCount: db.maxCheckpointPageCount,
-    ...(db.truncatePageCount !== undefined ? { truncatePageCount: db.truncatePageCount } : {}),
-    ...(db.busyTimeoutMs !== undefined ? { busyTimeout: db.busyTimeoutMs } : {}),
-  };
+  }));
 }
 
 function signalExitCode(signal: NodeJS.Signals | null): number {

@@ -69,13 +69,13 @@ export async function restoreDirectory(run: DirectoryRestore): Promise<number> {
   const counts = { restored: 0, skipped: 0, failed: 0 };
   const failures: string[] = [];
   const limit = pLimit(DATABASES_AT_ONCE);
+  const names = new Set(run.replicas.map((r) => r.name));
   const t0 = performance.now();
   await Promise.all(
     rels.map((rel) =>
       limit(async () => {
         if (run.signal.aborted) return;
         const outputPath = path.join(run.outputDir, ...rel.split('/'));
-        const names = new Set(run.replicas.map((r) => r.name));
         const replicas = tenantReplicas(dir, rel).filter((r) => names.has(r.name));
         try {
           const result = await restore({

@@ -5,9 +5,9 @@ import fs from 'node:fs';
  *
  * One `fs.watch` (inotify) per directory. inotify also reports every write to a file in it —
  * each commit of every database there writes its `-wal` — so a watch is one-shot: its first
- * event closes it and schedules `onChange`, and the owner re-arms it (`arm()`) right before it
- * lists the directory again, at most once per `minGapMs`. A directory whose databases commit
- * thousands of times a second thus costs one listing per `minGapMs`, and an idle one nothing.
+ * event closes it and calls `onChange`, and the owner re-arms it (`arm()`) right before it
+ * lists the directory again, which it does at most once per interval (directory-replicator.ts). A directory whose databases commit
+ * thousands of times a second thus costs one listing per interval, and an idle one nothing.
  * A watch that cannot be made (inotify limits, a file system without it) reports
  * `active === false`; the owner then lists the directory every poll interval instead.
  * Watches are not referenced: they never keep a process alive.
@@ -15,17 +15,13 @@ import fs from 'node:fs';
 export class DirWatch {
   readonly dir: string;
   readonly #onChange: () => void;
-  readonly #minGapMs: number;
   #watcher: fs.FSWatcher | undefined;
   #failed = false;
   #closed = false;
-  #timer: NodeJS.Timeout | undefined;
-  #armedAt = 0;
 
-  constructor(dir: string, onChange: () => void, minGapMs: number) {
+  constructor(dir: string, onChange: () => void) {
     this.dir = dir;
     this.#onChange = onChange;
-    this.#minGapMs = minGapMs;
   }
 
   /** True while notifications work (a failed watch: the owner polls). */
@@ -36,10 +32,9 @@ export class DirWatch {
   /** Watches for the next change (call right before listing the directory). */
   arm(): void {
     if (this.#closed || this.#watcher) return;
-    this.#armedAt = performance.now();
     try {
-      const w = fs.watch(this.dir, { persistent: false }, () => this.#fire());
-      w.on('error', () => this.#fire());
+      const w = fs.watch(this.dir, { persistent: false }, () => this.#fire(w));
+      w.on('error', () => this.#fire(w));
       this.#watcher = w;
       this.#failed = false;
     } catch {
@@ -47,23 +42,17 @@ export class DirWatch {
     }
   }
 
-  #fire(): void {
-    this.#watcher?.close();
+  /** The first event of an armed watch: close it and tell the owner, which paces the listings. */
+  #fire(w: fs.FSWatcher): void {
+    if (this.#watcher !== w) return;
+    w.close();
     this.#watcher = undefined;
-    if (this.#closed || this.#timer) return;
-    const wait = Math.max(0, this.#armedAt + this.#minGapMs - performance.now());
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      if (!this.#closed) this.#onChange();
-    }, wait);
-    this.#timer.unref();
+    if (!this.#closed) this.#onChange();
   }
 
   close(): void {
     this.#closed = true;
     this.#watcher?.close();
     this.#watcher = undefined;
-    if (this.#timer) clearTimeout(this.#timer);
-    this.#timer = undefined;
   }
 }

@@ -31,8 +31,8 @@ const DIRECTORY_IDLE_SCAN_MS = 60_000;
 let nextGroup = 1;
 
 interface Running extends DirectoryDatabase {
-  /** File version seen when it started (dev:ino first, for hard links). */
-  readonly version: string;
+  /** The file (`dev:ino`) it started on: two hard links of one file get one replicator. */
+  readonly inode: string;
   state: 'starting' | 'running' | 'stopping';
   readonly replicator: Replicator;
   /** Settles when `start()` did. */
@@ -363,7 +363,7 @@ export class DirectoryReplicator extends EventEmitter<DirectoryReplicatorEvents>
     for (const w of this.#watches.values()) if (!w.active) failedBefore = true;
     for (const rel of dirs) {
       if (this.#watches.has(rel)) continue;
-      const w = new DirWatch(rel === '' ? this.dir : path.join(this.dir, rel), () => this.#onWatchEvent(), EVENT_GAP_MS);
+      const w = new DirWatch(rel === '' ? this.dir : path.join(this.dir, rel), () => this.#onWatchEvent());
       this.#watches.set(rel, w);
       w.arm();
       if (rel !== '' || this.#watches.size > 1) added = true;
@@ -398,7 +398,8 @@ export class DirectoryReplicator extends EventEmitter<DirectoryReplicatorEvents>
       return;
     }
     // Two names of one file (hard links): one replicator, or their checkpoints would fight.
-    const twin = [...this.#running.values()].find((r) => r.version.split(':').slice(0, 2).join(':') === version.split(':').slice(0, 2).join(':'));
+    const inode = inodeOf(version);
+    const twin = [...this.#running.values()].find((r) => r.inode === inode);
     if (twin) {
       this.#skip(f, version, `the same file as ${twin.relPath} (a hard link), which is replicated`);
       return;
@@ -412,7 +413,7 @@ export class DirectoryReplicator extends EventEmitter<DirectoryReplicatorEvents>
       this.#fail(f, version, err as Error);
       return;
     }
-    const entry: Running = { relPath: f.relPath, path: f.path, version, state: 'starting', replicator, started: Promise.resolve() };
+    const entry: Running = { relPath: f.relPath, path: f.path, inode, state: 'starting', replicator, started: Promise.resolve() };
     this.#running.set(f.relPath, entry);
     entry.started = this.#starting(async () => {
       // Stopped (the directory or this database) before its turn came: never started.
@@ -479,4 +480,9 @@ export class DirectoryReplicator extends EventEmitter<DirectoryReplicatorEvents>
     // A database created again under the same name while this one stopped: pick it up now.
     if (reason === 'deleted' && this.#state === 'running') this.#onWatchEvent();
   }
+}
+
+/** `dev:ino` of a file version key (`dev:ino:size:mtime`, probe.ts). */
+function inodeOf(version: string): string {
+  return version.split(':').slice(0, 2).join(':');
 }

@@ -190,7 +190,6 @@ export class Replica {
     const t0 = Date.now();
     const generation = this.#engine.generation;
     const start: Pos = { generation, index: src.index, offset: src.start };
-    let info: WALSegmentInfo;
     const upload = async () => {
       this.inflight++;
       try {
@@ -201,7 +200,7 @@ export class Replica {
       }
     };
     const limiter = limited ? this.settings.limiters?.uploads : undefined;
-    info = await (limiter ? limiter(upload) : upload());
+    const info: WALSegmentInfo = await (limiter ? limiter(upload) : upload());
     this.#lastWriteAt = performance.now();
     this.#op('PUT', info.size);
     this.pos = { generation, index: src.index, offset: src.end };
