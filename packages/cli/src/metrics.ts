@@ -265,6 +265,21 @@ export class Metrics {
       }
       dbs.push({ path: w.db, replicas });
     }
+    // A directory's databases that failed to start (locked by another walship, not WAL-able…)
+    // are not replicated at all: unhealthy, until a retry starts them.
+    for (const { directory } of this.#directories) {
+      let failed: ReturnType<DirectoryReplicator['status']>['failed'] = [];
+      try {
+        failed = directory.status().failed;
+      } catch {
+        continue; // stopped
+      }
+      for (const f of failed) {
+        const error = `not replicated: ${scrubString(errorMessage(f.error))}`;
+        unhealthy.push({ db: f.path, replica: '', lagSeconds: 0, error });
+        dbs.push({ path: f.path, replicas: [], error });
+      }
+    }
     return { status: unhealthy.length === 0 ? 'ok' : 'unhealthy', unhealthy, dbs };
   }
 }
@@ -274,6 +289,8 @@ export interface HealthReport {
   unhealthy: { db: string; replica: string; lagSeconds: number; error?: string }[];
   dbs: {
     path: string;
+    /** Set when the database is not replicated at all (a directory's database whose start failed). */
+    error?: string;
     replicas: { name: string; type: string; healthy: boolean; lagSeconds: number; lastSyncAt?: string; lastError?: string }[];
   }[];
 }

@@ -153,3 +153,36 @@ test('Litestream v0.3.13 restores one tenant of a directory replica on its own',
   assert.equal(r.code, 0, r.text);
   assert.equal(readIds(out).length, 11);
 });
+
+test('/healthz counts a directory database that failed to start as unhealthy, naming it and why', async (t) => {
+  const { DirectoryReplicator } = await import('@walship/core');
+  const { FileReplicaClient } = await import('@walship/file');
+  const { Metrics } = await import('../src/metrics.js');
+  const { dir, cleanup } = tempDir('walship-cli-dir-health-');
+  const tenants = join(dir, 'tenants');
+  makeTenant(join(tenants, 'a.db'), 2);
+  makeTenant(join(tenants, 'b.db'), 2);
+  const client = new FileReplicaClient({ path: join(dir, 'backup') });
+  // Another replicator holds b.db: the directory's start of b.db fails with LockedError.
+  const holder = new DirectoryReplicator(tenants, { pattern: 'b.db', replicas: [{ client }] });
+  await holder.start();
+  const d = new DirectoryReplicator(tenants, { pattern: '*.db', replicas: [{ client }] });
+  t.after(async () => {
+    await d.stop();
+    await holder.stop();
+    cleanup();
+  });
+  await d.start();
+  const metrics = new Metrics();
+  metrics.watchDirectory(tenants, d);
+  for (const db of d.databases()) metrics.watch(db.path, d.replicator(db.path)!, new Map([['file', 'file']]));
+  const h = metrics.health();
+  assert.equal(h.status, 'unhealthy', JSON.stringify(h));
+  assert.deepEqual(
+    h.unhealthy.map((u) => u.db),
+    [join(tenants, 'b.db')],
+    'only the database that is not replicated is unhealthy',
+  );
+  assert.match(h.unhealthy[0]!.error ?? '', /^not replicated: .*already being replicated/, 'the reason is named');
+  assert.ok(h.dbs.some((x) => x.path === join(tenants, 'a.db') && x.replicas.length === 1 && x.replicas[0]!.healthy), JSON.stringify(h.dbs));
+});

@@ -109,6 +109,8 @@ export class ReplicatorCore extends EventEmitter<ReplicatorEvents> {
   readonly #validators = new Map<Replica, ReplicaValidator>();
   /** Started, but the database file did not exist at the last look. */
   #waitingForDb = false;
+  /** Closes an idle database's spare SQLite connections (see #armShed). */
+  #shedTimer: NodeJS.Timeout | undefined;
 
   constructor(dbPath: string, options: ReplicatorOptions) {
     super();
@@ -326,6 +328,30 @@ export class ReplicatorCore extends EventEmitter<ReplicatorEvents> {
         this.emit('checkpoint-error', { mode: 'PASSIVE', error: err as Error });
       }
     });
+    this.#armShed();
+  }
+
+  /**
+   * Once the database has been idle for a while, closes every SQLite connection but the pin's
+   * (a thousand idle databases then hold a thousand connections, not six thousand). One timer,
+   * armed after engine work while spare connections are open; the next use reopens them.
+   */
+  #armShed(): void {
+    if (this.#shedTimer || !this.#running) return;
+    const due = this.#engine.shedDueInMs();
+    if (due === undefined) return;
+    this.#shedTimer = setTimeout(() => {
+      this.#shedTimer = undefined;
+      if (!this.#running || this.#stopping) return;
+      void this.#withEngine(async () => {
+        try {
+          this.#engine.shedConnections();
+        } catch (err) {
+          this.#log.warn('closing idle connections failed', { error: errorMessage(err) });
+        }
+      }).then(() => this.#armShed());
+    }, Math.max(due, 250));
+    this.#shedTimer.unref();
   }
 
   async #replicaLoop(r: Replica): Promise<void> {
@@ -527,6 +553,8 @@ export class ReplicatorCore extends EventEmitter<ReplicatorEvents> {
       }
     }
     this.#running = false;
+    clearTimeout(this.#shedTimer);
+    this.#shedTimer = undefined;
     this.#watch?.close();
     this.#watch = undefined;
     this.#abort.abort(new ClosedError());

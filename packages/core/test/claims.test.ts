@@ -343,11 +343,13 @@ test('checkpointInterval: an idle WAL gets PASSIVE checkpoints and no storage re
   rep.on('operation', onOp);
   rep.on('checkpoint', onCheckpoint);
   const t0 = Date.now();
-  await until(() => ops.length > 0 || (Date.now() - t0 >= 6 * checkpointIntervalMs && passive >= 3), 20_000, 'three idle PASSIVE checkpoints');
+  await until(() => ops.length > 0 || (Date.now() - t0 >= 8 * checkpointIntervalMs && passive >= 1), 20_000, 'an idle PASSIVE checkpoint');
   rep.off('operation', onOp);
   rep.off('checkpoint', onCheckpoint);
   assert.deepEqual(ops, [], `no storage requests over ${Date.now() - t0} ms idle`);
-  assert.ok(passive >= 3, `${passive} PASSIVE checkpoints`);
+  // One copies every frame (the read lock is at the WAL's end); then there is nothing left to
+  // copy, and an idle database checkpoints no more (each would reopen the checkpointer).
+  assert.ok(passive >= 1 && passive <= 2, `${passive} PASSIVE checkpoints in ${Date.now() - t0} ms idle (interval ${checkpointIntervalMs} ms): one, not one per interval`);
   assert.deepEqual(rep.pos, pos, 'no WAL restart, nothing new to ship');
   const dbSizeAfter = (await fs.stat(dbPath)).size;
   assert.ok(dbSizeAfter > dbSizeBefore + 40 * PAGE, `the checkpoint copied the WAL's pages into the database file (${dbSizeBefore} → ${dbSizeAfter} bytes)`);

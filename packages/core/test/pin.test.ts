@@ -85,3 +85,50 @@ test('a moved pin keeps holding the WAL, and follows the newest commits', async 
   const r = conns.checkpoint('PASSIVE');
   assert.equal(r.checkpointed, r.log, `the pin allows copying every frame (${seenByApp} rows)`);
 });
+
+test('shed() keeps only the pin: the WAL stays pinned, and the closed connections reopen on demand', async (t) => {
+  const { dbPath, app, conns } = await setup(t);
+  conns.pinRead();
+  insertRows(app, 20);
+  assert.ok(conns.repin(), 'pin moved (opens the second pin connection)');
+  conns.checkpoint('PASSIVE');
+  assert.ok(conns.openCount >= 3, `writer, checkpointer and two pins open before shedding (${conns.openCount})`);
+  const open = conns.openCount;
+  assert.equal(conns.shed(), open - 1, 'shed closes every connection but the pin');
+  assert.equal(conns.openCount, 1, 'only the pin connection left');
+  assert.ok(conns.pinned, 'still pinned');
+  // The application copies what it can and writes on: with the pin still held, nobody restarts.
+  insertRows(app, 5);
+  const before = walHeader(dbPath);
+  appCheckpointsAndWrites(app);
+  appCheckpointsAndWrites(app);
+  assert.equal(walHeader(dbPath), before, 'the remaining pin kept the WAL from being restarted');
+  // walship's own restart still works, reopening writer, checkpointer and the other pin.
+  assert.ok(conns.repin());
+  assert.ok(conns.tryLockWrites(100), 'write lock taken on a reopened writer');
+  const r = conns.checkpoint('PASSIVE');
+  assert.equal(r.checkpointed, r.log, 'everything copied');
+  conns.unlockWrites();
+  assert.ok(conns.tryLockWrites(100));
+  conns.commitRestartingWrite();
+  assert.notEqual(walHeader(dbPath), before, 'our write restarted the WAL');
+  assert.ok(conns.pinned, 'bridged onto the new WAL');
+});
+
+test('shed() never closes a connection inside a transaction (held write lock, streaming snapshot)', async (t) => {
+  const { conns } = await setup(t);
+  conns.pinRead();
+  assert.ok(conns.tryLockWrites(100));
+  const snap = conns.snapshotReader;
+  snap.exec('BEGIN');
+  snap.prepare('SELECT COUNT(1) FROM t').get();
+  conns.checkpoint('PASSIVE');
+  conns.shed();
+  assert.equal(conns.openCount, 3, 'pin, writer (write lock) and snapshot reader kept; checkpointer closed');
+  assert.ok(conns.writer.inTransaction, 'the write lock is still held');
+  assert.ok(snap.open && snap.inTransaction, 'the snapshot read transaction is still open');
+  snap.exec('COMMIT');
+  conns.unlockWrites();
+  conns.shed();
+  assert.equal(conns.openCount, 1, 'idle again: only the pin');
+});

@@ -1,6 +1,6 @@
 import type fs from 'node:fs/promises';
 import Database from 'better-sqlite3';
-import { ConfigError } from '../errors.js';
+import { ConfigError, WalshipError } from '../errors.js';
 import { sleepSync } from '../util/fs.js';
 import { heldFd, heldFileHandle } from '../util/held-files.js';
 
@@ -29,54 +29,51 @@ export interface CheckpointResult {
  * - `dbFile`: a descriptor on the database file for reading snapshots, and `shmFd` one on the
  *   `-shm` for reading the wal-index. Both are never closed (see `util/held-files.ts`): closing
  *   a descriptor drops every POSIX lock the process holds on the file, the application's too.
+ *
+ * Every connection but the pin holding the read transaction is opened when first needed and
+ * closed again by `shed()` (an idle database keeps one: each costs ~65 KiB, ~150–190 KiB once
+ * it has read the database, most of it SQLite's page cache). Closing the read-write ones while
+ * the pin is held in the same process never checkpoints or deletes the `-wal` (SQLite cannot
+ * take the exclusive lock that needs).
  */
 export class DbConnections {
-  readonly writer: Db;
-  readonly checkpointer: Db;
-  readonly snapshotReader: Db;
+  readonly #path: string;
+  readonly #busyTimeoutMs: number;
+  #writer: Db | undefined;
+  #checkpointer: Db | undefined;
+  #snapshotReader: Db | undefined;
   /** The two read-only pin connections; `#active` is the one holding the pin when `#pinned`. */
-  readonly #pins: readonly [Db, Db];
+  readonly #pins: [Db | undefined, Db | undefined] = [undefined, undefined];
   #active: 0 | 1 = 0;
   readonly dbFile: fs.FileHandle;
   /** Read-only descriptor on the `-shm` file, for `readWalIndexSync`; never closed (-1: no `-shm`). */
   readonly shmFd: number;
   /** Page number of `_litestream_seq`'s root (its only page): what walship's restarting write changes. */
-  readonly seqPage: number;
+  seqPage = 0;
   #pinned = false;
   #closed = false;
   #journalSizeLimit = 0;
   #truncating = true;
-  readonly #upsert: Database.Statement;
+  #upsert: Database.Statement | undefined;
 
-  private constructor(writer: Db, checkpointer: Db, pins: readonly [Db, Db], snapshotReader: Db, dbFile: fs.FileHandle, seqPage: number, shmFd: number) {
-    this.writer = writer;
-    this.shmFd = shmFd;
-    this.seqPage = seqPage;
-    this.checkpointer = checkpointer;
-    this.#pins = pins;
-    this.snapshotReader = snapshotReader;
+  private constructor(dbPath: string, busyTimeoutMs: number, dbFile: fs.FileHandle, shmFd: number) {
+    this.#path = dbPath;
+    this.#busyTimeoutMs = busyTimeoutMs;
     this.dbFile = dbFile;
-    this.#upsert = writer.prepare(
-      'INSERT INTO _litestream_seq (id, seq) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET seq = seq + 1',
-    );
+    this.shmFd = shmFd;
   }
 
   /**
-   * Opens the descriptor and connections, switches the database to WAL mode and creates the
+   * Opens the descriptors and the writer, switches the database to WAL mode and creates the
    * helper tables (`_litestream_seq`, `_litestream_lock`, as Litestream names them) if missing.
    * @throws ConfigError when the database cannot be put in WAL mode
    */
   static async open(dbPath: string, opts: { busyTimeoutMs: number; journalSizeLimit: number }): Promise<DbConnections> {
     const dbFile = await heldFileHandle(dbPath);
-    const opened: Db[] = [];
+    const first = new Database(dbPath, { fileMustExist: true, timeout: opts.busyTimeoutMs });
+    let conns: DbConnections | undefined;
     try {
-      const rw = (): Db => {
-        const d = new Database(dbPath, { fileMustExist: true, timeout: opts.busyTimeoutMs });
-        opened.push(d);
-        return d;
-      };
-      const writer = rw();
-      const mode = String(await retryBusy(() => writer.pragma('journal_mode = wal', { simple: true }), opts.busyTimeoutMs)).toLowerCase();
+      const mode = String(await retryBusy(() => first.pragma('journal_mode = wal', { simple: true }), opts.busyTimeoutMs)).toLowerCase();
       if (mode !== 'wal') throw new ConfigError(`enable wal failed, mode=${JSON.stringify(mode)}: the database must be in WAL mode`);
       // WAL mode is on, so the -shm normally exists (not with an application in exclusive
       // locking mode: then -1, and walship reads no wal-index).
@@ -86,38 +83,102 @@ export class DbConnections {
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       }
-      writer.pragma('wal_autocheckpoint = 0');
-      // The writer only writes `_litestream_seq`, to restart the WAL. Without fsyncs in its
-      // commit, the moment between SQLite rewriting the WAL header and walship recording the
-      // restart (which a kill -9 there would turn into a new generation) lasts microseconds.
-      writer.pragma('synchronous = NORMAL');
-      writer.pragma(`journal_size_limit = ${Math.max(0, Math.floor(opts.journalSizeLimit))}`);
-      const checkpointer = rw();
-      checkpointer.pragma('wal_autocheckpoint = 0');
-      await retryBusy(() => ensureHelperTables(writer), opts.busyTimeoutMs);
-      const seqPage = Number(writer.prepare(`SELECT rootpage FROM sqlite_master WHERE type = 'table' AND name = '_litestream_seq'`).pluck().get());
-      const ro = (): Db => {
-        const d = new Database(dbPath, { readonly: true, fileMustExist: true, timeout: opts.busyTimeoutMs });
-        opened.push(d);
-        return d;
-      };
-      const pins = [ro(), ro()] as const;
-      const snapshotReader = ro();
-      const conns = new DbConnections(writer, checkpointer, pins, snapshotReader, dbFile, seqPage, shmFd);
+      conns = new DbConnections(dbPath, opts.busyTimeoutMs, dbFile, shmFd);
       conns.#journalSizeLimit = Math.max(0, Math.floor(opts.journalSizeLimit));
+      conns.#adoptWriter(first);
+      await retryBusy(() => ensureHelperTables(first), opts.busyTimeoutMs);
+      conns.seqPage = Number(first.prepare(`SELECT rootpage FROM sqlite_master WHERE type = 'table' AND name = '_litestream_seq'`).pluck().get());
       return conns;
     } catch (err) {
-      // Read-write connections first, read-only last (keeps the -wal in place).
-      for (const d of opened) {
-        try {
-          if (d.inTransaction) d.exec('ROLLBACK');
-          d.close();
-        } catch {
-          /* closing after a failed open */
-        }
-      }
+      if (conns) await conns.close();
+      else closeQuietly(first);
       throw err;
     }
+  }
+
+  /** Read-write connection for walship's restarting writes (opened on first use). */
+  get writer(): Db {
+    if (this.#writer) return this.#writer;
+    return this.#adoptWriter(this.#openConnection(false));
+  }
+
+  /** Read-write connection for checkpoints (opened on first use). */
+  get checkpointer(): Db {
+    if (this.#checkpointer) return this.#checkpointer;
+    const d = this.#openConnection(false);
+    d.pragma('wal_autocheckpoint = 0');
+    this.#checkpointer = d;
+    return d;
+  }
+
+  /** Read-only connection for a snapshot's read transaction (opened on first use). */
+  get snapshotReader(): Db {
+    this.#snapshotReader ??= this.#openConnection(true);
+    return this.#snapshotReader;
+  }
+
+  /** How many SQLite connections are open now (for tests and diagnostics). */
+  get openCount(): number {
+    return [this.#writer, this.#checkpointer, this.#snapshotReader, ...this.#pins].filter((d) => d !== undefined).length;
+  }
+
+  #pin(i: 0 | 1): Db {
+    this.#pins[i] ??= this.#openConnection(true);
+    return this.#pins[i];
+  }
+
+  #openConnection(readonly: boolean): Db {
+    if (this.#closed) throw new WalshipError('WALSHIP_NOT_OPEN', 'database connections are closed');
+    return new Database(this.#path, { readonly, fileMustExist: true, timeout: this.#busyTimeoutMs });
+  }
+
+  #adoptWriter(d: Db): Db {
+    d.pragma('wal_autocheckpoint = 0');
+    // The writer only writes `_litestream_seq`, to restart the WAL. Without fsyncs in its
+    // commit, the moment between SQLite rewriting the WAL header and walship recording the
+    // restart (which a kill -9 there would turn into a new generation) lasts microseconds.
+    d.pragma('synchronous = NORMAL');
+    d.pragma(`journal_size_limit = ${this.#truncating ? this.#journalSizeLimit : -1}`);
+    this.#writer = d;
+    this.#upsert = undefined;
+    return d;
+  }
+
+  /**
+   * Closes every connection not needed now: all but the one holding the pin, skipping any in
+   * a transaction (a snapshot's, a held write lock). Read-write ones first. Returns how many
+   * it closed.
+   */
+  shed(): number {
+    let n = 0;
+    const idle = (d: Db | undefined): d is Db => d !== undefined && !d.inTransaction;
+    if (idle(this.#writer)) {
+      closeQuietly(this.#writer);
+      this.#writer = undefined;
+      this.#upsert = undefined;
+      n++;
+    }
+    if (idle(this.#checkpointer)) {
+      closeQuietly(this.#checkpointer);
+      this.#checkpointer = undefined;
+      n++;
+    }
+    if (idle(this.#snapshotReader)) {
+      closeQuietly(this.#snapshotReader);
+      this.#snapshotReader = undefined;
+      n++;
+    }
+    for (const i of [0, 1] as const) {
+      if (this.#pinned && i === this.#active) continue;
+      const d = this.#pins[i];
+      if (!idle(d)) continue;
+      // Unpinned: keep one pin connection (the next pin would open it again at once).
+      if (!this.#pinned && i === this.#active) continue;
+      closeQuietly(d);
+      this.#pins[i] = undefined;
+      n++;
+    }
+    return n;
   }
 
   get pinned(): boolean {
@@ -127,7 +188,7 @@ export class DbConnections {
   /** Starts the long-lived read transaction (a no-op when already pinned). */
   pinRead(): void {
     if (this.#pinned) return;
-    beginRead(this.#pins[this.#active]);
+    beginRead(this.#pin(this.#active));
     this.#pinned = true;
   }
 
@@ -135,7 +196,7 @@ export class DbConnections {
   unpin(): void {
     if (!this.#pinned) return;
     this.#pinned = false;
-    this.#pins[this.#active].exec('COMMIT');
+    this.#pin(this.#active).exec('COMMIT');
   }
 
   /**
@@ -151,12 +212,12 @@ export class DbConnections {
     }
     const next = this.#active === 0 ? 1 : 0;
     try {
-      beginRead(this.#pins[next]);
+      beginRead(this.#pin(next));
     } catch (err) {
       if (isBusy(err)) return false;
       throw err;
     }
-    this.#pins[this.#active].exec('COMMIT');
+    this.#pin(this.#active).exec('COMMIT');
     this.#active = next;
     return true;
   }
@@ -175,12 +236,12 @@ export class DbConnections {
       const next = this.#active === 0 ? 1 : 0;
       let bridged = false;
       try {
-        beginRead(this.#pins[next]);
+        beginRead(this.#pin(next));
         bridged = true;
       } catch (err) {
         if (!isBusy(err)) throw err;
       }
-      this.#pins[this.#active].exec('COMMIT');
+      this.#pin(this.#active).exec('COMMIT');
       if (bridged) this.#active = next;
       else this.#pinned = false;
     }
@@ -193,14 +254,15 @@ export class DbConnections {
    * the microsecond gap between a busy writer's transactions; polling every ~50 µs does.
    */
   tryLockWrites(waitMs: number): boolean {
-    this.writer.pragma('busy_timeout = 0');
+    const writer = this.writer;
+    writer.pragma('busy_timeout = 0');
     const deadline = performance.now() + Math.max(0, waitMs);
     for (let i = 0; ; i++) {
       try {
-        this.writer.exec('BEGIN IMMEDIATE');
+        writer.exec('BEGIN IMMEDIATE');
         return true;
       } catch (err) {
-        if (this.writer.inTransaction) this.writer.exec('ROLLBACK');
+        if (writer.inTransaction) writer.exec('ROLLBACK');
         if (!isBusy(err)) throw err;
       }
       if (performance.now() >= deadline) return false;
@@ -209,7 +271,7 @@ export class DbConnections {
   }
 
   unlockWrites(): void {
-    if (this.writer.inTransaction) this.writer.exec('ROLLBACK');
+    if (this.#writer?.inTransaction) this.#writer.exec('ROLLBACK');
   }
 
   /**
@@ -220,14 +282,16 @@ export class DbConnections {
    */
   truncateOnRestart(on: boolean): void {
     if (on === this.#truncating) return;
-    this.writer.pragma(`journal_size_limit = ${on ? this.#journalSizeLimit : -1}`);
     this.#truncating = on;
+    this.#writer?.pragma(`journal_size_limit = ${on ? this.#journalSizeLimit : -1}`);
   }
 
   /** Writes `_litestream_seq` inside the writer's open transaction and commits. */
   commitSeqWrite(): void {
+    const writer = this.writer;
+    this.#upsert ??= writer.prepare('INSERT INTO _litestream_seq (id, seq) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET seq = seq + 1');
     this.#upsert.run();
-    this.writer.exec('COMMIT');
+    writer.exec('COMMIT');
   }
 
   checkpoint(mode: 'PASSIVE' | 'FULL' | 'RESTART' | 'TRUNCATE'): CheckpointResult {
@@ -239,23 +303,36 @@ export class DbConnections {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    for (const d of [this.writer, this.checkpointer, this.snapshotReader]) {
+    // Read-write connections first, the pins last (keeps the -wal in place).
+    for (const d of [this.#writer, this.#checkpointer, this.#snapshotReader]) {
+      if (!d) continue;
       try {
         if (d.inTransaction) d.exec('ROLLBACK');
-        d.close();
       } catch {
         /* best effort */
       }
+      closeQuietly(d);
     }
     for (const d of this.#pins) {
+      if (!d) continue;
       try {
         if (d.inTransaction) d.exec('COMMIT');
-        d.close();
       } catch {
         /* best effort */
       }
+      closeQuietly(d);
     }
+    this.#writer = this.#checkpointer = this.#snapshotReader = this.#upsert = undefined;
+    this.#pins[0] = this.#pins[1] = undefined;
     this.#pinned = false;
+  }
+}
+
+function closeQuietly(d: Db): void {
+  try {
+    d.close();
+  } catch {
+    /* closing is best effort */
   }
 }
 

@@ -24,7 +24,15 @@ export interface SharedLimiters {
 export const DEFAULT_SHARED_SNAPSHOTS = 2;
 export const DEFAULT_SHARED_UPLOADS = 32;
 
-const groups = new Map<string, SharedLimiters>();
+/**
+ * Held weakly: a group lives as long as a replicator that uses it (its replicas hold the
+ * limiters), and its entry goes once the last one is garbage — a process that creates and drops
+ * directory replicators all day does not accumulate them.
+ */
+const groups = new Map<string, WeakRef<SharedLimiters>>();
+const forget = new FinalizationRegistry<string>((key) => {
+  if (groups.get(key)?.deref() === undefined) groups.delete(key);
+});
 
 function count(v: unknown, fallback: number, what: string): number {
   if (v === undefined) return fallback;
@@ -47,13 +55,19 @@ export function checkConcurrency(v: unknown): ConcurrencyLimits | undefined {
 
 /** The limiters of a group, created on first use. */
 export function sharedLimiters(limits: ConcurrencyLimits): SharedLimiters {
-  let g = groups.get(limits.key);
+  let g = groups.get(limits.key)?.deref();
   if (!g) {
     g = {
       snapshots: pLimit(limits.snapshots ?? DEFAULT_SHARED_SNAPSHOTS),
       uploads: pLimit(limits.uploads ?? DEFAULT_SHARED_UPLOADS),
     };
-    groups.set(limits.key, g);
+    groups.set(limits.key, new WeakRef(g));
+    forget.register(g, limits.key);
   }
   return g;
+}
+
+/** How many groups are alive (for tests). */
+export function sharedLimiterGroups(): number {
+  return groups.size;
 }
