@@ -48,8 +48,7 @@ export class DbConnections {
   readonly dbFile: fs.FileHandle;
   /** Read-only descriptor on the `-shm` file, for `readWalIndexSync`; never closed (-1: no `-shm`). */
   readonly shmFd: number;
-  /** Page number of `_litestream_seq`'s root (its only page): what walship's restarting write changes. */
-  seqPage = 0;
+  #seqPage = 0;
   #pinned = false;
   #closed = false;
   #journalSizeLimit = 0;
@@ -87,7 +86,7 @@ export class DbConnections {
       conns.#journalSizeLimit = Math.max(0, Math.floor(opts.journalSizeLimit));
       conns.#adoptWriter(first);
       await retryBusy(() => ensureHelperTables(first), opts.busyTimeoutMs);
-      conns.seqPage = Number(first.prepare(`SELECT rootpage FROM sqlite_master WHERE type = 'table' AND name = '_litestream_seq'`).pluck().get());
+      conns.#seqPage = Number(first.prepare(`SELECT rootpage FROM sqlite_master WHERE type = 'table' AND name = '_litestream_seq'`).pluck().get());
       return conns;
     } catch (err) {
       if (conns) await conns.close();
@@ -138,7 +137,7 @@ export class DbConnections {
     // commit, the moment between SQLite rewriting the WAL header and walship recording the
     // restart (which a kill -9 there would turn into a new generation) lasts microseconds.
     d.pragma('synchronous = NORMAL');
-    d.pragma(`journal_size_limit = ${this.#truncating ? this.#journalSizeLimit : -1}`);
+    this.#applyJournalSizeLimit(d);
     this.#writer = d;
     this.#upsert = undefined;
     return d;
@@ -168,17 +167,19 @@ export class DbConnections {
       this.#snapshotReader = undefined;
       n++;
     }
-    for (const i of [0, 1] as const) {
-      if (this.#pinned && i === this.#active) continue;
-      const d = this.#pins[i];
-      if (!idle(d)) continue;
-      // Unpinned: keep one pin connection (the next pin would open it again at once).
-      if (!this.#pinned && i === this.#active) continue;
-      closeQuietly(d);
-      this.#pins[i] = undefined;
+    // The active pin connection stays (pinned: it holds the pin; unpinned: the next pin uses it).
+    const spare = this.#active === 0 ? 1 : 0;
+    if (idle(this.#pins[spare])) {
+      closeQuietly(this.#pins[spare]);
+      this.#pins[spare] = undefined;
       n++;
     }
     return n;
+  }
+
+  /** Page number of `_litestream_seq`'s root (its only page): what walship's restarting write changes. */
+  get seqPage(): number {
+    return this.#seqPage;
   }
 
   get pinned(): boolean {
@@ -283,7 +284,12 @@ export class DbConnections {
   truncateOnRestart(on: boolean): void {
     if (on === this.#truncating) return;
     this.#truncating = on;
-    this.#writer?.pragma(`journal_size_limit = ${on ? this.#journalSizeLimit : -1}`);
+    if (this.#writer) this.#applyJournalSizeLimit(this.#writer);
+  }
+
+  /** The writer's journal_size_limit: the limit while truncating, none (-1) otherwise. */
+  #applyJournalSizeLimit(writer: Db): void {
+    writer.pragma(`journal_size_limit = ${this.#truncating ? this.#journalSizeLimit : -1}`);
   }
 
   /** Writes `_litestream_seq` inside the writer's open transaction and commits. */
