@@ -33,8 +33,15 @@ timeout --kill-after=30s "$TEST_LIMIT" npm test 2>&1 | tee "$LOG"
 status=${PIPESTATUS[0]}
 set -e
 if ((status == 124 || status == 137)); then echo "test-all: the tests did not finish within $TEST_LIMIT (WALSHIP_TEST_LIMIT)" >&2; fi
+# The packages as npm would publish them, installed into a fresh app (scripts/pack-check.mjs).
+set +e
+timeout --kill-after=30s 10m npm run pack-check
+pack_status=$?
+set -e
 # One closing line over every package's node:test summary.
 sum() { grep -Eo "ℹ $1 [0-9]+" "$LOG" | awk '{s += $3} END {print s + 0}'; }
 echo "walship: $(sum pass) passed, $(sum fail) failed, $(sum skipped) skipped"
+if ((pack_status != 0)); then echo "test-all: pack-check failed (exit $pack_status)" >&2; fi
 rm -f "$LOG"
-exit "$status"
+if ((status != 0)); then exit "$status"; fi
+exit "$pack_status"
