@@ -9,18 +9,45 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, wr
 import os from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { BENCH_DIR, Child, dist, hwmSampler, killAllChildren, median, now, procCpuMs, runChild, sleep, spread, type Dist, type Spread } from './lib/common.js';
+import {
+  BENCH_DIR,
+  Child,
+  dist,
+  hwmSampler,
+  killAllChildren,
+  median,
+  now,
+  procCpuMs,
+  runChild,
+  sleep,
+  spread,
+  type Dist,
+  type Spread,
+} from './lib/common.js';
 import { startS3, type S3Bench } from './lib/s3server.js';
 import { lockStats, summarizeLag, table } from './lib/report.js';
 import type { ReplicaSpec } from './lib/clients.js';
 import { ReplicaWatcher, replicaLag, waitReplicaComplete, walSizeSampler } from './lib/replica-watch.js';
-import { cliRestore, ExtProc, litestreamInfo, litestreamRestore, replicaSnapshots, startLitestream, startWalshipCli, waitReplicaReady, writeYaml } from './lib/sidecar.js';
+import {
+  cliRestore,
+  type ExtProc,
+  litestreamInfo,
+  litestreamRestore,
+  replicaSnapshots,
+  startLitestream,
+  startWalshipCli,
+  waitReplicaReady,
+  writeYaml,
+} from './lib/sidecar.js';
 import { ageIdentityToRecipient, comparePos, generateAgeIdentity } from '@walship/core';
 import { scale, scaleParams, scaleTable } from './lib/scale.js';
 
 const args = new Set(process.argv.slice(2));
 const QUICK = args.has('--quick');
-const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7).split(',');
+const only = process.argv
+  .find((a) => a.startsWith('--only='))
+  ?.slice(7)
+  .split(',');
 const SCENARIOS = ['overhead', 'lag', 'restore', 'memory', 'idle', 'embedding', 'synclat', 'age', 'follow', 'scale'];
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -136,7 +163,12 @@ function machine(): Record<string, unknown> {
 }
 
 /** A Litestream sidecar replicating `db` to a file replica, started and ready (snapshot and first WAL segment on the replica). */
-async function litestreamSidecar(dir: string, db: string, replicaDir: string, extra: { db?: Record<string, string | number> } = {}): Promise<ExtProc> {
+async function litestreamSidecar(
+  dir: string,
+  db: string,
+  replicaDir: string,
+  extra: { db?: Record<string, string | number> } = {},
+): Promise<ExtProc> {
   const yml = join(dir, 'litestream.yml');
   writeYaml(yml, [{ path: db, replica: { type: 'file', path: replicaDir }, ...extra }]);
   const ls = startLitestream(yml);
@@ -200,16 +232,31 @@ async function overhead(): Promise<any> {
         walBytesAtEnd: w.walBytesAtEnd,
         writerMaxStallMs: w.maxStallMs,
         sidecarCpuPct,
-        replicator: repResult && { cpuPct: repResult.cpuPct, drainMs: repResult.drainMs, walMaxBytes: repResult.walMaxBytes, checkpoints: repResult.checkpoints, checkpointLog: repResult.checkpointLog, errors: repResult.errors, errorMessages: repResult.errorMessages, eventLoopDelayMaxMs: repResult.eventLoopDelayMaxMs, walShippedBytes: repResult.walShippedBytes },
+        replicator: repResult && {
+          cpuPct: repResult.cpuPct,
+          drainMs: repResult.drainMs,
+          walMaxBytes: repResult.walMaxBytes,
+          checkpoints: repResult.checkpoints,
+          checkpointLog: repResult.checkpointLog,
+          errors: repResult.errors,
+          errorMessages: repResult.errorMessages,
+          eventLoopDelayMaxMs: repResult.eventLoopDelayMaxMs,
+          walShippedBytes: repResult.walShippedBytes,
+        },
         litestream: ls && { exit: ls.proc.exitCode ?? ls.proc.signalCode, syncErrors: ls.countLog(/level=ERROR/) },
       });
-      log(`overhead round ${r + 1}/${rounds} ${arm}: ${Math.round(w.txPerSec)} tx/s${sidecarCpuPct !== undefined ? `, replicator CPU ${sidecarCpuPct.toFixed(0)}%` : ''}${repResult ? `, drain ${repResult.drainMs.toFixed(0)} ms` : ''}, WAL ${(w.walBytesAtEnd / MiB).toFixed(0)} MiB at end`);
+      log(
+        `overhead round ${r + 1}/${rounds} ${arm}: ${Math.round(w.txPerSec)} tx/s${sidecarCpuPct !== undefined ? `, replicator CPU ${sidecarCpuPct.toFixed(0)}%` : ''}${repResult ? `, drain ${repResult.drainMs.toFixed(0)} ms` : ''}, WAL ${(w.walBytesAtEnd / MiB).toFixed(0)} MiB at end`,
+      );
       rmSync(dir, { recursive: true, force: true });
     }
   }
   const by = (arm: string): Spread => spread(runs.filter((x) => x.arm === arm).map((x) => x.txPerSec));
   const perRound = (a: string, b: string): number[] =>
-    Array.from({ length: rounds }, (_, r) => runs.find((x) => x.round === r && x.arm === a)!.txPerSec / runs.find((x) => x.round === r && x.arm === b)!.txPerSec);
+    Array.from(
+      { length: rounds },
+      (_, r) => runs.find((x) => x.round === r && x.arm === a)!.txPerSec / runs.find((x) => x.round === r && x.arm === b)!.txPerSec,
+    );
   const none = by('none');
   const ws = by('walship');
   const hasLs = arms.includes('litestream');
@@ -242,7 +289,14 @@ async function lagRun(arm: string, rate: number, rep: number): Promise<any> {
   let rc: Child | undefined;
   let ls: ExtProc | undefined;
   if (arm === 'walship') {
-    rc = new Child('replicator.ts', { db, replica: { kind: 'file', path: replicaDir }, tap: true, sampleMs: 50, maxLifetimeMs: durationMs + completeCapMs + 120_000, drainTimeoutMs: completeCapMs + 30_000 });
+    rc = new Child('replicator.ts', {
+      db,
+      replica: { kind: 'file', path: replicaDir },
+      tap: true,
+      sampleMs: 50,
+      maxLifetimeMs: durationMs + completeCapMs + 120_000,
+      drainTimeoutMs: completeCapMs + 30_000,
+    });
     await rc.next('ready', 60_000);
   } else {
     ls = await litestreamSidecar(dir, db, replicaDir);
@@ -259,20 +313,33 @@ async function lagRun(arm: string, rate: number, rep: number): Promise<any> {
   const cpu1 = procCpuMs(pid);
   await writer.exited;
   // walship: sync() until caught up (its own catch-up figure), while the watcher waits for the last transaction
-  const drained = rc ? (rc.send({ type: 'drain' }), rc.next('result', completeCapMs + 60_000)) : undefined;
+  rc?.send({ type: 'drain' });
+  const drained = rc?.next('result', completeCapMs + 60_000);
   const complete = await waitReplicaComplete(watcher, w.txs - 1, w.lastTxTs, completeCapMs, w.startedAt - 60_000);
   const walStats = wal.stop();
-  const r = drained ? await drained : undefined;
+  const r = drained !== undefined ? await drained : undefined;
   rc?.kill();
   let lsLog: any;
   if (ls) {
-    lsLog = { errors: ls.countLog(/level=ERROR/), errorLines: ls.logTail(200_000).split('\n').filter((l) => /level=ERROR/.test(l)).slice(0, 5) };
+    lsLog = {
+      errors: ls.countLog(/level=ERROR/),
+      errorLines: ls
+        .logTail(200_000)
+        .split('\n')
+        .filter((l) => /level=ERROR/.test(l))
+        .slice(0, 5),
+    };
     ls.kill();
     await ls.exited;
   }
   watcher.poll();
   watcher.stop();
-  const rl = await replicaLag(watcher, { since: w.startedAt - 1000, writerEndedAt: w.endedAt, completeAt: complete.at, completeOk: complete.ok });
+  const rl = await replicaLag(watcher, {
+    since: w.startedAt - 1000,
+    writerEndedAt: w.endedAt,
+    completeAt: complete.at,
+    completeOk: complete.ok,
+  });
   rmSync(dir, { recursive: true, force: true });
   return {
     arm,
@@ -291,7 +358,14 @@ async function lagRun(arm: string, rate: number, rep: number): Promise<any> {
     walEndBytes: walStats.endBytes,
     txCommitted: w.txs,
     txFound: rl.txFound,
-    replica: { segments: rl.segments, generations: rl.generations, walBytes: rl.walBytesDecoded, scanMs: rl.scanMs, rejectedMarkers: rl.rejectedMarkers, pollMs: rl.pollMs },
+    replica: {
+      segments: rl.segments,
+      generations: rl.generations,
+      walBytes: rl.walBytesDecoded,
+      scanMs: rl.scanMs,
+      rejectedMarkers: rl.rejectedMarkers,
+      pollMs: rl.pollMs,
+    },
     sidecarCpuPct: ((cpu1 - cpu0) / w.elapsedMs) * 100,
     windowMs: w.elapsedMs,
     // walship only: the in-process tap (commit → writeWALSegment resolved) and walship's own figures
@@ -407,7 +481,9 @@ async function buildLitestreamFixture(dir: string, replicaDir: string, txs: numb
   const t0 = now();
   const src = join(dir, 'src.db');
   await runChild('build.ts', { mode: 'base', db: src, baseBytes: R.baseBytes, maxMs: 900_000 }, 900_000);
-  const ls = await litestreamSidecar(dir, src, replicaDir, { db: { 'min-checkpoint-page-count': 1_000_000_000, 'max-checkpoint-page-count': 0, 'checkpoint-interval': '0s' } });
+  const ls = await litestreamSidecar(dir, src, replicaDir, {
+    db: { 'min-checkpoint-page-count': 1_000_000_000, 'max-checkpoint-page-count': 0, 'checkpoint-interval': '0s' },
+  });
   await runChild('build.ts', { mode: 'updates', db: src, txs, maxMs: 900_000 }, 900_000);
   // Caught up = a sentinel transaction committed after the updates is in a WAL segment on the
   // replica. (Not a SIGTERM: Litestream's shutdown checkpoint can fail and end it with exit 1.)
@@ -458,10 +534,25 @@ async function restoreScenario(): Promise<any> {
       const dir = freshDir(`restore-${mode}`);
       const replicaDir = join(dir, 'replica');
       const spec: ReplicaSpec = { kind: 'file', path: replicaDir };
-      const b = await runChild('build.ts', { mode, db: join(dir, 'src.db'), replica: spec, baseBytes: R.baseBytes, walBytes: R.walBytes, indexes: R.indexes, pagesPerIndex: R.pagesPerIndex, maxMs: 900_000 }, 900_000);
+      const b = await runChild(
+        'build.ts',
+        {
+          mode,
+          db: join(dir, 'src.db'),
+          replica: spec,
+          baseBytes: R.baseBytes,
+          walBytes: R.walBytes,
+          indexes: R.indexes,
+          pagesPerIndex: R.pagesPerIndex,
+          maxMs: 900_000,
+        },
+        900_000,
+      );
       fixtures[mode] = b;
-      log(`restore: ${mode}: ${(b.walWrittenBytes / MiB).toFixed(0)} MiB WAL in ${b.walIndexes} index(es), ${b.walSegments} segments, ${(b.walStoredBytes / MiB).toFixed(0)} MiB stored, built in ${(b.buildMs / 1000).toFixed(1)} s`);
-      for (const sfx of ['', '-wal', '-shm']) rmSync(join(dir, 'src.db' + sfx), { force: true });
+      log(
+        `restore: ${mode}: ${(b.walWrittenBytes / MiB).toFixed(0)} MiB WAL in ${b.walIndexes} index(es), ${b.walSegments} segments, ${(b.walStoredBytes / MiB).toFixed(0)} MiB stored, built in ${(b.buildMs / 1000).toFixed(1)} s`,
+      );
+      for (const sfx of ['', '-wal', '-shm']) rmSync(join(dir, `src.db${sfx}`), { force: true });
       specs[mode] = { spec, dir, gen: b.generation, segs: segmentFiles(replicaDir, b.generation) };
     }),
   );
@@ -471,13 +562,25 @@ async function restoreScenario(): Promise<any> {
     log(`restore: building a replica with the Litestream sidecar (${fixtures.bigwal.txs} update transactions, as bigwal)…`);
     const b = await buildLitestreamFixture(dir, replicaDir, fixtures.bigwal.txs);
     fixtures.lsfix = b;
-    log(`restore: lsfix: ${b.walIndexes} index(es), ${b.walSegments} segments, ${(b.walStoredBytes / MiB).toFixed(0)} MiB stored, built in ${(b.buildMs / 1000).toFixed(1)} s`);
-    for (const sfx of ['', '-wal', '-shm']) rmSync(join(dir, 'src.db' + sfx), { force: true });
+    log(
+      `restore: lsfix: ${b.walIndexes} index(es), ${b.walSegments} segments, ${(b.walStoredBytes / MiB).toFixed(0)} MiB stored, built in ${(b.buildMs / 1000).toFixed(1)} s`,
+    );
+    for (const sfx of ['', '-wal', '-shm']) rmSync(join(dir, `src.db${sfx}`), { force: true });
     rmSync(join(dir, '.src.db-litestream'), { recursive: true, force: true });
     specs.lsfix = { spec: { kind: 'file', path: replicaDir }, dir, gen: b.generation, segs: segmentFiles(replicaDir, b.generation) };
   }
   const runs: any[] = [];
-  const steps = ['walship:bigwal', 'litestream:bigwal', 'lz4cli:bigwal', 'decoder:bigwal', 'walship:manyidx', 'litestream:manyidx', 'lz4cli:manyidx', 'walship:lsfix', 'litestream:lsfix'].filter((s) => {
+  const steps = [
+    'walship:bigwal',
+    'litestream:bigwal',
+    'lz4cli:bigwal',
+    'decoder:bigwal',
+    'walship:manyidx',
+    'litestream:manyidx',
+    'lz4cli:manyidx',
+    'walship:lsfix',
+    'litestream:lsfix',
+  ].filter((s) => {
     const [method, mode] = s.split(':') as [string, RestoreMode];
     return specs[mode] && (useLs || method !== 'litestream');
   });
@@ -495,8 +598,18 @@ async function restoreScenario(): Promise<any> {
       clean();
       let run: any;
       if (method === 'walship') {
-        const res = await runChild('restore.ts', { mode: 'restore', replica: s.spec, outputPath: out, verify: 'none', maxMs: 900_000 }, 900_000);
-        run = { ms: res.ms, walBytes: res.walBytes, peakRssBytes: res.mem.hwmBytes, rssBeforeBytes: res.memBefore.rssBytes, outBytes: statSync(out).size };
+        const res = await runChild(
+          'restore.ts',
+          { mode: 'restore', replica: s.spec, outputPath: out, verify: 'none', maxMs: 900_000 },
+          900_000,
+        );
+        run = {
+          ms: res.ms,
+          walBytes: res.walBytes,
+          peakRssBytes: res.mem.hwmBytes,
+          rssBeforeBytes: res.memBefore.rssBytes,
+          outBytes: statSync(out).size,
+        };
       } else if (method === 'litestream') {
         const res = await litestreamRestore((s.spec as { path: string }).path, out);
         run = { ms: res.ms, peakRssBytes: res.peakRssBytes, peakRssMethod: 'VmHWM sampled every 20 ms', outBytes: statSync(out).size };
@@ -505,17 +618,25 @@ async function restoreScenario(): Promise<any> {
           const ms = await timeLz4Cli(s.segs, out);
           run = { ms, walBytes: statSync(out).size };
         } catch (err) {
-          log(`restore: lz4 CLI unavailable or failed (${(err as Error).message}); physical-limit line skipped (Debian: apt-get install lz4)`);
+          log(
+            `restore: lz4 CLI unavailable or failed (${(err as Error).message}); physical-limit line skipped (Debian: apt-get install lz4)`,
+          );
           continue;
         }
       } else {
-        const res = await runChild('restore.ts', { mode: 'decode', replica: s.spec, outputPath: out, files: s.segs, maxMs: 900_000 }, 900_000);
+        const res = await runChild(
+          'restore.ts',
+          { mode: 'decode', replica: s.spec, outputPath: out, files: s.segs, maxMs: 900_000 },
+          900_000,
+        );
         run = { ms: res.ms, walBytes: res.walBytes, peakRssBytes: res.mem.hwmBytes };
       }
       // round 1: a digest of the restored table, so both tools are seen to restore the same content
       if (r === 0 && (method === 'walship' || method === 'litestream')) run.contentHash = tableDigest(out);
       runs.push({ round: r, method, mode, ...run });
-      log(`restore round ${r + 1} ${method} ${mode}: ${(run.ms / 1000).toFixed(2)} s${run.peakRssBytes ? `, peak RSS ${(run.peakRssBytes / MiB).toFixed(0)} MiB` : ''}`);
+      log(
+        `restore round ${r + 1} ${method} ${mode}: ${(run.ms / 1000).toFixed(2)} s${run.peakRssBytes ? `, peak RSS ${(run.peakRssBytes / MiB).toFixed(0)} MiB` : ''}`,
+      );
       clean();
     }
   }
@@ -526,7 +647,8 @@ async function restoreScenario(): Promise<any> {
     if (sameContent[mode] === false) log(`restore: WARNING: walship and Litestream restored different contents from the ${mode} replica`);
   }
   // MiB/s of WAL: the WAL bytes walship's restore applied from that replica (Litestream reports none)
-  const walBytesOf = (mode: string): number => Math.max(0, ...runs.filter((x) => x.mode === mode && x.method === 'walship').map((x) => x.walBytes ?? 0));
+  const walBytesOf = (mode: string): number =>
+    Math.max(0, ...runs.filter((x) => x.mode === mode && x.method === 'walship').map((x) => x.walBytes ?? 0));
   for (const x of runs) {
     x.walBytes ??= walBytesOf(x.mode);
     x.mbps = x.walBytes / MiB / (x.ms / 1000);
@@ -544,7 +666,12 @@ async function restoreScenario(): Promise<any> {
   const result = {
     fixtures,
     sameContent,
-    bigwal: { walship: agg('walship', 'bigwal'), litestream: agg('litestream', 'bigwal'), lz4cli: agg('lz4cli', 'bigwal'), decoder: agg('decoder', 'bigwal') },
+    bigwal: {
+      walship: agg('walship', 'bigwal'),
+      litestream: agg('litestream', 'bigwal'),
+      lz4cli: agg('lz4cli', 'bigwal'),
+      decoder: agg('decoder', 'bigwal'),
+    },
     manyidx: { walship: agg('walship', 'manyidx'), litestream: agg('litestream', 'manyidx'), lz4cli: agg('lz4cli', 'manyidx') },
     lsfix: specs.lsfix ? { walship: agg('walship', 'lsfix'), litestream: agg('litestream', 'lsfix') } : undefined,
     runs,
@@ -571,7 +698,13 @@ async function snapshotArm(arm: 'walship' | 'litestream', dir: string, db: strin
   const rssAtEnd = p.mem().rssBytes;
   p.kill();
   await p.exited;
-  return { replicaDir, snapshotMs: seenAt - p.startedAt, peakRssBytes: Number.isFinite(peak) ? peak : hwm.maxBytes, rssAtSnapshotBytes: rssAtEnd, storedBytes: dirBytes(replicaDir) };
+  return {
+    replicaDir,
+    snapshotMs: seenAt - p.startedAt,
+    peakRssBytes: Number.isFinite(peak) ? peak : hwm.maxBytes,
+    rssAtSnapshotBytes: rssAtEnd,
+    storedBytes: dirBytes(replicaDir),
+  };
 }
 
 /** Puts the database back as it was before a replicator ran: WAL checkpointed away, meta directories removed. */
@@ -592,23 +725,41 @@ async function memory(): Promise<any> {
     const db = join(dir, 'big.db');
     log(`memory: building a ${(size / MiB).toFixed(0)} MiB database…`);
     const b = await runChild('build.ts', { mode: 'bigdb', db, dbBytes: size, maxMs: 900_000 }, 900_000);
-    const arms: Array<'walship' | 'litestream'> = useLs ? (i++ % 2 === 0 ? ['walship', 'litestream'] : ['litestream', 'walship']) : ['walship'];
+    const arms: Array<'walship' | 'litestream'> = useLs
+      ? i++ % 2 === 0
+        ? ['walship', 'litestream']
+        : ['litestream', 'walship']
+      : ['walship'];
     const cli: Record<string, any> = {};
     for (const arm of arms) {
       cli[arm] = await snapshotArm(arm, dir, db);
-      log(`memory ${(size / MiB).toFixed(0)} MiB: ${arm} replicate: snapshot after ${(cli[arm].snapshotMs / 1000).toFixed(1)} s, peak RSS ${(cli[arm].peakRssBytes / MiB).toFixed(0)} MiB`);
+      log(
+        `memory ${(size / MiB).toFixed(0)} MiB: ${arm} replicate: snapshot after ${(cli[arm].snapshotMs / 1000).toFixed(1)} s, peak RSS ${(cli[arm].peakRssBytes / MiB).toFixed(0)} MiB`,
+      );
       resetDb(db);
     }
     const spec: ReplicaSpec = { kind: 'file', path: cli.walship.replicaDir };
     const outDb = join(dir, 'restored.db');
-    const res = await runChild('restore.ts', { mode: 'restore', replica: spec, outputPath: outDb, verify: 'quick', maxMs: 900_000 }, 900_000);
+    const res = await runChild(
+      'restore.ts',
+      { mode: 'restore', replica: spec, outputPath: outDb, verify: 'quick', maxMs: 900_000 },
+      900_000,
+    );
     const entry = {
       dbBytes: b.dbBytes,
       cli,
-      restore: { ms: res.ms, peakRssBytes: res.mem.hwmBytes, rssBeforeBytes: res.memBefore.rssBytes, rssSampledMaxBytes: res.rssSampledMax, verify: 'quick' },
+      restore: {
+        ms: res.ms,
+        peakRssBytes: res.mem.hwmBytes,
+        rssBeforeBytes: res.memBefore.rssBytes,
+        rssSampledMaxBytes: res.rssSampledMax,
+        verify: 'quick',
+      },
     };
     out.push(entry);
-    log(`memory ${(size / MiB).toFixed(0)} MiB: walship restore (library) ${(res.ms / 1000).toFixed(1)} s peak RSS ${(entry.restore.peakRssBytes / MiB).toFixed(0)} MiB`);
+    log(
+      `memory ${(size / MiB).toFixed(0)} MiB: walship restore (library) ${(res.ms / 1000).toFixed(1)} s peak RSS ${(entry.restore.peakRssBytes / MiB).toFixed(0)} MiB`,
+    );
     rmSync(dir, { recursive: true, force: true });
   }
   // what an idle child (node + tsx + walship sources loaded) holds before any work: the floor of the figures above
@@ -667,9 +818,19 @@ async function ageScenario(): Promise<any> {
         const out = join(dir, `restored-${arm}.db`);
         rmSync(out, { force: true });
         const res = await cliRestore(arm, yml, db, out);
-        const run = { round, arm, encrypted, snapshotMs: seenAt - p.startedAt, storedBytes: dirBytes(replicaDir), restoreMs: res.ms, restorePeakRssBytes: res.peakRssBytes };
+        const run = {
+          round,
+          arm,
+          encrypted,
+          snapshotMs: seenAt - p.startedAt,
+          storedBytes: dirBytes(replicaDir),
+          restoreMs: res.ms,
+          restorePeakRssBytes: res.peakRssBytes,
+        };
         runs.push(run);
-        log(`age round ${round + 1} ${arm} ${encrypted ? 'age' : 'plain'}: snapshot ${(run.snapshotMs / 1000).toFixed(2)} s (incl. start-up), restore ${(run.restoreMs / 1000).toFixed(2)} s (${((b.dbBytes / MiB) / (run.restoreMs / 1000)).toFixed(0)} MiB/s), restore peak RSS ${(run.restorePeakRssBytes / MiB).toFixed(0)} MiB`);
+        log(
+          `age round ${round + 1} ${arm} ${encrypted ? 'age' : 'plain'}: snapshot ${(run.snapshotMs / 1000).toFixed(2)} s (incl. start-up), restore ${(run.restoreMs / 1000).toFixed(2)} s (${(b.dbBytes / MiB / (run.restoreMs / 1000)).toFixed(0)} MiB/s), restore peak RSS ${(run.restorePeakRssBytes / MiB).toFixed(0)} MiB`,
+        );
         rmSync(replicaDir, { recursive: true, force: true });
         rmSync(out, { force: true });
       }
@@ -678,7 +839,12 @@ async function ageScenario(): Promise<any> {
   const agg = (arm: string, encrypted: boolean) => {
     const rs = runs.filter((r) => r.arm === arm && r.encrypted === encrypted);
     if (!rs.length) return undefined;
-    return { snapshotMs: median(rs.map((r) => r.snapshotMs)), restoreMs: median(rs.map((r) => r.restoreMs)), restorePeakRssBytes: Math.max(...rs.map((r) => r.restorePeakRssBytes)), storedBytes: rs[0].storedBytes };
+    return {
+      snapshotMs: median(rs.map((r) => r.snapshotMs)),
+      restoreMs: median(rs.map((r) => r.restoreMs)),
+      restorePeakRssBytes: Math.max(...rs.map((r) => r.restorePeakRssBytes)),
+      storedBytes: rs[0].storedBytes,
+    };
   };
   rmSync(dir, { recursive: true, force: true });
   return {
@@ -716,7 +882,12 @@ async function idle(): Promise<any> {
   const ready: Promise<unknown>[] = [];
   for (const t of tools) {
     if (t.name === 'walship library') {
-      t.child = new Child('replicator.ts', { db: t.db, replica: { kind: 's3', endpoint: s3.endpoint, bucket: s3.bucket, path: t.prefix }, sampleMs: 0, maxLifetimeMs: P.idle.ms + 180_000 });
+      t.child = new Child('replicator.ts', {
+        db: t.db,
+        replica: { kind: 's3', endpoint: s3.endpoint, bucket: s3.bucket, path: t.prefix },
+        sampleMs: 0,
+        maxLifetimeMs: P.idle.ms + 180_000,
+      });
       t.pid = t.child.pid;
       ready.push(t.child.next('ready', 60_000));
     } else {
@@ -762,7 +933,13 @@ async function idle(): Promise<any> {
   lib.child!.send({ type: 'drain' });
   const r = await lib.child!.next('result', 120_000);
   lib.child!.kill();
-  Object.assign(res['walship library'], { operationEvents: r.opsTotal, operationsByKind: r.ops, operationLog: r.opLog, cpuPctSelf: r.cpuPct, checkpoints: r.checkpoints });
+  Object.assign(res['walship library'], {
+    operationEvents: r.opsTotal,
+    operationsByKind: r.ops,
+    operationLog: r.opLog,
+    cpuPctSelf: r.cpuPct,
+    checkpoints: r.checkpoints,
+  });
   for (const t of tools) {
     if (!t.proc) continue;
     res[t.name].log = t.proc.logTail(4000);
@@ -787,7 +964,10 @@ async function follow(): Promise<any> {
     if (backend === 's3') s3 ??= await startS3();
     const dir = freshDir(`follow-${backend}`);
     const prefix = `follow-${Date.now().toString(36)}`;
-    const replica: ReplicaSpec = backend === 'file' ? { kind: 'file', path: join(dir, 'replica') } : { kind: 's3', endpoint: s3!.endpoint, bucket: s3!.bucket, path: prefix };
+    const replica: ReplicaSpec =
+      backend === 'file'
+        ? { kind: 'file', path: join(dir, 'replica') }
+        : { kind: 's3', endpoint: s3!.endpoint, bucket: s3!.bucket, path: prefix };
     const primary = new Child('follow-primary.ts', { db: join(dir, 'primary.db'), replica, rate, durationMs });
     let follower: Child | undefined;
     let reader: Child | undefined;
@@ -880,7 +1060,14 @@ async function embedding(): Promise<any> {
         const db = join(dir, 'app.db');
         const replicaDir = join(dir, 'replica');
         createAppDb(db);
-        const app = new Child('app.ts', { db, rate, durationMs, embed: arm === 'walship' ? { replicaPath: replicaDir } : undefined, maxMs: durationMs + 180_000, waitGo: true });
+        const app = new Child('app.ts', {
+          db,
+          rate,
+          durationMs,
+          embed: arm === 'walship' ? { replicaPath: replicaDir } : undefined,
+          maxMs: durationMs + 180_000,
+          waitGo: true,
+        });
         const loaded = app.next('loaded', 120_000);
         const ls = arm === 'litestream' ? await litestreamSidecar(dir, db, replicaDir) : undefined;
         await loaded;
@@ -897,7 +1084,9 @@ async function embedding(): Promise<any> {
         const run = { rep, rate, arm, ...r, sidecarCpuPct: ls ? ((cpu1 - cpu0) / r.elapsedMs) * 100 : undefined, windowMs: r.elapsedMs };
         runs.push(run);
         const e = r.eventLoopDelay;
-        log(`embedding ${rate} tx/s ${arm} (rep ${rep + 1}): loop delay p50/p99/max ${e.p50.toFixed(1)}/${e.p99.toFixed(1)}/${e.max.toFixed(0)} ms, ${Math.round(r.txPerSec)} tx/s, app CPU ${r.cpuPct.toFixed(0)} %${run.sidecarCpuPct !== undefined ? `, sidecar ${run.sidecarCpuPct.toFixed(0)} %` : ''}${r.embedded ? `, drain ${r.drainMs.toFixed(0)} ms` : ''}`);
+        log(
+          `embedding ${rate} tx/s ${arm} (rep ${rep + 1}): loop delay p50/p99/max ${e.p50.toFixed(1)}/${e.p99.toFixed(1)}/${e.max.toFixed(0)} ms, ${Math.round(r.txPerSec)} tx/s, app CPU ${r.cpuPct.toFixed(0)} %${run.sidecarCpuPct !== undefined ? `, sidecar ${run.sidecarCpuPct.toFixed(0)} %` : ''}${r.embedded ? `, drain ${r.drainMs.toFixed(0)} ms` : ''}`,
+        );
         rmSync(dir, { recursive: true, force: true });
       }
     }
@@ -938,9 +1127,15 @@ async function synclat(): Promise<any> {
   ];
   for (const [name, mk] of targets) {
     const dir = freshDir('synclat');
-    const r = await runChild('synclat.ts', { db: join(dir, 'app.db'), replica: mk(dir), calls: P.synclat.calls, gapMs: 5, maxMs: 300_000 }, 300_000);
+    const r = await runChild(
+      'synclat.ts',
+      { db: join(dir, 'app.db'), replica: mk(dir), calls: P.synclat.calls, gapMs: 5, maxMs: 300_000 },
+      300_000,
+    );
     res[name] = r;
-    log(`sync() to ${name}: p50 ${r.latencyMs.p50.toFixed(1)} ms, p99 ${r.latencyMs.p99.toFixed(1)} ms, max ${r.latencyMs.max.toFixed(1)} ms (${r.latencyMs.n} calls)`);
+    log(
+      `sync() to ${name}: p50 ${r.latencyMs.p50.toFixed(1)} ms, p99 ${r.latencyMs.p99.toFixed(1)} ms, max ${r.latencyMs.max.toFixed(1)} ms (${r.latencyMs.n} calls)`,
+    );
     rmSync(dir, { recursive: true, force: true });
   }
   return res;
@@ -951,10 +1146,16 @@ async function synclat(): Promise<any> {
 function lockSection(results: any): any {
   const out: any = {};
   if (results.lag) {
-    out.lag = P.lag.loads.map((rate) => ({ offered: rate || 'max', stats: lockStats(results.lag.runs.filter((r: any) => r.arm === 'walship' && r.offered === (rate || 'max'))) }));
+    out.lag = P.lag.loads.map((rate) => ({
+      offered: rate || 'max',
+      stats: lockStats(results.lag.runs.filter((r: any) => r.arm === 'walship' && r.offered === (rate || 'max'))),
+    }));
   }
   if (results.embedding) {
-    out.embedding = P.embedding.rates.map((rate) => ({ rate, stats: lockStats(results.embedding.runs.filter((r: any) => r.arm === 'walship' && r.rate === rate)) }));
+    out.embedding = P.embedding.rates.map((rate) => ({
+      rate,
+      stats: lockStats(results.embedding.runs.filter((r: any) => r.arm === 'walship' && r.rate === rate)),
+    }));
   }
   return out.lag || out.embedding ? out : undefined;
 }
@@ -963,7 +1164,15 @@ function lockSection(results: any): any {
 async function main(): Promise<void> {
   const started = new Date();
   const t0 = now();
-  const results: any = { command: `npm run bench${QUICK ? ' -- --quick' : ''}`, argv: process.argv.slice(2), quick: QUICK, startedAt: started.toISOString(), machine: machine(), litestream: LS, params: P };
+  const results: any = {
+    command: `npm run bench${QUICK ? ' -- --quick' : ''}`,
+    argv: process.argv.slice(2),
+    quick: QUICK,
+    startedAt: started.toISOString(),
+    machine: machine(),
+    litestream: LS,
+    params: P,
+  };
   log(`walship bench (${QUICK ? 'quick' : 'full'}), temp dir ${tmpRoot}`);
   if (useLs) log(`Litestream arms: ${LS.version} (${LS.bin})`);
   else log(`Litestream arms SKIPPED: ${LS.reason}`);
@@ -989,7 +1198,7 @@ async function main(): Promise<void> {
     try {
       results[name] = await fn();
     } catch (err) {
-      results[name + 'Error'] = String((err as Error).stack ?? err);
+      results[`${name}Error`] = String((err as Error).stack ?? err);
       log(`${name} FAILED: ${(err as Error).message}`);
       killAllChildren();
     }
@@ -1005,7 +1214,12 @@ async function main(): Promise<void> {
   writeFileSync(file, JSON.stringify(results, null, 2));
   const failed = Object.keys(results).filter((k) => k.endsWith('Error'));
   process.stdout.write(
-    `\n${results.table}\n\n${useLs ? '' : `Litestream arms skipped: ${LS.reason}\n`}${failed.length ? `FAILED scenarios: ${failed.map((k) => k.slice(0, -5)).join(', ')} (stack in the JSON)\n` : ''}machine: ${results.machine.nproc} cores, ${(results.machine.memTotalBytes / GiB).toFixed(1)} GiB, node ${results.machine.node}, SQLite ${results.machine.sqlite}; load ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}\ntotal ${results.totalSeconds.toFixed(0)} s (${Object.entries<number>(results.durationsS ?? {}).map(([k, v]) => `${k} ${v.toFixed(0)} s`).join(', ')}); raw results: ${file}\n`,
+    `\n${results.table}\n\n${useLs ? '' : `Litestream arms skipped: ${LS.reason}\n`}${failed.length ? `FAILED scenarios: ${failed.map((k) => k.slice(0, -5)).join(', ')} (stack in the JSON)\n` : ''}machine: ${results.machine.nproc} cores, ${(results.machine.memTotalBytes / GiB).toFixed(1)} GiB, node ${results.machine.node}, SQLite ${results.machine.sqlite}; load ${os
+      .loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' ')}\ntotal ${results.totalSeconds.toFixed(0)} s (${Object.entries<number>(results.durationsS ?? {})
+      .map(([k, v]) => `${k} ${v.toFixed(0)} s`)
+      .join(', ')}); raw results: ${file}\n`,
   );
 }
 

@@ -82,17 +82,29 @@ async function main() {
   writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'walship-pack-check-app', private: true, type: 'module' }, null, 2));
   const devVersion = (name) => rootPkg.devDependencies[name];
   step('installing the tarballs into a fresh app (better-sqlite3 compiles from source)');
-  const installed = check('npm install of the tarballs', 'npm', [
-    'install', '--no-audit', '--no-fund', '--prefer-offline',
-    ...packed.map((p) => join(tarballs, p.filename)),
-    'better-sqlite3@^12', `typescript@${devVersion('typescript')}`,
-    `@types/node@${devVersion('@types/node')}`, `@types/better-sqlite3@${devVersion('@types/better-sqlite3')}`,
-  ], { cwd: app });
+  const installed = check(
+    'npm install of the tarballs',
+    'npm',
+    [
+      'install',
+      '--no-audit',
+      '--no-fund',
+      '--prefer-offline',
+      ...packed.map((p) => join(tarballs, p.filename)),
+      'better-sqlite3@^12',
+      `typescript@${devVersion('typescript')}`,
+      `@types/node@${devVersion('@types/node')}`,
+      `@types/better-sqlite3@${devVersion('@types/better-sqlite3')}`,
+    ],
+    { cwd: app },
+  );
   if (installed === null) return;
   // One copy each: two better-sqlite3s compile twice and break SQLite's per-process locks; two
   // cores break `instanceof` on errors.
   for (const name of ['better-sqlite3', '@walship/core']) {
-    const copies = run('find', ['.', '-path', `*/node_modules/${name}/package.json`], { cwd: app }).split('\n').filter(Boolean);
+    const copies = run('find', ['.', '-path', `*/node_modules/${name}/package.json`], { cwd: app })
+      .split('\n')
+      .filter(Boolean);
     if (copies.length !== 1) fail(`${name} is installed ${copies.length} times in the app (want 1): ${copies.join(', ')}`);
   }
   if (!existsSync(join(app, 'node_modules', 'better-sqlite3', 'build', 'Release', 'better_sqlite3.node'))) {
@@ -108,13 +120,26 @@ async function main() {
     if (code === null) continue;
     writeFileSync(join(examples, `${name}.ts`), name === 'readme-library' ? relocate(code, app) : code);
   }
-  writeFileSync(join(app, 'tsconfig.json'), JSON.stringify({
-    compilerOptions: {
-      target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, types: ['node'],
-      outDir: 'out', rootDir: 'examples', skipLibCheck: false,
-    },
-    include: ['examples/*.ts'],
-  }, null, 2));
+  writeFileSync(
+    join(app, 'tsconfig.json'),
+    JSON.stringify(
+      {
+        compilerOptions: {
+          target: 'ES2022',
+          module: 'NodeNext',
+          moduleResolution: 'NodeNext',
+          strict: true,
+          types: ['node'],
+          outDir: 'out',
+          rootDir: 'examples',
+          skipLibCheck: false,
+        },
+        include: ['examples/*.ts'],
+      },
+      null,
+      2,
+    ),
+  );
   step(`type-checking README examples: ${readdirSync(examples).join(', ')}`);
   if (check('type-check of the README examples', join(app, 'node_modules', '.bin', 'tsc'), ['-p', '.'], { cwd: app }) === null) return;
 
@@ -131,7 +156,8 @@ async function main() {
   const walship = join(app, 'node_modules', '.bin', 'walship');
   const version = check('walship version', walship, ['version'], { cwd: app });
   const cliVersion = JSON.parse(readFileSync(join(root, 'packages', 'cli', 'package.json'), 'utf8')).version;
-  if (version !== null && !version.includes(cliVersion)) fail(`walship version printed ${JSON.stringify(version.trim())}, want ${cliVersion}`);
+  if (version !== null && !version.includes(cliVersion))
+    fail(`walship version printed ${JSON.stringify(version.trim())}, want ${cliVersion}`);
   await cliRoundTrip(app, walship);
 }
 
@@ -187,7 +213,8 @@ function relocate(code, app) {
     .replaceAll("'/data/app.db'", JSON.stringify(join(app, 'data', 'app.db')))
     .replaceAll("'/backups/app'", JSON.stringify(join(app, 'backups', 'app')))
     .replaceAll("'/tmp/app-restored.db'", JSON.stringify(join(app, 'tmp', 'app-restored.db')));
-  if (/'\/(data|backups|tmp)\//.test(moved)) fail('README library example: a path the check does not relocate (update scripts/pack-check.mjs)');
+  if (/'\/(data|backups|tmp)\//.test(moved))
+    fail('README library example: a path the check does not relocate (update scripts/pack-check.mjs)');
   return moved;
 }
 
@@ -225,7 +252,7 @@ async function cliRoundTrip(app, walship) {
   }
   const out = join(app, 'cli-restored.db');
   if (check('walship restore', walship, ['restore', '-o', out, backup], { cwd: app }) === null) return;
-  const got = sqlite(app, out, 'SELECT count(*) || \':\' || sum(v) FROM t');
+  const got = sqlite(app, out, "SELECT count(*) || ':' || sum(v) FROM t");
   if (got !== '100:5050') fail(`walship restore gave ${got} (rows:sum), want 100:5050`);
   if (!existsSync(out)) fail('walship restore wrote no database');
 }

@@ -25,6 +25,12 @@ cleanup() { packages/s3/test/servers/radosgw.sh stop "$RGW_DIR" >/dev/null 2>&1 
 trap cleanup EXIT
 eval "$(packages/s3/test/servers/radosgw.sh start "$RGW_DIR")"
 
+# Format and lint (Biome, biome.json): reported first, the tests run either way.
+set +e
+npm run lint
+lint_status=$?
+set -e
+
 LOG="${TMPDIR:-/tmp}/walship-test-all-$$.log"
 # Bounded: CI stops the whole job at 90 min; stop the tests well before so the summary prints.
 TEST_LIMIT="${WALSHIP_TEST_LIMIT:-70m}"
@@ -41,7 +47,9 @@ set -e
 # One closing line over every package's node:test summary.
 sum() { grep -Eo "ℹ $1 [0-9]+" "$LOG" | awk '{s += $3} END {print s + 0}'; }
 echo "walship: $(sum pass) passed, $(sum fail) failed, $(sum skipped) skipped"
+if ((lint_status != 0)); then echo "test-all: npm run lint failed (exit $lint_status; npm run format fixes formatting)" >&2; fi
 if ((pack_status != 0)); then echo "test-all: pack-check failed (exit $pack_status)" >&2; fi
 rm -f "$LOG"
 if ((status != 0)); then exit "$status"; fi
-exit "$pack_status"
+if ((pack_status != 0)); then exit "$pack_status"; fi
+exit "$lint_status"

@@ -69,7 +69,13 @@ export function dist(values: ArrayLike<number>): Dist {
   const s = sortedCopy(values);
   let sum = 0;
   for (let i = 0; i < s.length; i++) sum += s[i]!;
-  return { n: s.length, p50: percentile(s, 50), p99: percentile(s, 99), max: s[s.length - 1] ?? NaN, mean: s.length ? sum / s.length : NaN };
+  return {
+    n: s.length,
+    p50: percentile(s, 50),
+    p99: percentile(s, 99),
+    max: s[s.length - 1] ?? NaN,
+    mean: s.length ? sum / s.length : NaN,
+  };
 }
 
 /** Peak and current resident set size of a process, from /proc/<pid>/status (kB → bytes). */
@@ -226,7 +232,10 @@ export class Child {
         ? this.#queue.shift()
         : await new Promise<any>((resolve, reject) => {
             if (this.proc.exitCode !== null || this.proc.signalCode !== null) return resolve({ type: 'exit', code: this.proc.exitCode });
-            const t = setTimeout(() => reject(new Error(`timeout waiting for "${type}" from ${this.proc.spawnargs.join(' ').slice(0, 120)}`)), Math.max(0, deadline - Date.now()));
+            const t = setTimeout(
+              () => reject(new Error(`timeout waiting for "${type}" from ${this.proc.spawnargs.join(' ').slice(0, 120)}`)),
+              Math.max(0, deadline - Date.now()),
+            );
             this.#waiters.push((msg) => {
               clearTimeout(t);
               resolve(msg);
@@ -269,4 +278,32 @@ export function installChildErrorHandlers(): void {
   process.on('uncaughtException', fail);
   process.on('unhandledRejection', fail);
   process.on('disconnect', () => process.exit(4)); // parent gone: never linger
+}
+
+/** A checkpoint as a bench child records it from the replicator's `checkpoint` event. */
+export interface CheckpointRecord {
+  t: number;
+  mode: string;
+  durationMs: number;
+  lockHeldMs?: number;
+  restarted?: boolean;
+}
+
+/** Appends each `checkpoint` event of `rep` to `log` (at most 100,000); `onEach` runs for every one. */
+export function recordCheckpoints(
+  rep: { on(event: 'checkpoint', fn: (e: Omit<CheckpointRecord, 't'>) => void): unknown },
+  log: CheckpointRecord[],
+  onEach?: () => void,
+): void {
+  rep.on('checkpoint', (e) => {
+    onEach?.();
+    if (log.length >= 100_000) return;
+    log.push({
+      t: now(),
+      mode: e.mode,
+      durationMs: e.durationMs,
+      ...(typeof e.lockHeldMs === 'number' ? { lockHeldMs: e.lockHeldMs } : {}),
+      ...(typeof e.restarted === 'boolean' ? { restarted: e.restarted } : {}),
+    });
+  });
 }

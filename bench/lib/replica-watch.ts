@@ -69,7 +69,13 @@ export class ReplicaWatcher {
           if (this.#seen.has(key)) continue;
           const m = SEG_RE.exec(f);
           if (!m) continue;
-          this.#seen.set(key, { gen: g, index: parseInt(m[1]!, 16), offset: parseInt(m[2]!, 16), file: join(this.root, 'generations', g, 'wal', f), seenAt: t });
+          this.#seen.set(key, {
+            gen: g,
+            index: parseInt(m[1]!, 16),
+            offset: parseInt(m[2]!, 16),
+            file: join(this.root, 'generations', g, 'wal', f),
+            seenAt: t,
+          });
         }
       }
     } finally {
@@ -79,7 +85,13 @@ export class ReplicaWatcher {
 
   /** Every segment seen so far, in replication order. */
   segments(): Segment[] {
-    return [...this.#seen.values()].sort((a, b) => (this.#genSeen.get(a.gen)! - this.#genSeen.get(b.gen)!) || (a.gen < b.gen ? -1 : a.gen > b.gen ? 1 : 0) || a.index - b.index || a.offset - b.offset);
+    return [...this.#seen.values()].sort(
+      (a, b) =>
+        this.#genSeen.get(a.gen)! - this.#genSeen.get(b.gen)! ||
+        (a.gen < b.gen ? -1 : a.gen > b.gen ? 1 : 0) ||
+        a.index - b.index ||
+        a.offset - b.offset,
+    );
   }
 
   get generations(): number {
@@ -112,8 +124,6 @@ async function* decode(file: string): AsyncGenerator<Buffer> {
   for await (const c of dec) yield c as Buffer;
 }
 
-const MAGIC = Buffer.from('WSBM', 'latin1');
-
 /**
  * Calls `onMarker(seq, ts)` for each writer transaction whose marker appears for the first time
  * in this segment, in order. The segment's decoded bytes are WAL frames (after the 32-byte WAL
@@ -123,7 +133,13 @@ const MAGIC = Buffer.from('WSBM', 'latin1');
  * occurrence without scanning the page bytes. Frames of other pages (interior pages, the schema,
  * Litestream's _litestream_seq table, a leaf left behind by a split) have no newer marker there.
  */
-async function scanFile(seg: { file: string; offset: number }, pageSizes: Map<string, number>, key: string, state: { maxSeq: number; since: number; until: number; rejected: number }, onMarker: (seq: number, ts: number) => void): Promise<number> {
+async function scanFile(
+  seg: { file: string; offset: number },
+  pageSizes: Map<string, number>,
+  key: string,
+  state: { maxSeq: number; since: number; until: number; rejected: number },
+  onMarker: (seq: number, ts: number) => void,
+): Promise<number> {
   let bytes = 0;
   let needHeader = seg.offset === 0;
   let pageSize = pageSizes.get(key) ?? 4096;
@@ -210,7 +226,13 @@ export interface ReplicaLag {
  * `lastTs` can hold it (a segment is seen after everything in it was committed). Returns the
  * first-seen time of that segment.
  */
-export async function waitReplicaComplete(w: ReplicaWatcher, lastSeq: number, lastTs: number, capMs: number, since: number): Promise<{ ok: boolean; at?: number }> {
+export async function waitReplicaComplete(
+  w: ReplicaWatcher,
+  lastSeq: number,
+  lastTs: number,
+  capMs: number,
+  since: number,
+): Promise<{ ok: boolean; at?: number }> {
   if (lastSeq < 0) return { ok: true, at: lastTs };
   const deadline = now() + capMs;
   const checked = new Set<string>();
@@ -238,7 +260,10 @@ export async function waitReplicaComplete(w: ReplicaWatcher, lastSeq: number, la
 }
 
 /** Decodes every segment the watcher saw and computes the per-transaction lag. */
-export async function replicaLag(w: ReplicaWatcher, o: { since: number; writerEndedAt: number; completeAt?: number; completeOk: boolean }): Promise<ReplicaLag> {
+export async function replicaLag(
+  w: ReplicaWatcher,
+  o: { since: number; writerEndedAt: number; completeAt?: number; completeOk: boolean },
+): Promise<ReplicaLag> {
   const t0 = now();
   const durable: { ts: number; lag: number }[] = [];
   const state = { maxSeq: -1, since: o.since, until: now() + 1000, rejected: 0 };

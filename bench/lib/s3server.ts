@@ -64,13 +64,10 @@ export async function startS3(bucket = 'bench'): Promise<S3Bench> {
     const parts = u.pathname.split('/');
     const prefix = (parts[2] || (u.searchParams.get('prefix') ?? '').split('/')[0] || '(bucket)').replace(/^%2F/i, '');
     state.byPrefix[prefix] = (state.byPrefix[prefix] ?? 0) + 1;
-    const up = http.request(
-      { host: '127.0.0.1', port, method: req.method, path: req.url, headers: req.headers, agent },
-      (r) => {
-        res.writeHead(r.statusCode!, r.headers);
-        r.pipe(res);
-      },
-    );
+    const up = http.request({ host: '127.0.0.1', port, method: req.method, path: req.url, headers: req.headers, agent }, (r) => {
+      res.writeHead(r.statusCode!, r.headers);
+      r.pipe(res);
+    });
     up.on('error', (e) => {
       res.writeHead(502);
       res.end(String(e));

@@ -112,21 +112,25 @@ export class S3Recorder {
       const chunks: Buffer[] = [];
       let ended = false;
       if (m) {
-        if (u.searchParams.has('uploadId') || String(req.headers['x-amz-content-sha256'] ?? '').startsWith('STREAMING-')) this.undecodable++;
+        if (u.searchParams.has('uploadId') || String(req.headers['x-amz-content-sha256'] ?? '').startsWith('STREAMING-'))
+          this.undecodable++;
         if (m[3] === 'wal') req.on('data', (c: Buffer) => chunks.push(c));
         req.on('end', () => void (ended = true));
       }
-      const upReq = http.request({ host: up.hostname, port: up.port, method: req.method, path: req.url, headers: req.headers, agent: this.#agent }, (r) => {
-        const t = now();
-        res.writeHead(r.statusCode!, r.headers);
-        r.pipe(res);
-        // recorded after the answer is on its way, so the mirror's write delays no upload
-        if (m && r.statusCode! >= 200 && r.statusCode! < 300) {
-          const record = (): void => this.#record(m[1]!, m[2]!, m[3]!, m[4]!, Buffer.concat(chunks), t);
-          if (ended) record();
-          else req.once('end', record);
-        }
-      });
+      const upReq = http.request(
+        { host: up.hostname, port: up.port, method: req.method, path: req.url, headers: req.headers, agent: this.#agent },
+        (r) => {
+          const t = now();
+          res.writeHead(r.statusCode!, r.headers);
+          r.pipe(res);
+          // recorded after the answer is on its way, so the mirror's write delays no upload
+          if (m && r.statusCode! >= 200 && r.statusCode! < 300) {
+            const record = (): void => this.#record(m[1]!, m[2]!, m[3]!, m[4]!, Buffer.concat(chunks), t);
+            if (ended) record();
+            else req.once('end', record);
+          }
+        },
+      );
       upReq.on('error', (e) => {
         res.writeHead(502);
         res.end(String(e));

@@ -36,7 +36,11 @@ export function scaleParams(quick: boolean, argv: string[]): ScaleParams {
       .split(',')
       .map(Number)
       .filter((x) => Number.isFinite(x) && x > 0);
-  const backends = argv.find((a) => a.startsWith('--scale-backends='))?.slice(17).split(',').filter((b): b is 'file' | 's3' => b === 'file' || b === 's3');
+  const backends = argv
+    .find((a) => a.startsWith('--scale-backends='))
+    ?.slice(17)
+    .split(',')
+    .filter((b): b is 'file' | 's3' => b === 'file' || b === 's3');
   return {
     dbs: num('scale-dbs')?.[0] ?? 1000,
     writing: 100,
@@ -64,7 +68,9 @@ function createSmallDb(path: string, rows = 20): void {
   const db = new Database(path);
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = OFF');
-  db.exec('CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, v BLOB NOT NULL); CREATE TABLE IF NOT EXISTS kv(k TEXT NOT NULL, v TEXT); CREATE INDEX IF NOT EXISTS kv_k ON kv(k)');
+  db.exec(
+    'CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, v BLOB NOT NULL); CREATE TABLE IF NOT EXISTS kv(k TEXT NOT NULL, v TEXT); CREATE INDEX IF NOT EXISTS kv_k ON kv(k)',
+  );
   const ins = db.prepare('INSERT INTO t(v) VALUES (?)');
   const kv = db.prepare('INSERT INTO kv(k, v) VALUES (?, ?)');
   db.transaction(() => {
@@ -77,7 +83,10 @@ function createSmallDb(path: string, rows = 20): void {
 }
 
 /** VmRSS of a process every `everyMs`, with the time of each sample. */
-function rssSampler(pid: number, everyMs: number): { samples: { t: number; rss: number }[]; between(a: number, b: number): number[]; stop(): void } {
+function rssSampler(
+  pid: number,
+  everyMs: number,
+): { samples: { t: number; rss: number }[]; between(a: number, b: number): number[]; stop(): void } {
   const samples: { t: number; rss: number }[] = [];
   const read = (): void => {
     const m = procMem(pid).rssBytes;
@@ -107,16 +116,44 @@ function threadCpu(pid: number): Map<number, { comm: string; ms: number }> {
 }
 
 /** The busiest threads between two threadCpu() readings, in % of one core. */
-function topThreads(a: Map<number, { comm: string; ms: number }>, b: Map<number, { comm: string; ms: number }>, windowMs: number, pid: number): { tid: number; comm: string; cpuPct: number }[] {
+function topThreads(
+  a: Map<number, { comm: string; ms: number }>,
+  b: Map<number, { comm: string; ms: number }>,
+  windowMs: number,
+  pid: number,
+): { tid: number; comm: string; cpuPct: number }[] {
   return [...b.entries()]
-    .map(([tid, x]) => ({ tid, comm: tid === pid ? `${x.comm} (main)` : x.comm, cpuPct: ((x.ms - (a.get(tid)?.ms ?? 0)) / windowMs) * 100 }))
+    .map(([tid, x]) => ({
+      tid,
+      comm: tid === pid ? `${x.comm} (main)` : x.comm,
+      cpuPct: ((x.ms - (a.get(tid)?.ms ?? 0)) / windowMs) * 100,
+    }))
     .filter((x) => x.cpuPct >= 0.05)
     .sort((p, q) => q.cpuPct - p.cpuPct)
     .slice(0, 6);
 }
 
 // x86_64 system call numbers of what a replicator thread is seen waiting in
-const SYSCALLS: Record<string, string> = { '0': 'read', '1': 'write', '3': 'close', '7': 'poll', '17': 'pread64', '18': 'pwrite64', '35': 'nanosleep', '74': 'fsync', '75': 'fdatasync', '82': 'rename', '202': 'futex', '217': 'getdents64', '230': 'clock_nanosleep', '232': 'epoll_wait', '257': 'openat', '262': 'newfstatat', '281': 'epoll_pwait', '332': 'statx' };
+const SYSCALLS: Record<string, string> = {
+  '0': 'read',
+  '1': 'write',
+  '3': 'close',
+  '7': 'poll',
+  '17': 'pread64',
+  '18': 'pwrite64',
+  '35': 'nanosleep',
+  '74': 'fsync',
+  '75': 'fdatasync',
+  '82': 'rename',
+  '202': 'futex',
+  '217': 'getdents64',
+  '230': 'clock_nanosleep',
+  '232': 'epoll_wait',
+  '257': 'openat',
+  '262': 'newfstatat',
+  '281': 'epoll_pwait',
+  '332': 'statx',
+};
 
 /**
  * What one thread is doing, sampled every `everyMs` from /proc/<pid>/task/<tid>/syscall:
@@ -140,7 +177,11 @@ function syscallSampler(pid: number, tid: number, everyMs: number): { stop(): Re
   return {
     stop() {
       clearInterval(t);
-      return Object.fromEntries(Object.entries(counts).sort((a, b) => b[1] - a[1]).map(([k, v]) => [k, Math.round((v / n) * 1000) / 10]));
+      return Object.fromEntries(
+        Object.entries(counts)
+          .sort((a, b) => b[1] - a[1])
+          .map(([k, v]) => [k, Math.round((v / n) * 1000) / 10]),
+      );
     },
   };
 }
@@ -187,7 +228,11 @@ const ls = (d: string): string[] => {
 /** A file replica has a snapshot and a WAL segment (in one generation). */
 function fileReplicaComplete(root: string): boolean {
   for (const g of ls(join(root, 'generations'))) {
-    if (ls(join(root, 'generations', g, 'snapshots')).some((f) => f.endsWith('.snapshot.lz4')) && ls(join(root, 'generations', g, 'wal')).some((f) => f.endsWith('.wal.lz4'))) return true;
+    if (
+      ls(join(root, 'generations', g, 'snapshots')).some((f) => f.endsWith('.snapshot.lz4')) &&
+      ls(join(root, 'generations', g, 'wal')).some((f) => f.endsWith('.wal.lz4'))
+    )
+      return true;
   }
   return false;
 }
@@ -236,7 +281,8 @@ async function runBackend(ctx: ScaleContext, P: ScaleParams, backend: 'file' | '
     await rec.start();
     spec = { kind: 's3', endpoint: rec.endpoint, bucket: s3.bucket, path: prefix };
   }
-  const complete = (rel: string): boolean => (rec ? rec.complete(rel).snapshotAt !== undefined && rec.complete(rel).walAt !== undefined : fileReplicaComplete(join(replicaDir, rel)));
+  const complete = (rel: string): boolean =>
+    rec ? rec.complete(rel).snapshotAt !== undefined && rec.complete(rel).walAt !== undefined : fileReplicaComplete(join(replicaDir, rel));
   const s3Count = (): number => s3?.byPrefix[prefix] ?? 0;
   const out: any = { backend, databases: n, dbBytes, light };
   const child = new Child('scale-replicator.ts', { dir: dbDir, replica: spec, maxLifetimeMs: 1_800_000 });
@@ -259,7 +305,9 @@ async function runBackend(ctx: ScaleContext, P: ScaleParams, backend: 'file' | '
     const memCu = procMem(pid);
     const rels = Array.from({ length: n }, (_, i) => dbName(i));
     const completeCount = rels.filter(complete).length;
-    const lastObjectAt = rec ? rec.lastPutAt : Math.max(...rels.map((r) => fileReplicaLastWrite(join(replicaDir, r))).filter(Number.isFinite));
+    const lastObjectAt = rec
+      ? rec.lastPutAt
+      : Math.max(...rels.map((r) => fileReplicaLastWrite(join(replicaDir, r))).filter(Number.isFinite));
     out.catchUp = {
       startMs: cu.startMs,
       catchUpMs: cu.catchUpMs,
@@ -375,7 +423,11 @@ async function runBackend(ctx: ScaleContext, P: ScaleParams, backend: 'file' | '
     const s3w1 = s3Count();
     await writer.exited;
     const writeRss = rss.between(tw0, tw1);
-    const completes = await Promise.all(w.perDb.map((d: any, i: number) => waitReplicaComplete(watchers[i]!, d.txs ? d.lastSeq : -1, d.lastTxTs, 60_000, w.startedAt - 60_000)));
+    const completes = await Promise.all(
+      w.perDb.map((d: any, i: number) =>
+        waitReplicaComplete(watchers[i]!, d.txs ? d.lastSeq : -1, d.lastTxTs, 60_000, w.startedAt - 60_000),
+      ),
+    );
     const wState = await query(child);
     child.send({ type: 'sample', rels: [] });
     for (const x of watchers) {
@@ -383,7 +435,12 @@ async function runBackend(ctx: ScaleContext, P: ScaleParams, backend: 'file' | '
       x.stop();
     }
     const completeAt = completes.every((c) => c.ok) ? Math.max(...completes.map((c) => c.at!)) : undefined;
-    const rl = await replicaLag(new PooledWatcher(watchers), { since: w.startedAt - 1000, writerEndedAt: w.endedAt, completeAt, completeOk: completeAt !== undefined });
+    const rl = await replicaLag(new PooledWatcher(watchers), {
+      since: w.startedAt - 1000,
+      writerEndedAt: w.endedAt,
+      completeAt,
+      completeOk: completeAt !== undefined,
+    });
     const fileEvents = watchers.reduce((a, x) => a + ((x as FileSegWatch).eventsSeen ?? 0), 0);
     out.writes = {
       writing: P.writing,
@@ -394,7 +451,10 @@ async function runBackend(ctx: ScaleContext, P: ScaleParams, backend: 'file' | '
       achievedTxPerSec: w.txPerSec,
       writerMaxLateMs: w.maxLateMs,
       writerBusy: w.busy,
-      lagMethod: backend === 'file' ? 'replica-watch: segment first seen by inotify on the replica directories, markers decoded after the run' : 'replica-watch: segment seen when s3rver acknowledged its PUT (recording proxy), markers decoded after the run',
+      lagMethod:
+        backend === 'file'
+          ? 'replica-watch: segment first seen by inotify on the replica directories, markers decoded after the run'
+          : 'replica-watch: segment seen when s3rver acknowledged its PUT (recording proxy), markers decoded after the run',
       txLag: rl.txLag,
       txLagFirstHalf: rl.txLagFirstHalf,
       txLagSecondHalf: rl.txLagSecondHalf,
@@ -454,7 +514,9 @@ async function runBackend(ctx: ScaleContext, P: ScaleParams, backend: 'file' | '
       const st = await query(child);
       const ev = (st.added as { relPath: string; t: number }[]).find((a) => a.relPath === rel);
       created.push({ rel, createMs: tMade - tc, replicatedMs: seenAt - tc, addedMs: ev ? ev.t - tc : NaN });
-      ctx.log(`scale ${backend}: new database ${rel}: database-added after ${(ev ? ev.t - tc : NaN).toFixed(0)} ms, replica (snapshot + WAL segment) after ${(seenAt - tc).toFixed(0)} ms`);
+      ctx.log(
+        `scale ${backend}: new database ${rel}: database-added after ${(ev ? ev.t - tc : NaN).toFixed(0)} ms, replica (snapshot + WAL segment) after ${(seenAt - tc).toFixed(0)} ms`,
+      );
       await sleep(2000);
     }
     const deleted: any[] = [];
@@ -474,7 +536,15 @@ async function runBackend(ctx: ScaleContext, P: ScaleParams, backend: 'file' | '
     out.created = created;
     out.deleted = deleted;
     const fin = await query(child);
-    out.final = { databases: fin.databases, running: fin.running, failed: fin.failed, dbErrors: fin.dbErrors, skipped: fin.skipped, inotify: fin.events, mem: fin.mem };
+    out.final = {
+      databases: fin.databases,
+      running: fin.running,
+      failed: fin.failed,
+      dbErrors: fin.dbErrors,
+      skipped: fin.skipped,
+      inotify: fin.events,
+      mem: fin.mem,
+    };
     child.send({ type: 'stop' });
     const stopped = await child.next('stopped', 180_000);
     out.stopMs = stopped.ms;
@@ -490,7 +560,12 @@ async function runBackend(ctx: ScaleContext, P: ScaleParams, backend: 'file' | '
 }
 
 export async function scale(ctx: ScaleContext, P: ScaleParams): Promise<any> {
-  const res: any = { params: P, litestream: 'none: Litestream v0.3 has no directory mode', backends: {} as Record<string, any>, extra: [] as any[] };
+  const res: any = {
+    params: P,
+    litestream: 'none: Litestream v0.3 has no directory mode',
+    backends: {} as Record<string, any>,
+    extra: [] as any[],
+  };
   for (const backend of P.backends) {
     res.backends[backend] = await runBackend(ctx, P, backend, P.dbs, false);
   }
@@ -522,35 +597,103 @@ export function scaleTable(S: any): string {
   for (const [backend, r] of Object.entries<any>(S.backends)) {
     const b = backend === 'file' ? 'file' : 's3rver';
     const c = r.catchUp;
-    add(`${b}: ${f0(r.databases)} dbs (${f0(r.dbBytes / 4096)} pages): start → all added / all synced (last object)`, `${f1(c.startMs / 1000)} s / ${f1(c.catchUpMs / 1000)} s (${f1(c.externalLastObjectMs / 1000)} s); ${c.replicasComplete}/${r.databases} replicas complete, ${c.behind} behind, ${c.replicaErrors} errors`);
+    add(
+      `${b}: ${f0(r.databases)} dbs (${f0(r.dbBytes / 4096)} pages): start → all added / all synced (last object)`,
+      `${f1(c.startMs / 1000)} s / ${f1(c.catchUpMs / 1000)} s (${f1(c.externalLastObjectMs / 1000)} s); ${c.replicasComplete}/${r.databases} replicas complete, ${c.behind} behind, ${c.replicaErrors} errors`,
+    );
     add(`${b}: peak RSS during catch-up (VmHWM); CPU`, `${mb(c.peakRssBytes)}; ${f0(c.cpuPct)} % of one core`);
     const i = r.idle;
-    add(`${b}: idle RSS over ${f0(i.windowMs / 1000)} s, median / max (floor before start)`, `${mb(i.rssMedianBytes)} / ${mb(i.rssMaxBytes)} (${mb(r.memFloorRssBytes)}; ${f0(r.perDatabaseRssBytes / 1024)} KiB per db above it)`, verdict(i.rssMaxBytes <= T.idleRssBytes, '≤ 256 MB'));
-    add(`${b}: idle CPU (/proc, all threads)${i.threads ? '; busiest threads' : ''}`, `${f2(i.cpuPct)} % of one core${i.threads ? `; ${i.threads.slice(0, 3).map((t: any) => `${t.comm} ${f2(t.cpuPct)} %`).join(', ')}` : ''}`, verdict(i.cpuPct <= T.idleCpuPct, `≤ ${T.idleCpuPct} %`));
+    add(
+      `${b}: idle RSS over ${f0(i.windowMs / 1000)} s, median / max (floor before start)`,
+      `${mb(i.rssMedianBytes)} / ${mb(i.rssMaxBytes)} (${mb(r.memFloorRssBytes)}; ${f0(r.perDatabaseRssBytes / 1024)} KiB per db above it)`,
+      verdict(i.rssMaxBytes <= T.idleRssBytes, '≤ 256 MB'),
+    );
+    add(
+      `${b}: idle CPU (/proc, all threads)${i.threads ? '; busiest threads' : ''}`,
+      `${f2(i.cpuPct)} % of one core${
+        i.threads
+          ? `; ${i.threads
+              .slice(0, 3)
+              .map((t: any) => `${t.comm} ${f2(t.cpuPct)} %`)
+              .join(', ')}`
+          : ''
+      }`,
+      verdict(i.cpuPct <= T.idleCpuPct, `≤ ${T.idleCpuPct} %`),
+    );
     const reqs = i.s3rverRequestsPerMin ?? i.operationsPerMin;
-    add(`${b}: idle storage requests/min (${i.s3rverRequestsPerMin !== undefined ? 'at s3rver; operation events' : 'operation events'})`, i.s3rverRequestsPerMin !== undefined ? `${f1(i.s3rverRequestsPerMin)}; ${f1(i.operationsPerMin)}` : f1(i.operationsPerMin), verdict(reqs <= T.idleReqPerMin && i.operationsPerMin <= T.idleReqPerMin, '0'));
+    add(
+      `${b}: idle storage requests/min (${i.s3rverRequestsPerMin !== undefined ? 'at s3rver; operation events' : 'operation events'})`,
+      i.s3rverRequestsPerMin !== undefined ? `${f1(i.s3rverRequestsPerMin)}; ${f1(i.operationsPerMin)}` : f1(i.operationsPerMin),
+      verdict(reqs <= T.idleReqPerMin && i.operationsPerMin <= T.idleReqPerMin, '0'),
+    );
     const w = r.writes;
     if (w) {
       const l = w.txLag;
-      add(`${b}: ${w.writing} dbs × ${w.offeredPerDb} tx/s for ${f0(w.windowMs / 1000)} s: rate; lag p50 / p99 / max (replica side)`, `${f0(w.achievedTxPerSec)} tx/s; ${f0(l.p50)} / ${f0(l.p99)} / ${f0(l.max)} ms; found ${f0(w.txFound)}/${f0(w.txCommitted)} tx; ${w.completeOk ? `complete ${f0(w.completeMsAfterStop)} ms after stop` : 'NOT complete'}`, verdict(l.p99 <= T.lagP99Ms && w.completeOk, 'p99 ≤ 2 s'));
-      add(`${b}:   status().lagMs sampled each second, p50 / p99 / max (n)`, `${f0(w.statusLag.p50)} / ${f0(w.statusLag.p99)} / ${f0(w.statusLag.max)} ms (${f0(w.statusLag.n)})`);
+      add(
+        `${b}: ${w.writing} dbs × ${w.offeredPerDb} tx/s for ${f0(w.windowMs / 1000)} s: rate; lag p50 / p99 / max (replica side)`,
+        `${f0(w.achievedTxPerSec)} tx/s; ${f0(l.p50)} / ${f0(l.p99)} / ${f0(l.max)} ms; found ${f0(w.txFound)}/${f0(w.txCommitted)} tx; ${w.completeOk ? `complete ${f0(w.completeMsAfterStop)} ms after stop` : 'NOT complete'}`,
+        verdict(l.p99 <= T.lagP99Ms && w.completeOk, 'p99 ≤ 2 s'),
+      );
+      add(
+        `${b}:   status().lagMs sampled each second, p50 / p99 / max (n)`,
+        `${f0(w.statusLag.p50)} / ${f0(w.statusLag.p99)} / ${f0(w.statusLag.max)} ms (${f0(w.statusLag.n)})`,
+      );
       const peak = w.peakRssBytes ?? w.rssSampledMaxBytes;
-      add(`${b}:   RSS during the writes, peak / median`, `${mb(peak)} / ${mb(w.rssSampledMedianBytes)}`, verdict(peak <= T.writeRssBytes, '≤ 512 MB'));
-      add(`${b}:   CPU: replicator / writers process`, `${f0(w.replicatorCpuPct)} % / ${f0(w.writersCpuPct)} % of one core; ${w.replicaErrors} replica errors`);
-      if (w.engineThread?.percentOfSamples) add(`${b}:   busiest non-main thread (engine worker), % of 5 ms samples`, Object.entries<number>(w.engineThread.percentOfSamples).slice(0, 4).map(([k, v]) => `${k} ${f0(v)} %`).join(', '));
-      if (w.checkpoints) add(`${b}:   checkpoints in the window: n; lock held p99 / max`, `${f0(w.checkpoints.n)}; ${f0(w.checkpoints.lockHeldMs.p99)} / ${f0(w.checkpoints.lockHeldMs.max)} ms`);
-      if (w.replicatorThreads) add(`${b}:   busiest replicator threads; whole machine (of 200 %)`, `${w.replicatorThreads.slice(0, 3).map((t: any) => `${t.comm} ${f0(t.cpuPct)} %`).join(', ')}; ${f0(w.machineCpuPct)} %`);
+      add(
+        `${b}:   RSS during the writes, peak / median`,
+        `${mb(peak)} / ${mb(w.rssSampledMedianBytes)}`,
+        verdict(peak <= T.writeRssBytes, '≤ 512 MB'),
+      );
+      add(
+        `${b}:   CPU: replicator / writers process`,
+        `${f0(w.replicatorCpuPct)} % / ${f0(w.writersCpuPct)} % of one core; ${w.replicaErrors} replica errors`,
+      );
+      if (w.engineThread?.percentOfSamples)
+        add(
+          `${b}:   busiest non-main thread (engine worker), % of 5 ms samples`,
+          Object.entries<number>(w.engineThread.percentOfSamples)
+            .slice(0, 4)
+            .map(([k, v]) => `${k} ${f0(v)} %`)
+            .join(', '),
+        );
+      if (w.checkpoints)
+        add(
+          `${b}:   checkpoints in the window: n; lock held p99 / max`,
+          `${f0(w.checkpoints.n)}; ${f0(w.checkpoints.lockHeldMs.p99)} / ${f0(w.checkpoints.lockHeldMs.max)} ms`,
+        );
+      if (w.replicatorThreads)
+        add(
+          `${b}:   busiest replicator threads; whole machine (of 200 %)`,
+          `${w.replicatorThreads
+            .slice(0, 3)
+            .map((t: any) => `${t.comm} ${f0(t.cpuPct)} %`)
+            .join(', ')}; ${f0(w.machineCpuPct)} %`,
+        );
     }
     if (r.created?.length) {
       const ms = r.created.map((x: any) => x.replicatedMs);
-      add(`${b}: new database → replica with snapshot + WAL segment (database-added)`, `${r.created.map((x: any) => `${f0(x.replicatedMs)} (${f0(x.addedMs)})`).join(', ')} ms`, verdict(ms.every((x: number) => x <= T.newDbMs), '≤ 2 s'));
+      add(
+        `${b}: new database → replica with snapshot + WAL segment (database-added)`,
+        `${r.created.map((x: any) => `${f0(x.replicatedMs)} (${f0(x.addedMs)})`).join(', ')} ms`,
+        verdict(
+          ms.every((x: number) => x <= T.newDbMs),
+          '≤ 2 s',
+        ),
+      );
     }
     if (r.deleted?.length) add(`${b}: deleted database → database-removed`, `${r.deleted.map((x: any) => f0(x.removedMs)).join(', ')} ms`);
   }
   for (const r of S.extra ?? []) {
-    add(`${r.backend === 'file' ? 'file' : 's3rver'}: ${f0(r.databases)} dbs: caught up; idle RSS median (per db above the floor); idle CPU`, `${f1(r.catchUp.catchUpMs / 1000)} s; ${mb(r.idle.rssMedianBytes)} (${f0(r.perDatabaseRssBytes / 1024)} KiB); ${f2(r.idle.cpuPct)} %`);
+    add(
+      `${r.backend === 'file' ? 'file' : 's3rver'}: ${f0(r.databases)} dbs: caught up; idle RSS median (per db above the floor); idle CPU`,
+      `${f1(r.catchUp.catchUpMs / 1000)} s; ${mb(r.idle.rssMedianBytes)} (${f0(r.perDatabaseRssBytes / 1024)} KiB); ${f2(r.idle.cpuPct)} %`,
+    );
   }
-  if (S.marginalRssPerDbBytes !== undefined) add(`file: marginal idle RSS per database (${S.marginalRssPoints.map((p: any) => p.n).join(' / ')} dbs)`, `${f0(S.marginalRssPerDbBytes / 1024)} KiB`);
+  if (S.marginalRssPerDbBytes !== undefined)
+    add(
+      `file: marginal idle RSS per database (${S.marginalRssPoints.map((p: any) => p.n).join(' / ')} dbs)`,
+      `${f0(S.marginalRssPerDbBytes / 1024)} KiB`,
+    );
   const wd = [0, 1, 2, 3].map((c) => Math.max(...rows.map((r) => r[c]!.length), ['scenario', 'metric', 'value', 'target'][c]!.length));
   const line = (r: string[]): string => `| ${r.map((x, k) => x.padEnd(wd[k]!)).join(' | ')} |`;
   return [line(['scenario', 'metric', 'value', 'target']), line(wd.map((x) => '-'.repeat(x))), ...rows.map(line)].join('\n');

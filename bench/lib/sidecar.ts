@@ -23,23 +23,31 @@ let cached: LitestreamInfo | undefined;
 export function litestreamInfo(disabled = false): LitestreamInfo {
   if (cached) return cached;
   if (disabled) return (cached = { available: false, reason: 'disabled with --no-litestream' });
-  const candidates = [process.env['LITESTREAM_BIN'], join(ROOT_DIR, '..', 'shared', 'bin', 'litestream-v0.3.13')].filter((p): p is string => !!p);
+  const candidates = [process.env['LITESTREAM_BIN'], join(ROOT_DIR, '..', 'shared', 'bin', 'litestream-v0.3.13')].filter(
+    (p): p is string => !!p,
+  );
   const bin = candidates.find((p) => existsSync(p));
   if (!bin) return (cached = { available: false, reason: `no Litestream binary (looked at ${candidates.join(', ')}; set LITESTREAM_BIN)` });
   try {
     const version = execFileSync(bin, ['version'], { encoding: 'utf8', timeout: 10_000, stdio: ['ignore', 'pipe', 'pipe'] }).trim();
-    if (!/^v0\.3\./.test(version)) return (cached = { available: false, bin, version, reason: `${bin} is ${version}, not Litestream v0.3.x` });
+    if (!/^v0\.3\./.test(version))
+      return (cached = { available: false, bin, version, reason: `${bin} is ${version}, not Litestream v0.3.x` });
     return (cached = { available: true, bin, version });
   } catch (err) {
     const e = err as { stderr?: Buffer | string; message: string };
-    const msg = String(e.stderr ?? '').trim().split('\n')[0] || e.message;
-    return (cached = { available: false, bin, reason: `${bin} does not run (${msg}); it needs the sqlite3 package's libsqlite3 (Debian: apt-get install sqlite3)` });
+    const msg =
+      String(e.stderr ?? '')
+        .trim()
+        .split('\n')[0] || e.message;
+    return (cached = {
+      available: false,
+      bin,
+      reason: `${bin} does not run (${msg}); it needs the sqlite3 package's libsqlite3 (Debian: apt-get install sqlite3)`,
+    });
   }
 }
 
-export type YamlReplica =
-  | { type: 'file'; path: string }
-  | { type: 's3'; bucket: string; path: string; endpoint: string };
+export type YamlReplica = { type: 'file'; path: string } | { type: 's3'; bucket: string; path: string; endpoint: string };
 
 export interface YamlDb {
   path: string;
@@ -92,7 +100,7 @@ export function writeYaml(file: string, dbs: YamlDb[]): void {
       }
     }
   }
-  writeFileSync(file, lines.join('\n') + '\n');
+  writeFileSync(file, `${lines.join('\n')}\n`);
 }
 
 /** An external process (Litestream, the walship CLI) with its output kept for waiting on log lines. */
@@ -152,7 +160,8 @@ export class ExtProc {
     for (;;) {
       const m = this.#log.slice(Math.max(0, from - this.#dropped)).match(re);
       if (m) return m;
-      if (!this.running) throw new Error(`${this.name} exited (${this.proc.exitCode ?? this.proc.signalCode}) before ${re}:\n${this.logTail()}`);
+      if (!this.running)
+        throw new Error(`${this.name} exited (${this.proc.exitCode ?? this.proc.signalCode}) before ${re}:\n${this.logTail()}`);
       if (Date.now() > deadline) throw new Error(`${this.name}: timeout waiting for ${re}:\n${this.logTail()}`);
       await sleep(20);
     }
@@ -167,7 +176,10 @@ export class ExtProc {
   }
 
   /** Sends `signal`, waits for the exit (SIGKILL after `timeoutMs`). */
-  async stop(signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 30_000): Promise<{ code: number | null; signal: NodeJS.Signals | null; timedOut: boolean }> {
+  async stop(
+    signal: NodeJS.Signals = 'SIGTERM',
+    timeoutMs = 30_000,
+  ): Promise<{ code: number | null; signal: NodeJS.Signals | null; timedOut: boolean }> {
     if (!this.running) return { ...(await this.exited), timedOut: false };
     this.proc.kill(signal);
     let timedOut = false;
@@ -195,14 +207,28 @@ export function startLitestream(yml: string): ExtProc {
 export function startWalshipCli(yml: string): ExtProc {
   const env: NodeJS.ProcessEnv = { ...process.env, NODE_NO_WARNINGS: '1' };
   for (const k of ['WALSHIP_CONFIG', 'LITESTREAM_CONFIG', 'NODE_OPTIONS']) delete env[k];
-  return new ExtProc('walship replicate', process.execPath, [...CHILD_EXEC_ARGV, join(ROOT_DIR, 'packages', 'cli', 'src', 'bin.ts'), 'replicate', '-config', yml], { env });
+  return new ExtProc(
+    'walship replicate',
+    process.execPath,
+    [...CHILD_EXEC_ARGV, join(ROOT_DIR, 'packages', 'cli', 'src', 'bin.ts'), 'replicate', '-config', yml],
+    { env },
+  );
 }
 
 /** `litestream restore -o <out> file://<replicaDir>`: wall time and peak RSS (VmHWM sampled every 20 ms). */
-export async function litestreamRestore(replicaDir: string, outputPath: string, timeoutMs = 900_000): Promise<{ ms: number; peakRssBytes: number }> {
+export async function litestreamRestore(
+  replicaDir: string,
+  outputPath: string,
+  timeoutMs = 900_000,
+): Promise<{ ms: number; peakRssBytes: number }> {
   const info = litestreamInfo();
   const t0 = now();
-  return timedRestore('litestream', new ExtProc('litestream restore', info.bin!, ['restore', '-o', outputPath, `file://${replicaDir}`]), t0, timeoutMs);
+  return timedRestore(
+    'litestream',
+    new ExtProc('litestream restore', info.bin!, ['restore', '-o', outputPath, `file://${replicaDir}`]),
+    t0,
+    timeoutMs,
+  );
 }
 
 /** Waits for a restore process: wall time since `t0` and peak RSS (VmHWM sampled every 20 ms); throws on a non-zero exit. */
@@ -221,7 +247,13 @@ async function timedRestore(tool: string, p: ExtProc, t0: number, timeoutMs: num
  * `walship restore -config <yml> -o <out> <db>` (the CLI from the TypeScript sources) or
  * `litestream restore -config …`: wall time and peak RSS. With a config, so its `age:` block applies.
  */
-export async function cliRestore(tool: 'walship' | 'litestream', yml: string, db: string, outputPath: string, timeoutMs = 900_000): Promise<{ ms: number; peakRssBytes: number }> {
+export async function cliRestore(
+  tool: 'walship' | 'litestream',
+  yml: string,
+  db: string,
+  outputPath: string,
+  timeoutMs = 900_000,
+): Promise<{ ms: number; peakRssBytes: number }> {
   const t0 = now();
   const args = ['restore', '-config', yml, '-o', outputPath, db];
   let p: ExtProc;
@@ -229,7 +261,12 @@ export async function cliRestore(tool: 'walship' | 'litestream', yml: string, db
   else {
     const env: NodeJS.ProcessEnv = { ...process.env, NODE_NO_WARNINGS: '1' };
     for (const k of ['WALSHIP_CONFIG', 'LITESTREAM_CONFIG', 'NODE_OPTIONS']) delete env[k];
-    p = new ExtProc('walship restore', process.execPath, [...CHILD_EXEC_ARGV, join(ROOT_DIR, 'packages', 'cli', 'src', 'bin.ts'), ...args], { env });
+    p = new ExtProc(
+      'walship restore',
+      process.execPath,
+      [...CHILD_EXEC_ARGV, join(ROOT_DIR, 'packages', 'cli', 'src', 'bin.ts'), ...args],
+      { env },
+    );
   }
   return timedRestore(tool, p, t0, timeoutMs);
 }
@@ -248,14 +285,16 @@ function listDir(d: string): string[] {
 export function replicaSnapshots(replicaDir: string): string[] {
   const out: string[] = [];
   for (const g of listDir(join(replicaDir, 'generations'))) {
-    for (const f of listDir(join(replicaDir, 'generations', g, 'snapshots'))) if (f.endsWith('.snapshot.lz4')) out.push(join(replicaDir, 'generations', g, 'snapshots', f));
+    for (const f of listDir(join(replicaDir, 'generations', g, 'snapshots')))
+      if (f.endsWith('.snapshot.lz4')) out.push(join(replicaDir, 'generations', g, 'snapshots', f));
   }
   return out;
 }
 
 export function replicaWalSegmentCount(replicaDir: string): number {
   let n = 0;
-  for (const g of listDir(join(replicaDir, 'generations'))) n += listDir(join(replicaDir, 'generations', g, 'wal')).filter((f) => f.endsWith('.wal.lz4')).length;
+  for (const g of listDir(join(replicaDir, 'generations')))
+    n += listDir(join(replicaDir, 'generations', g, 'wal')).filter((f) => f.endsWith('.wal.lz4')).length;
   return n;
 }
 
@@ -264,7 +303,13 @@ export function replicaWalSegmentCount(replicaDir: string): number {
  * tools, so its presence means it is complete) and, with `walSegment`, at least one WAL segment.
  * Returns the time it was first seen.
  */
-export async function waitReplicaReady(replicaDir: string, p: ExtProc | undefined, timeoutMs: number, walSegment = true, pollMs = 20): Promise<number> {
+export async function waitReplicaReady(
+  replicaDir: string,
+  p: ExtProc | undefined,
+  timeoutMs: number,
+  walSegment = true,
+  pollMs = 20,
+): Promise<number> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (replicaSnapshots(replicaDir).length && (!walSegment || replicaWalSegmentCount(replicaDir) > 0)) return now();

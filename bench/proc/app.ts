@@ -17,7 +17,18 @@ import { statSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { Replicator } from '@walship/core';
 import { FileReplicaClient } from '@walship/file';
-import { childConfig, dist, hardDeadline, installChildErrorHandlers, now, procMem, send, waitForGo } from '../lib/common.js';
+import {
+  type CheckpointRecord,
+  childConfig,
+  dist,
+  hardDeadline,
+  installChildErrorHandlers,
+  now,
+  procMem,
+  recordCheckpoints,
+  send,
+  waitForGo,
+} from '../lib/common.js';
 
 interface Config {
   db: string;
@@ -48,15 +59,13 @@ randomFillSync(payload);
 payload.write('WSBM', 0, 'latin1');
 
 let rep: Replicator | undefined;
-const checkpointLog: { t: number; mode: string; durationMs: number; lockHeldMs?: number; restarted?: boolean }[] = [];
+const checkpointLog: CheckpointRecord[] = [];
 let replicaErrors = 0;
 const errorMessages: string[] = [];
 let initialSyncMs = NaN;
 if (cfg.embed) {
   rep = new Replicator(cfg.db, { replicas: [{ name: 'bench', client: new FileReplicaClient({ path: cfg.embed.replicaPath }) }] });
-  rep.on('checkpoint', (e: { mode: string; durationMs: number; lockHeldMs?: number; restarted?: boolean }) => {
-    if (checkpointLog.length < 100_000) checkpointLog.push({ t: now(), mode: e.mode, durationMs: e.durationMs, ...(typeof e.lockHeldMs === 'number' ? { lockHeldMs: e.lockHeldMs } : {}), ...(typeof e.restarted === 'boolean' ? { restarted: e.restarted } : {}) });
-  });
+  recordCheckpoints(rep, checkpointLog);
   const onError = (e: { error: Error }): void => {
     replicaErrors++;
     if (errorMessages.length < 5) errorMessages.push(String(e.error?.message ?? e.error).slice(0, 300));
@@ -97,7 +106,10 @@ const intervalMs = 1000 / cfg.rate;
 await new Promise<void>((resolve) => {
   const tick = (): void => {
     const t = now();
-    if (t >= end) return resolve();
+    if (t >= end) {
+      resolve();
+      return;
+    }
     const due = Math.min(expected, Math.floor(((t - t0) / 1000) * cfg.rate));
     const sliceEnd = t + sliceMs;
     while (seq < due) {
@@ -140,7 +152,15 @@ await send({
   txs: seq,
   elapsedMs,
   txPerSec: seq / (elapsedMs / 1000),
-  eventLoopDelay: { resolutionMs: resolution, n: eld.count, p50: ms(eld.percentile(50)), p99: ms(eld.percentile(99)), max: ms(eld.max), mean: ms(eld.mean), min: ms(eld.min) },
+  eventLoopDelay: {
+    resolutionMs: resolution,
+    n: eld.count,
+    p50: ms(eld.percentile(50)),
+    p99: ms(eld.percentile(99)),
+    max: ms(eld.max),
+    mean: ms(eld.mean),
+    min: ms(eld.min),
+  },
   /** how late each transaction was committed after it was due (ms) */
   txLateness: dist(lateness.subarray(0, seq)),
   cpuPct: ((cpu.user + cpu.system) / 1000 / elapsedMs) * 100,

@@ -99,7 +99,13 @@ const client = await makeClient(cfg.replica!);
 const options =
   cfg.mode === 'bigwal'
     ? { minCheckpointPageCount: 1_000_000_000, maxCheckpointPageCount: 0, truncatePageCount: 0, checkpointInterval: 0 }
-    : { minCheckpointPageCount: 1_000_000_000, maxCheckpointPageCount: 0, truncatePageCount: 0, checkpointInterval: 0, monitorInterval: 60_000 };
+    : {
+        minCheckpointPageCount: 1_000_000_000,
+        maxCheckpointPageCount: 0,
+        truncatePageCount: 0,
+        checkpointInterval: 0,
+        monitorInterval: 60_000,
+      };
 const rep = new Replicator(cfg.db, { ...options, replicas: [{ name: 'bench', client, retention: 0 }] } as any);
 await rep.start();
 await rep.sync();

@@ -25,7 +25,9 @@ const db = new Database(cfg.db);
 db.pragma('journal_mode = WAL');
 db.pragma('synchronous = NORMAL');
 db.pragma('busy_timeout = 5000');
-db.exec('CREATE TABLE IF NOT EXISTS acct (id INTEGER PRIMARY KEY, bal INTEGER NOT NULL); CREATE TABLE IF NOT EXISTS log (id INTEGER PRIMARY KEY, v TEXT)');
+db.exec(
+  'CREATE TABLE IF NOT EXISTS acct (id INTEGER PRIMARY KEY, bal INTEGER NOT NULL); CREATE TABLE IF NOT EXISTS log (id INTEGER PRIMARY KEY, v TEXT)',
+);
 const insAcct = db.prepare('INSERT OR IGNORE INTO acct (id, bal) VALUES (?, 1000)');
 db.transaction(() => {
   for (let i = 1; i <= 50; i++) insAcct.run(i);

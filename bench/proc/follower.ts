@@ -17,7 +17,11 @@ interface Config {
 installChildErrorHandlers();
 const cfg = childConfig<Config>();
 hardDeadline(cfg.maxLifetimeMs, 'follower');
-const follower = new Follower(cfg.out, { replicas: [{ name: 'r', client: await makeClient(cfg.replica) }], verify: 'quick', ...(cfg.intervalMs ? { intervalMs: cfg.intervalMs } : {}) });
+const follower = new Follower(cfg.out, {
+  replicas: [{ name: 'r', client: await makeClient(cfg.replica) }],
+  verify: 'quick',
+  ...(cfg.intervalMs ? { intervalMs: cfg.intervalMs } : {}),
+});
 const applied: { pos: { generation: string; index: number; offset: number }; t: number }[] = [];
 follower.on('applied', (e) => applied.push({ pos: e.pos, t: now() }));
 const t0 = now();
@@ -28,7 +32,13 @@ process.on('message', (m: { type?: string }) => {
   if (m?.type === 'mark') requestsAtMark = follower.status().requests;
   if (m?.type === 'report') {
     const s = follower.status();
-    void send({ type: 'report', applied: applied.splice(0), requests: s.requests - requestsAtMark, status: { state: s.state, pos: s.pos, damage: s.damage, lastError: s.lastError }, mem: procMem() });
+    void send({
+      type: 'report',
+      applied: applied.splice(0),
+      requests: s.requests - requestsAtMark,
+      status: { state: s.state, pos: s.pos, damage: s.damage, lastError: s.lastError },
+      mem: procMem(),
+    });
   }
   if (m?.type === 'stop') void follower.stop().then(() => process.exit(0));
 });

@@ -9,7 +9,17 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Transform } from 'node:stream';
 import { Replicator, lz4Stage, type ObjectStage, type ReplicaClient } from '@walship/core';
-import { childConfig, dist, hardDeadline, installChildErrorHandlers, now, procMem, send } from '../lib/common.js';
+import {
+  type CheckpointRecord,
+  childConfig,
+  dist,
+  hardDeadline,
+  installChildErrorHandlers,
+  now,
+  procMem,
+  recordCheckpoints,
+  send,
+} from '../lib/common.js';
 import { makeClient, type ReplicaSpec } from '../lib/clients.js';
 
 interface Config {
@@ -66,7 +76,11 @@ function tapEncoder(): Transform {
     },
   });
 }
-const tapStage: ObjectStage = { name: 'bench-tap', encoder: tapEncoder, decoder: () => new Transform({ transform: (c, _e, cb) => cb(null, c) }) };
+const tapStage: ObjectStage = {
+  name: 'bench-tap',
+  encoder: tapEncoder,
+  decoder: () => new Transform({ transform: (c, _e, cb) => cb(null, c) }),
+};
 
 function wrapClient(inner: ReplicaClient): ReplicaClient {
   const settle = (): void => {
@@ -126,11 +140,8 @@ rep.on('operation', (e: { operation: string; bytes: number }) => {
 });
 let checkpoints = 0;
 // checkpoint events; `lockHeldMs` (how long walship held SQLite's write lock) when the engine reports it
-const checkpointLog: { t: number; mode: string; durationMs: number; lockHeldMs?: number; restarted?: boolean }[] = [];
-rep.on('checkpoint', (e: { mode: string; durationMs: number; lockHeldMs?: number; restarted?: boolean }) => {
-  checkpoints++;
-  if (checkpointLog.length < 100_000) checkpointLog.push({ t: now(), mode: e.mode, durationMs: e.durationMs, ...(typeof e.lockHeldMs === 'number' ? { lockHeldMs: e.lockHeldMs } : {}), ...(typeof e.restarted === 'boolean' ? { restarted: e.restarted } : {}) });
-});
+const checkpointLog: CheckpointRecord[] = [];
+recordCheckpoints(rep, checkpointLog, () => checkpoints++);
 let walShippedBytes = 0;
 rep.on('replica-sync', (e: { bytes: number }) => (walShippedBytes += e.bytes));
 let errors = 0;
@@ -156,12 +167,13 @@ const memAfterStart = procMem();
 const samples: { t: number; lagMs: number; walBytes: number }[] = [];
 let markT = now();
 let markCpu = process.cpuUsage();
-const sampler = cfg.sampleMs === 0
-  ? undefined
-  : setInterval(() => {
-      const s = rep.status();
-      samples.push({ t: now(), lagMs: s.replicas[0]?.lagMs ?? 0, walBytes: s.walSizeBytes });
-    }, cfg.sampleMs ?? 50);
+const sampler =
+  cfg.sampleMs === 0
+    ? undefined
+    : setInterval(() => {
+        const s = rep.status();
+        samples.push({ t: now(), lagMs: s.replicas[0]?.lagMs ?? 0, walBytes: s.walSizeBytes });
+      }, cfg.sampleMs ?? 50);
 
 function resetCounters(): void {
   for (const k of Object.keys(ops)) ops[k] = 0;

@@ -33,7 +33,15 @@ if (cfg.mode === 'restore') {
   });
   const ms = now() - t0;
   clearInterval(sampler);
-  await send({ type: 'result', ms, result: { ...result, partial: undefined }, walBytes: result.walBytes ?? 0, memBefore, mem: procMem(), rssSampledMax: rssMax });
+  await send({
+    type: 'result',
+    ms,
+    result: { ...result, partial: undefined },
+    walBytes: result.walBytes ?? 0,
+    memBefore,
+    mem: procMem(),
+    rssSampledMax: rssMax,
+  });
 } else {
   const out = createWriteStream(cfg.outputPath);
   let bytes = 0;

@@ -78,7 +78,10 @@ dir.on('database-added', (e) => {
   watchReplicator(e.relPath, e.replicator);
 });
 dir.on('database-removed', (e) => void removed.push({ relPath: e.relPath, t: now() }));
-dir.on('database-error', (e) => void dbErrors.push({ relPath: e.relPath, message: String(e.error?.message ?? e.error).slice(0, 300), t: now() }));
+dir.on(
+  'database-error',
+  (e) => void dbErrors.push({ relPath: e.relPath, message: String(e.error?.message ?? e.error).slice(0, 300), t: now() }),
+);
 dir.on('database-skipped', (e) => void skipped.push({ relPath: e.relPath, reason: e.reason }));
 await dir.start();
 const tStarted = now();
@@ -86,7 +89,9 @@ const syncPos = await dir.sync({ timeout: 900_000 });
 const tSynced = now();
 // every database's replica at its local position (status() as reported after the sync)
 const st = dir.status();
-const behind = st.databases.filter((d) => d.status.replicas.some((r) => r.pos.generation !== d.status.pos.generation || comparePos(r.pos, d.status.pos) < 0));
+const behind = st.databases.filter((d) =>
+  d.status.replicas.some((r) => r.pos.generation !== d.status.pos.generation || comparePos(r.pos, d.status.pos) < 0),
+);
 await send({
   type: 'caught-up',
   t0,
@@ -164,10 +169,19 @@ function state(): Record<string, unknown> {
     uploadsPerSecond: Array.from(uploadsPerSecond, (x) => x ?? 0),
     checkpoints: {
       n: checkpointLog.length,
-      byMode: checkpointLog.reduce<Record<string, number>>((a, c) => ((a[c.mode] = (a[c.mode] ?? 0) + 1), a), {}),
+      byMode: checkpointLog.reduce<Record<string, number>>((a, c) => {
+        a[c.mode] = (a[c.mode] ?? 0) + 1;
+        return a;
+      }, {}),
       durationMs: dist(checkpointLog.map((c) => c.durationMs)),
       lockHeldMs: dist(checkpointLog.filter((c) => typeof c.lockHeldMs === 'number').map((c) => c.lockHeldMs!)),
-      perSecond: checkpointLog.reduce<number[]>((a, c) => ((a[Math.floor(c.t / 1000)] = (a[Math.floor(c.t / 1000)] ?? 0) + 1), a), []).map((x) => x ?? 0),
+      perSecond: checkpointLog
+        .reduce<number[]>((a, c) => {
+          const s = Math.floor(c.t / 1000);
+          a[s] = (a[s] ?? 0) + 1;
+          return a;
+        }, [])
+        .map((x) => x ?? 0),
     },
     mem: procMem(),
     memoryUsage: process.memoryUsage(), // the main thread's isolate (the engine worker's heap is not in it)

@@ -106,8 +106,7 @@ export const azureBackend: ReplicaBackend = {
     const bucket = optString(c, 'bucket');
     const path = optString(c, 'path');
     const accountName = optString(c, 'account-name');
-    const endpoint =
-      optString(c, 'endpoint') || (accountName ? `https://${accountName}.blob.core.windows.net` : undefined);
+    const endpoint = optString(c, 'endpoint') || (accountName ? `https://${accountName}.blob.core.windows.net` : undefined);
     if (bucket) out.bucket = bucket;
     if (path) out.path = path;
     if (accountName) out['account-name'] = accountName;

@@ -143,7 +143,7 @@ export class AzureReplicaClient implements ReplicaClient {
   private readonly batchDelete: boolean;
 
   constructor(options: AzureReplicaClientOptions) {
-    if (!options || !options.container) throw new ConfigError('bucket required for abs replica');
+    if (!options?.container) throw new ConfigError('bucket required for abs replica');
     this.options = options;
     this.container = options.container;
     this.path = (options.path ?? '').replace(/^\/+/, '');
@@ -232,9 +232,7 @@ export class AzureReplicaClient implements ReplicaClient {
 
   /** Lists blobs under `prefix` (flat) page by page. */
   private async *listFlat(prefix: string): AsyncGenerator<BlobItem[]> {
-    const pages = this.containerClient
-      .listBlobsFlat({ prefix })
-      .byPage(this.listPageSize ? { maxPageSize: this.listPageSize } : {});
+    const pages = this.containerClient.listBlobsFlat({ prefix }).byPage(this.listPageSize ? { maxPageSize: this.listPageSize } : {});
     try {
       for await (const page of pages) yield page.segment.blobItems;
     } catch (err) {

@@ -56,7 +56,9 @@ async function blobNames(prefix = ''): Promise<string[]> {
  * A loopback HTTP proxy in front of Azurite that records every request it forwards (method,
  * path and query, response status): what the client really sent, seen from the wire.
  */
-async function recordingProxy(target: string): Promise<{ endpoint: string; requests: Array<{ line: string; status: number }>; close(): Promise<void> }> {
+async function recordingProxy(
+  target: string,
+): Promise<{ endpoint: string; requests: Array<{ line: string; status: number }>; close(): Promise<void> }> {
   const t = new URL(target);
   const requests: Array<{ line: string; status: number }> = [];
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
@@ -129,7 +131,10 @@ test('write, list and read snapshots and WAL segments', { skip }, async () => {
     `db/generations/${GEN}/wal/00000001_00000020.wal.lz4`,
     `db/generations/${GEN2}/wal/00000000_00000000.wal.lz4`,
   ]);
-  const props = await srv().service.getContainerClient(container).getBlobClient(`db/generations/${GEN}/snapshots/00000001.snapshot.lz4`).getProperties();
+  const props = await srv()
+    .service.getContainerClient(container)
+    .getBlobClient(`db/generations/${GEN}/snapshots/00000001.snapshot.lz4`)
+    .getProperties();
   assert.equal(props.contentType, 'application/octet-stream');
   assert.equal(props.blobType, 'BlockBlob');
 
@@ -139,7 +144,10 @@ test('write, list and read snapshots and WAL segments', { skip }, async () => {
   assert.deepEqual({ ...snaps[0], createdAt: undefined }, { generation: GEN, index: 1, size: 4, createdAt: undefined });
   assert.ok(snaps[0]!.createdAt instanceof Date);
   const segs = await c.walSegments(GEN);
-  assert.deepEqual(segs.map((s) => [s.index, s.offset, s.size]), [[1, 32, 4]]);
+  assert.deepEqual(
+    segs.map((s) => [s.index, s.offset, s.size]),
+    [[1, 32, 4]],
+  );
   assert.equal((await c.walSegments(GEN2))[0]!.size, 0);
 
   assert.equal((await readAll(await c.snapshotReader(GEN, 1))).toString(), 'snap');
@@ -216,10 +224,17 @@ test('empty generation: InvalidArgumentError with Litestream messages, nothing d
     [() => c.snapshotReader('', 0), 'cannot determine snapshot path: generation required'],
     [() => c.deleteSnapshot('', 0), 'cannot determine snapshot path: generation required'],
     [() => c.walSegments(''), 'cannot determine wal path: generation required'],
-    [() => c.writeWALSegment({ generation: '', index: 0, offset: 0 }, Readable.from([])), 'cannot determine wal segment path: generation required'],
+    [
+      () => c.writeWALSegment({ generation: '', index: 0, offset: 0 }, Readable.from([])),
+      'cannot determine wal segment path: generation required',
+    ],
     [() => c.walSegmentReader({ generation: '', index: 0, offset: 0 }), 'cannot determine wal segment path: generation required'],
     [
-      () => c.deleteWALSegments([{ generation: GEN, index: 0, offset: 0 }, { generation: '', index: 0, offset: 0 }]),
+      () =>
+        c.deleteWALSegments([
+          { generation: GEN, index: 0, offset: 0 },
+          { generation: '', index: 0, offset: 0 },
+        ]),
       'cannot determine wal segment path: generation required',
     ],
   ];
@@ -248,8 +263,14 @@ test('foreign and malformed names are skipped', { skip }, async () => {
     await cc.getBlockBlobClient(name).upload('x', 1);
   }
   assert.deepEqual(await c.generations(), [GEN]);
-  assert.deepEqual((await c.snapshots(GEN)).map((s) => s.index), [2]);
-  assert.deepEqual((await c.walSegments(GEN)).map((s) => [s.index, s.offset]), [[3, 0x1000]]);
+  assert.deepEqual(
+    (await c.snapshots(GEN)).map((s) => s.index),
+    [2],
+  );
+  assert.deepEqual(
+    (await c.walSegments(GEN)).map((s) => [s.index, s.offset]),
+    [[3, 0x1000]],
+  );
   await c.deleteGeneration(GEN);
   assert.equal((await blobNames('foreign/')).length, 3); // non-generation entries survive
 });
@@ -337,7 +358,10 @@ test('batch deletes (> 256 blobs, mixed generations, missing ones) and paginated
   doomed.push({ generation: GEN, index: 9999, offset: 0 }); // does not exist
   assert.equal(await countBatchedDeletes(() => c.deleteWALSegments(doomed)), doomed.length, 'expected batch deletes');
   const left = [...(await c.walSegments(GEN)), ...(await c.walSegments(GEN2))].map((s) => s.index).sort((a, b) => a - b);
-  assert.deepEqual(left, positions.slice(280).map((p) => p.index));
+  assert.deepEqual(
+    left,
+    positions.slice(280).map((p) => p.index),
+  );
   // deleteGeneration pages through more blobs than one listing page holds.
   for (let i = 0; i < 250; i += 50) {
     await Promise.all(Array.from({ length: 50 }, (_, j) => c.writeSnapshot(GEN, i + j, Readable.from([Buffer.from('s')]))));
@@ -377,8 +401,16 @@ test('wrong account key: non-retryable BackendError, each 403 sent once', { skip
       );
       const sent = proxy.requests.slice(seen);
       assert.ok(sent.length >= 1, `${name}: no request reached the server`);
-      assert.deepEqual(sent.map((r) => r.status), sent.map(() => 403), `${name}: every request must get 403: ${JSON.stringify(sent)}`);
-      assert.equal(new Set(sent.map((r) => r.line)).size, sent.length, `${name}: a 403 must not be retried, but was sent again: ${JSON.stringify(sent)}`);
+      assert.deepEqual(
+        sent.map((r) => r.status),
+        sent.map(() => 403),
+        `${name}: every request must get 403: ${JSON.stringify(sent)}`,
+      );
+      assert.equal(
+        new Set(sent.map((r) => r.line)).size,
+        sent.length,
+        `${name}: a 403 must not be retried, but was sent again: ${JSON.stringify(sent)}`,
+      );
       assert.ok(err instanceof BackendError, `${name}: expected BackendError, got ${String(err)}`);
       assert.equal(err.code, 'WALSHIP_BACKEND');
       assert.equal(err.retryable, false);
@@ -391,10 +423,19 @@ test('wrong account key: non-retryable BackendError, each 403 sent once', { skip
 });
 
 test('missing container: non-retryable BackendError, not NotFoundError', { skip }, async () => {
-  const c = client({ container: 'does-not-exist-' + randomBytes(4).toString('hex') });
-  await assert.rejects(c.generations(), (err: unknown) => err instanceof BackendError && !err.retryable && /ContainerNotFound/.test(err.message));
-  await assert.rejects(c.snapshotReader(GEN, 1), (err: unknown) => err instanceof BackendError && !(err instanceof NotFoundError) && !err.retryable);
-  await assert.rejects(c.writeSnapshot(GEN, 1, Readable.from([Buffer.from('x')])), (err: unknown) => err instanceof BackendError && !err.retryable);
+  const c = client({ container: `does-not-exist-${randomBytes(4).toString('hex')}` });
+  await assert.rejects(
+    c.generations(),
+    (err: unknown) => err instanceof BackendError && !err.retryable && /ContainerNotFound/.test(err.message),
+  );
+  await assert.rejects(
+    c.snapshotReader(GEN, 1),
+    (err: unknown) => err instanceof BackendError && !(err instanceof NotFoundError) && !err.retryable,
+  );
+  await assert.rejects(
+    c.writeSnapshot(GEN, 1, Readable.from([Buffer.from('x')])),
+    (err: unknown) => err instanceof BackendError && !err.retryable,
+  );
 });
 
 test('unreachable endpoint: retryable BackendError', { skip }, async () => {
@@ -450,7 +491,10 @@ test('SAS token authentication (account SAS), via the backend config', { skip },
     new StorageSharedKeyCredential(s.accountName, s.accountKey),
   ).toString();
   const r = client({ accountKey: undefined, sasToken: ro, path: 'sas' });
-  await assert.rejects(r.writeSnapshot(GEN, 1, Readable.from([Buffer.from('x')])), (err: unknown) => err instanceof BackendError && !err.retryable);
+  await assert.rejects(
+    r.writeSnapshot(GEN, 1, Readable.from([Buffer.from('x')])),
+    (err: unknown) => err instanceof BackendError && !err.retryable,
+  );
 });
 
 test('account key from LITESTREAM_AZURE_ACCOUNT_KEY', { skip }, async () => {
@@ -460,12 +504,17 @@ test('account key from LITESTREAM_AZURE_ACCOUNT_KEY', { skip }, async () => {
     { env: { LITESTREAM_AZURE_ACCOUNT_KEY: s.accountKey } },
   );
   await c.writeSnapshot(GEN, 3, Readable.from([Buffer.from('k')]));
-  assert.deepEqual((await c.snapshots(GEN)).map((x) => x.index), [3]);
+  assert.deepEqual(
+    (await c.snapshots(GEN)).map((x) => x.index),
+    [3],
+  );
   await c.deleteGeneration(GEN);
   await c.close?.();
 });
 
-test('no account key over plain http: a config error naming the key and where to set it, never the SDK bearer-token error', { skip }, async () => {
+test('no account key over plain http: a config error naming the key and where to set it, never the SDK bearer-token error', {
+  skip,
+}, async () => {
   const s = srv();
   assert.ok(s.endpoint.startsWith('http://'), s.endpoint);
   const keys = { bucket: container, path: 'nokey', 'account-name': s.accountName, endpoint: s.endpoint };

@@ -97,7 +97,15 @@ test('credential selection: explicit key, explicit sas, env key, env sas, Azure 
     () => azureBackend.createClient({ ...base, endpoint: 'http://127.0.0.1:9/acct' }, { env: {} }),
     'account key missing for abs replica at http://127.0.0.1:9/acct: plain http needs a shared key (Azure AD tokens require https); set account-key in the config or the LITESTREAM_AZURE_ACCOUNT_KEY environment variable (or a sas-token / AZURE_STORAGE_SAS_TOKEN)',
   );
-  assert.equal((azureBackend.createClient({ ...base, endpoint: 'http://127.0.0.1:9/acct' }, { env: { LITESTREAM_AZURE_ACCOUNT_KEY: KEY } }) as AzureReplicaClient).endpoint, 'http://127.0.0.1:9/acct');
+  assert.equal(
+    (
+      azureBackend.createClient(
+        { ...base, endpoint: 'http://127.0.0.1:9/acct' },
+        { env: { LITESTREAM_AZURE_ACCOUNT_KEY: KEY } },
+      ) as AzureReplicaClient
+    ).endpoint,
+    'http://127.0.0.1:9/acct',
+  );
 });
 
 test('path: leading slash removed, trailing kept clean', () => {

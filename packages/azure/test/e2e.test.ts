@@ -65,7 +65,10 @@ test('replicate a live SQLite database to Azurite, then restore it', { skip }, a
   for await (const b of started.service.getContainerClient(container).listBlobsFlat()) names.push(b.name);
   // Beside the generation only walship's lease of the replica (see the core README).
   assert.ok(names.includes('app/walship-lease.json'), `the replica's lease: ${names.join(', ')}`);
-  assert.ok(names.filter((n) => n !== 'app/walship-lease.json').every((n) => n.startsWith(`app/generations/${gen}/`)), names.join(', '));
+  assert.ok(
+    names.filter((n) => n !== 'app/walship-lease.json').every((n) => n.startsWith(`app/generations/${gen}/`)),
+    names.join(', '),
+  );
   const snap = await client.snapshotReader(gen, snapshots[0]!.index);
   const decoded = await readAll(snap.pipe(createLz4FrameDecoder()));
   assert.equal(decoded.subarray(0, 16).toString('latin1'), 'SQLite format 3\0');

@@ -69,7 +69,8 @@ async function litestreamRestore(bin: string, server: AzuriteServer, container: 
 }
 
 const started = await startAzuriteOrSkip();
-const title = "azurite: a generation begun within the second of the previous one's last upload is the one restored (walship and Litestream v0.3.13)";
+const title =
+  "azurite: a generation begun within the second of the previous one's last upload is the one restored (walship and Litestream v0.3.13)";
 if (typeof started === 'string') {
   test(title, { skip: started }, () => {});
 } else {
@@ -78,12 +79,19 @@ if (typeof started === 'string') {
   test(title, { timeout: 240_000 }, async (t) => {
     const bin = litestreamBin();
     if (!bin) {
-      if (process.env['CI'] === 'true') assert.fail('the Litestream binary is required under CI=true: set LITESTREAM_BIN or provide ../shared/bin/litestream-v0.3.13');
+      if (process.env['CI'] === 'true')
+        assert.fail('the Litestream binary is required under CI=true: set LITESTREAM_BIN or provide ../shared/bin/litestream-v0.3.13');
       t.diagnostic('Litestream binary not found (LITESTREAM_BIN or ../shared/bin/litestream-v0.3.13): its half of the check is skipped');
     }
     const container = await server.createContainer('gen');
     const clientFor = (prefix: string) =>
-      new AzureReplicaClient({ container, path: prefix, accountName: server.accountName, accountKey: server.accountKey, endpoint: server.endpoint });
+      new AzureReplicaClient({
+        container,
+        path: prefix,
+        accountName: server.accountName,
+        accountKey: server.accountKey,
+        endpoint: server.endpoint,
+      });
     for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
       const dir = await mkdtemp(join(tmpdir(), 'walship-abs-gen-'));
       const prefix = `attempt-${attempt}`;
@@ -105,10 +113,14 @@ if (typeof started === 'string') {
           await new Promise((r) => setTimeout(r, 20));
           acked = await rep.sync({ timeout: 60_000 });
         }
-        const times = async (g: string) => [...(await client.snapshots(g)), ...(await client.walSegments(g))].map((x) => x.createdAt.getTime());
+        const times = async (g: string) =>
+          [...(await client.snapshots(g)), ...(await client.walSegments(g))].map((x) => x.createdAt.getTime());
         const oldLast = Math.max(...(await times(old.generation)));
         const newFirst = Math.min(...(await times(acked.generation)));
-        assert.ok(newFirst > oldLast, `new generation's first object (${new Date(newFirst).toISOString()}) listed after the old one's last (${new Date(oldLast).toISOString()})`);
+        assert.ok(
+          newFirst > oldLast,
+          `new generation's first object (${new Date(newFirst).toISOString()}) listed after the old one's last (${new Date(oldLast).toISOString()})`,
+        );
         const want = rowsOf(dbPath);
         const out = join(dir, 'restored.db');
         const res = await restore({ outputPath: out, replicas: [{ name: 'abs', client: clientFor(prefix) }] });

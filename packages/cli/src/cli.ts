@@ -1,7 +1,16 @@
 import { errorMessage } from '@walship/core';
 import { parseArgs, stringFlag, boolFlag, type ParsedArgs } from './args.js';
 import { findTenant, tenantDb } from './directory.js';
-import { adHocConfig, loadConfigFile, locateConfig, replicaFromUrl, type CliConfig, type DbSpec, type DirSpec, type ReplicaSpec } from './config.js';
+import {
+  adHocConfig,
+  loadConfigFile,
+  locateConfig,
+  replicaFromUrl,
+  type CliConfig,
+  type DbSpec,
+  type DirSpec,
+  type ReplicaSpec,
+} from './config.js';
 import { ConfigErrors, UsageError, isUserError } from './errors.js';
 import { createLogger, scrubString, type CliLogger } from './logger.js';
 import { absPath, looksLikeUrl } from './paths.js';
@@ -171,7 +180,9 @@ export async function resolveTarget(inv: Invocation, missingMessage: string, opt
     const replica = await replicaFromUrl(arg, { registry: io.registry, env: io.env, cwd: io.cwd });
     const warnings: string[] = [];
     if (replicaName !== undefined && replicaName !== replica.name) {
-      warnings.push(`-replica ${JSON.stringify(replicaName)} ignored: the replica URL ${JSON.stringify(arg)} is the only replica (named ${JSON.stringify(replica.name)}); drop -replica or use a config file`);
+      warnings.push(
+        `-replica ${JSON.stringify(replicaName)} ignored: the replica URL ${JSON.stringify(arg)} is the only replica (named ${JSON.stringify(replica.name)}); drop -replica or use a config file`,
+      );
     }
     return { config: undefined, db: undefined, dbPath: undefined, replicas: [replica], urlMode: true, warnings };
   }
@@ -179,7 +190,12 @@ export async function resolveTarget(inv: Invocation, missingMessage: string, opt
   try {
     config = await loadConfig(inv);
   } catch (err) {
-    if (stringFlag(args, 'config') === undefined && !io.env.WALSHIP_CONFIG && !io.env.LITESTREAM_CONFIG && /^config file not found/.test(errorMessage(err))) {
+    if (
+      stringFlag(args, 'config') === undefined &&
+      !io.env.WALSHIP_CONFIG &&
+      !io.env.LITESTREAM_CONFIG &&
+      /^config file not found/.test(errorMessage(err))
+    ) {
       throw new UsageError(`${errorMessage(err)} (to read a replica directly, pass its URL, e.g. file:///backups/db)`);
     }
     throw err;
@@ -187,12 +203,14 @@ export async function resolveTarget(inv: Invocation, missingMessage: string, opt
   const dbPath = absPath(arg, io.cwd);
   const directory = config.dirs.find((d) => d.dir === dbPath);
   if (directory) {
-    if (!options.allowDirectory) throw new UsageError(`${dbPath} is a directory entry in ${config.file}: name one of its databases (e.g. ${dbPath}/<name>)`);
+    if (!options.allowDirectory)
+      throw new UsageError(`${dbPath} is a directory entry in ${config.file}: name one of its databases (e.g. ${dbPath}/<name>)`);
     let replicas = directory.replicas;
     if (replicaName !== undefined) {
       replicas = replicas.filter((r) => r.name === replicaName);
       if (replicas.length === 0) {
-        if (options.unknownReplica === 'empty') return { config, db: undefined, dbPath, replicas, urlMode: false, warnings: [], directory, unknownReplica: replicaName };
+        if (options.unknownReplica === 'empty')
+          return { config, db: undefined, dbPath, replicas, urlMode: false, warnings: [], directory, unknownReplica: replicaName };
         throw new UsageError(`replica ${JSON.stringify(replicaName)} not found for directory ${JSON.stringify(dbPath)}`);
       }
     }
@@ -206,7 +224,8 @@ export async function resolveTarget(inv: Invocation, missingMessage: string, opt
   if (replicaName !== undefined) {
     replicas = replicas.filter((r) => r.name === replicaName);
     if (replicas.length === 0) {
-      if (options.unknownReplica === 'empty') return { config, db, dbPath, replicas, urlMode: false, warnings: [], unknownReplica: replicaName };
+      if (options.unknownReplica === 'empty')
+        return { config, db, dbPath, replicas, urlMode: false, warnings: [], unknownReplica: replicaName };
       throw new UsageError(`replica ${JSON.stringify(replicaName)} not found for database ${JSON.stringify(dbPath)}`);
     }
   }
@@ -222,7 +241,7 @@ export function commandLogger(
   const logging = config?.logging;
   const stream = options.stream ?? (logging?.stderr ? 'stderr' : 'stdout');
   const logger = createLogger({
-    level: options.debug ? 'DEBUG' : logging?.level ?? 'INFO',
+    level: options.debug ? 'DEBUG' : (logging?.level ?? 'INFO'),
     format: logging?.format ?? 'text',
     stream: stream === 'stderr' ? inv.io.stderr : inv.io.stdout,
   });

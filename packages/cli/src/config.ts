@@ -1,13 +1,22 @@
 import { readFileSync, statSync } from 'node:fs';
 import { isAbsolute, relative } from 'node:path';
 import type { BackendContext, ObjectStage, ReplicaBackend, ReplicaClient } from '@walship/core';
-import { ageStage, compilePattern, ConfigError, errorMessage, lz4Stage, parseAgeIdentity, parseAgeRecipient, parseGoDuration } from '@walship/core';
+import {
+  ageStage,
+  compilePattern,
+  ConfigError,
+  errorMessage,
+  lz4Stage,
+  parseAgeIdentity,
+  parseAgeRecipient,
+  parseGoDuration,
+} from '@walship/core';
 import { findTenant } from './directory.js';
 import { ConfigErrors } from './errors.js';
 import { expandEnv } from './expand-env.js';
 import { parseLogLevel, type LogFormat, type LogLevel } from './logger.js';
 import { absPath, looksLikeUrl } from './paths.js';
-import { BackendRegistry, LITESTREAM_BACKEND_KEYS } from './registry.js';
+import { type BackendRegistry, LITESTREAM_BACKEND_KEYS } from './registry.js';
 import { didYouMean, Locator, parseYamlTree, type YMap, type YNode } from './yaml-tree.js';
 
 /** Litestream v0.3 defaults (db.go, replica.go), in milliseconds. */
@@ -64,8 +73,21 @@ export const COMMON_REPLICA_KEYS = [
   'takeover',
 ] as const;
 const STRING_REPLICA_KEYS = new Set([
-  'type', 'name', 'url', 'path', 'access-key-id', 'secret-access-key', 'region', 'bucket', 'endpoint',
-  'account-name', 'account-key', 'host', 'user', 'password', 'key-path',
+  'type',
+  'name',
+  'url',
+  'path',
+  'access-key-id',
+  'secret-access-key',
+  'region',
+  'bucket',
+  'endpoint',
+  'account-name',
+  'account-key',
+  'host',
+  'user',
+  'password',
+  'key-path',
 ]);
 const BOOL_REPLICA_KEYS = new Set(['force-path-style', 'skip-verify', 'takeover']);
 /** URL parts that may not also be given as keys (Litestream: `cannot specify url & path for s3 replica`). */
@@ -165,9 +187,7 @@ export function locateConfig(flagPath: string | undefined, env: ConfigOptions['e
     return p;
   }
   for (const p of DEFAULT_CONFIG_PATHS) if (isFile(p)) return p;
-  throw new ConfigError(
-    `config file not found: tried ${DEFAULT_CONFIG_PATHS.join(' and ')}; pass -config FILE or set WALSHIP_CONFIG`,
-  );
+  throw new ConfigError(`config file not found: tried ${DEFAULT_CONFIG_PATHS.join(' and ')}; pass -config FILE or set WALSHIP_CONFIG`);
 }
 
 function isFile(p: string): boolean {
@@ -210,7 +230,8 @@ export async function parseConfigText(text: string, file: string, options: Confi
   const exec = problems.try(() => optString(loc, top, 'exec'));
   const accessKeyId = problems.try(() => optString(loc, top, 'access-key-id'));
   const secretAccessKey = problems.try(() => optString(loc, top, 'secret-access-key'));
-  const shutdownSyncTimeoutMs = problems.try(() => optDuration(loc, top, 'shutdown-sync-timeout', warnings)) ?? DEFAULTS.shutdownSyncTimeoutMs;
+  const shutdownSyncTimeoutMs =
+    problems.try(() => optDuration(loc, top, 'shutdown-sync-timeout', warnings)) ?? DEFAULTS.shutdownSyncTimeoutMs;
 
   let logging: LoggingSpec = { level: 'INFO', format: 'text', stderr: false };
   const logNode = top?.entries.get('logging')?.node;
@@ -222,7 +243,10 @@ export async function parseConfigText(text: string, file: string, options: Confi
     if (levelStr) {
       const parsed = parseLogLevel(levelStr);
       if (parsed) level = parsed;
-      else warnings.push(`${loc.where('logging.level', lm.entries.get('level')!.node.line)}: unknown level ${JSON.stringify(levelStr)}, using INFO (use DEBUG, INFO, WARN or ERROR)`);
+      else
+        warnings.push(
+          `${loc.where('logging.level', lm.entries.get('level')!.node.line)}: unknown level ${JSON.stringify(levelStr)}, using INFO (use DEBUG, INFO, WARN or ERROR)`,
+        );
     }
     const typeStr = problems.try(() => optString(loc, lm, 'type'));
     if (typeStr && typeStr !== 'text' && typeStr !== 'json') {
@@ -231,12 +255,20 @@ export async function parseConfigText(text: string, file: string, options: Confi
     logging = { level, format: typeStr === 'json' ? 'json' : 'text', stderr: problems.try(() => optBool(loc, lm, 'stderr')) ?? false };
   }
 
-  const pc: ParseContext = { loc, options, context: backendContext(options.env, warnings), globals: { accessKeyId, secretAccessKey }, warnings, problems };
+  const pc: ParseContext = {
+    loc,
+    options,
+    context: backendContext(options.env, warnings),
+    globals: { accessKeyId, secretAccessKey },
+    warnings,
+    problems,
+  };
   const dbs: DbSpec[] = [];
   const dirs: DirSpec[] = [];
   const dbsNode = top?.entries.get('dbs')?.node;
   if (dbsNode && !isNull(dbsNode)) {
-    if (dbsNode.kind !== 'seq') problems.add(loc.error(dbsNode, 'dbs must be a list of databases (each item starting with "- path:" or "- dir:")'));
+    if (dbsNode.kind !== 'seq')
+      problems.add(loc.error(dbsNode, 'dbs must be a list of databases (each item starting with "- path:" or "- dir:")'));
     else {
       for (const item of dbsNode.items) {
         const db = await parseDb(pc, item);
@@ -256,13 +288,20 @@ export async function parseConfigText(text: string, file: string, options: Confi
   // Two entries covering one database would run two replicators on it.
   for (const d of dirs) {
     for (const db of dbs) {
-      if (findTenant({ dirs: [d] }, db.path)) problems.add(new ConfigError(`${db.where}: database ${db.path} is also covered by the dir entry at ${d.where}: remove it from one of them`));
+      if (findTenant({ dirs: [d] }, db.path))
+        problems.add(
+          new ConfigError(`${db.where}: database ${db.path} is also covered by the dir entry at ${d.where}: remove it from one of them`),
+        );
     }
     for (const other of dirs) {
       if (other === d) continue;
       const rel = relative(d.dir, other.dir);
       if (rel !== '' && !rel.startsWith('..') && !isAbsolute(rel) && d.recursive) {
-        problems.add(new ConfigError(`${other.where}: directory ${other.dir} is inside the recursive dir entry at ${d.where}: remove one, or make the outer one non-recursive`));
+        problems.add(
+          new ConfigError(
+            `${other.where}: directory ${other.dir} is inside the recursive dir entry at ${d.where}: remove one, or make the outer one non-recursive`,
+          ),
+        );
       }
     }
   }
@@ -391,9 +430,17 @@ async function parseDb(pc: ParseContext, node: YNode): Promise<DbSpec | DirSpec 
   const beforePath = problems.count;
   const rawPath = problems.try(() => optString(loc, m, 'path'));
   const rawDir = problems.try(() => optString(loc, m, 'dir'));
-  if (rawPath && rawDir) problems.add(loc.error(m.entries.get('dir')!.node, 'a database entry takes either path (one database) or dir (every database in a directory), not both'));
+  if (rawPath && rawDir)
+    problems.add(
+      loc.error(
+        m.entries.get('dir')!.node,
+        'a database entry takes either path (one database) or dir (every database in a directory), not both',
+      ),
+    );
   else if (!rawPath && !rawDir && problems.count === beforePath) {
-    problems.add(loc.error(m, 'database path required: add "path: /path/to/db.sqlite" (or "dir: /path/to/dbs" with a pattern) to this entry'));
+    problems.add(
+      loc.error(m, 'database path required: add "path: /path/to/db.sqlite" (or "dir: /path/to/dbs" with a pattern) to this entry'),
+    );
   }
   const path = rawPath ? absPath(rawPath, options.cwd) : undefined;
   const dir = rawDir && !rawPath ? absPath(rawDir, options.cwd) : undefined;
@@ -404,7 +451,13 @@ async function parseDb(pc: ParseContext, node: YNode): Promise<DbSpec | DirSpec 
     pattern = problems.try(() => optString(loc, m, 'pattern'));
     const patternNode = m.entries.get('pattern')?.node;
     if (pattern === undefined || pattern.trim() === '') {
-      if (!patternNode || isNull(patternNode) || pattern !== undefined) problems.add(loc.error(patternNode && !isNull(patternNode) ? patternNode : m, 'pattern required for dir: add a glob on file names, e.g. pattern: "*.db"'));
+      if (!patternNode || isNull(patternNode) || pattern !== undefined)
+        problems.add(
+          loc.error(
+            patternNode && !isNull(patternNode) ? patternNode : m,
+            'pattern required for dir: add a glob on file names, e.g. pattern: "*.db"',
+          ),
+        );
     } else {
       const node = m.entries.get('pattern')!.node;
       problems.try(() => {
@@ -417,21 +470,40 @@ async function parseDb(pc: ParseContext, node: YNode): Promise<DbSpec | DirSpec 
     }
     recursive = problems.try(() => optBool(loc, m, 'recursive')) ?? false;
     watch = problems.try(() => optBool(loc, m, 'watch')) ?? false;
-    if (m.entries.has('meta-path')) problems.add(loc.error(m.entries.get('meta-path')!.node, 'meta-path does not apply to dir entries: each database found keeps its state beside itself (.<name>-walship)'));
+    if (m.entries.has('meta-path'))
+      problems.add(
+        loc.error(
+          m.entries.get('meta-path')!.node,
+          'meta-path does not apply to dir entries: each database found keeps its state beside itself (.<name>-walship)',
+        ),
+      );
   } else if (!rawDir) {
     for (const key of DIR_ONLY_KEYS) {
-      if (m.entries.has(key)) problems.add(loc.error(m.entries.get(key)!.node, `${key} applies only to dir entries (replace path with dir to replicate every matching database in a directory)`));
+      if (m.entries.has(key))
+        problems.add(
+          loc.error(
+            m.entries.get(key)!.node,
+            `${key} applies only to dir entries (replace path with dir to replicate every matching database in a directory)`,
+          ),
+        );
     }
   }
   const where = loc.where(m.path, m.line);
   const metaPathStr = problems.try(() => optString(loc, m, 'meta-path'));
   if (m.entries.has('truncate-page-count') && m.entries.has('truncate-page-n')) {
-    problems.add(loc.error(m.entries.get('truncate-page-n')!.node, 'truncate-page-n is another name for truncate-page-count: keep only one'));
+    problems.add(
+      loc.error(m.entries.get('truncate-page-n')!.node, 'truncate-page-n is another name for truncate-page-count: keep only one'),
+    );
   }
   const minPages = problems.try(() => optInt(loc, m, 'min-checkpoint-page-count') ?? DEFAULTS.minCheckpointPageCount);
   const maxPages = problems.try(() => optInt(loc, m, 'max-checkpoint-page-count') ?? DEFAULTS.maxCheckpointPageCount);
   if (minPages !== undefined && maxPages !== undefined && minPages > maxPages && m.entries.has('max-checkpoint-page-count')) {
-    problems.add(loc.error(m.entries.get('max-checkpoint-page-count')!.node, `max-checkpoint-page-count (${maxPages}) must not be below min-checkpoint-page-count (${minPages})`));
+    problems.add(
+      loc.error(
+        m.entries.get('max-checkpoint-page-count')!.node,
+        `max-checkpoint-page-count (${maxPages}) must not be below min-checkpoint-page-count (${minPages})`,
+      ),
+    );
   }
   const monitorIntervalMs = problems.try(() => optDuration(loc, m, 'monitor-interval', warnings, true));
   const checkpointIntervalMs = problems.try(() => optDuration(loc, m, 'checkpoint-interval', warnings));
@@ -441,23 +513,29 @@ async function parseDb(pc: ParseContext, node: YNode): Promise<DbSpec | DirSpec 
   const repNode = m.entries.get('replicas')?.node;
   // Litestream v0.5 spells a single replica `replica:` (a mapping).
   const oneNode = m.entries.get('replica')?.node;
-  if (repNode && oneNode && !isNull(repNode) && !isNull(oneNode)) problems.add(loc.error(oneNode, 'use either replica (one replica) or replicas (a list), not both'));
-  const items = repNode && !isNull(repNode) ? (repNode.kind === 'seq' ? repNode.items : undefined) : oneNode && !isNull(oneNode) ? [oneNode] : [];
-  {
-    if (items === undefined) problems.add(loc.error(repNode!, 'replicas must be a list (each item starting with "- url:" or "- type:")'));
-    else {
-      for (const item of items) {
-        const r = await parseReplica(pc, item);
-        if (!r) continue;
-        const dup = replicas.find((x) => x.name === r.name);
-        if (dup) {
-          problems.add(loc.error(item, `duplicate replica name ${JSON.stringify(r.name)} for db ${path ?? where}: give each replica a unique name: key (e.g. "name: ${r.name}-2")`));
-        } else replicas.push(r);
-      }
+  if (repNode && oneNode && !isNull(repNode) && !isNull(oneNode))
+    problems.add(loc.error(oneNode, 'use either replica (one replica) or replicas (a list), not both'));
+  const items =
+    repNode && !isNull(repNode) ? (repNode.kind === 'seq' ? repNode.items : undefined) : oneNode && !isNull(oneNode) ? [oneNode] : [];
+  if (items === undefined) problems.add(loc.error(repNode!, 'replicas must be a list (each item starting with "- url:" or "- type:")'));
+  else {
+    for (const item of items) {
+      const r = await parseReplica(pc, item);
+      if (!r) continue;
+      const dup = replicas.find((x) => x.name === r.name);
+      if (dup) {
+        problems.add(
+          loc.error(
+            item,
+            `duplicate replica name ${JSON.stringify(r.name)} for db ${path ?? where}: give each replica a unique name: key (e.g. "name: ${r.name}-2")`,
+          ),
+        );
+      } else replicas.push(r);
     }
   }
   if (problems.count > before || (path === undefined && dir === undefined)) return undefined;
-  if (replicas.length === 0) warnings.push(`${where}: ${dir !== undefined ? `directory ${dir}` : `database ${path}`} has no replicas; nothing will be replicated`);
+  if (replicas.length === 0)
+    warnings.push(`${where}: ${dir !== undefined ? `directory ${dir}` : `database ${path}`} has no replicas; nothing will be replicated`);
   const settings = {
     monitorIntervalMs: monitorIntervalMs ?? DEFAULTS.monitorIntervalMs,
     checkpointIntervalMs: checkpointIntervalMs ?? DEFAULTS.checkpointIntervalMs,
@@ -510,9 +588,13 @@ async function parseReplica(pc: ParseContext, node: YNode): Promise<ReplicaSpec 
       checkKey: (key, allowed, type) => {
         if (allowed.has(key)) return;
         const entry = m.entries.get(key)!;
-        const elsewhere = Object.entries(LITESTREAM_BACKEND_KEYS).filter(([, keys]) => keys.includes(key)).map(([t]) => t);
+        const elsewhere = Object.entries(LITESTREAM_BACKEND_KEYS)
+          .filter(([, keys]) => keys.includes(key))
+          .map(([t]) => t);
         if (elsewhere.length > 0) {
-          warnings.push(`${loc.where(entry.node.path, entry.keyLine)}: key ${JSON.stringify(key)} does not apply to ${type} replicas (only ${elsewhere.join(', ')}); ignored`);
+          warnings.push(
+            `${loc.where(entry.node.path, entry.keyLine)}: key ${JSON.stringify(key)} does not apply to ${type} replicas (only ${elsewhere.join(', ')}); ignored`,
+          );
           return;
         }
         problems.add(unknownKey(loc, m.path, key, entry.keyLine, allowed, 'replica key'));
@@ -584,7 +666,8 @@ async function resolveReplica(raw: Record<string, unknown>, rc: ResolveContext):
   if (url) {
     urlKeys = schemeless ? { path: url } : { ...backendCall(() => backend.parseUrl(url)) };
     for (const key of URL_CONFLICT_KEYS) {
-      if (allowed.has(key) && raw[key] !== undefined && raw[key] !== '') throw new ConfigError(`cannot specify url & ${key} for ${type} replica`);
+      if (allowed.has(key) && raw[key] !== undefined && raw[key] !== '')
+        throw new ConfigError(`cannot specify url & ${key} for ${type} replica`);
     }
   }
   const config: Record<string, unknown> = { ...urlKeys };
@@ -636,7 +719,12 @@ export const AGE_KEYS = ['identities', 'recipients'] as const;
  * a path (`/…`, `./…`, `../…`) to such a file. Problems are recorded in `problems`, naming the
  * config file and line of the key (or the key file and its line); undefined then.
  */
-function parseAge(loc: Locator, node: YNode, cwd: string, problems: Problems): { stage: ObjectStage; identities: number; recipients: number } | undefined {
+function parseAge(
+  loc: Locator,
+  node: YNode,
+  cwd: string,
+  problems: Problems,
+): { stage: ObjectStage; identities: number; recipients: number } | undefined {
   const m = problems.try(() => asMap(loc, node, 'age (identities: and recipients: lists)'));
   if (!m) return undefined;
   const before = problems.count;
@@ -647,14 +735,24 @@ function parseAge(loc: Locator, node: YNode, cwd: string, problems: Problems): {
     const list = m.entries.get(field)?.node;
     if (!list || isNull(list)) continue;
     if (list.kind !== 'seq') {
-      problems.add(loc.error(list, `age.${field} must be a list of ${field === 'identities' ? 'AGE-SECRET-KEY-1… identities' : 'age1… recipients'} (each item starting with "- ")`));
+      problems.add(
+        loc.error(
+          list,
+          `age.${field} must be a list of ${field === 'identities' ? 'AGE-SECRET-KEY-1… identities' : 'age1… recipients'} (each item starting with "- ")`,
+        ),
+      );
       continue;
     }
     const parse = field === 'identities' ? parseAgeIdentity : parseAgeRecipient;
     for (const item of list.items) {
       const value = item.kind === 'scalar' ? scalarText(item) : undefined;
       if (value === undefined) {
-        problems.add(loc.error(item, `expected a string: one ${field === 'identities' ? 'identity' : 'recipient'}, the text of a key file, or a key file's path`));
+        problems.add(
+          loc.error(
+            item,
+            `expected a string: one ${field === 'identities' ? 'identity' : 'recipient'}, the text of a key file, or a key file's path`,
+          ),
+        );
         continue;
       }
       // A key file named by its path (walship's own; Litestream takes key text only).
@@ -666,7 +764,9 @@ function parseAge(loc: Locator, node: YNode, cwd: string, problems: Problems): {
         try {
           text = readFileSync(file, 'utf8');
         } catch (err) {
-          problems.add(loc.error(item, `cannot read ${field === 'identities' ? 'identity' : 'recipients'} file ${file}: ${errorMessage(err)}`));
+          problems.add(
+            loc.error(item, `cannot read ${field === 'identities' ? 'identity' : 'recipients'} file ${file}: ${errorMessage(err)}`),
+          );
           continue;
         }
       }
@@ -689,7 +789,8 @@ function parseAge(loc: Locator, node: YNode, cwd: string, problems: Problems): {
         }
       }
       if (found === 0) {
-        const what = field === 'identities' ? 'no secret keys found (expected AGE-SECRET-KEY-1… lines)' : 'no recipients found (expected age1… lines)';
+        const what =
+          field === 'identities' ? 'no secret keys found (expected AGE-SECRET-KEY-1… lines)' : 'no recipients found (expected age1… lines)';
         problems.add(loc.error(item, file ? `${file}: ${what}` : what));
       }
       if (found > 0) {
@@ -700,7 +801,9 @@ function parseAge(loc: Locator, node: YNode, cwd: string, problems: Problems): {
   }
   if (problems.count > before) return undefined;
   if (keys.identities === 0 && keys.recipients === 0) {
-    problems.add(loc.error(m, 'age needs keys: add recipients (age1…, to write encrypted objects) and identities (AGE-SECRET-KEY-1…, to read them)'));
+    problems.add(
+      loc.error(m, 'age needs keys: add recipients (age1…, to write encrypted objects) and identities (AGE-SECRET-KEY-1…, to read them)'),
+    );
     return undefined;
   }
   return { stage: ageStage(texts), identities: keys.identities, recipients: keys.recipients };
@@ -728,7 +831,14 @@ function asMap(loc: Locator, node: YNode, what: string): YMap {
   return node;
 }
 
-function unknownKey(loc: Locator, parentPath: string, key: string, line: number | undefined, allowed: Iterable<string>, what: string): ConfigError {
+function unknownKey(
+  loc: Locator,
+  parentPath: string,
+  key: string,
+  line: number | undefined,
+  allowed: Iterable<string>,
+  what: string,
+): ConfigError {
   const suggestion = didYouMean(key, allowed);
   const path = parentPath ? `${parentPath}.${key}` : key;
   const fix = suggestion ? `did you mean ${JSON.stringify(suggestion)}?` : `remove it or check the spelling`;
@@ -793,7 +903,9 @@ function optDuration(loc: Locator, m: YMap | undefined, key: string, warnings: s
     }
     ms = node.value / 1e6;
     if (node.value !== 0) {
-      warnings.push(`${loc.where(node.path, node.line)}: bare number ${node.value} is read as nanoseconds (as Litestream does); write a unit, e.g. ${node.value}s`);
+      warnings.push(
+        `${loc.where(node.path, node.line)}: bare number ${node.value} is read as nanoseconds (as Litestream does); write a unit, e.g. ${node.value}s`,
+      );
     }
   } else {
     const text = scalarText(node) ?? '';
@@ -810,7 +922,8 @@ function optDuration(loc: Locator, m: YMap | undefined, key: string, warnings: s
 
 function validateAddr(loc: Locator, node: YNode, addr: string): void {
   const m = /^(\[[^\]]*\]|[^:]*):([^:]*)$/.exec(addr);
-  if (!m || m[2] === '') throw loc.error(node, `must specify port for bind address: ${JSON.stringify(addr)} (e.g. ":9090" or "127.0.0.1:9090")`);
+  if (!m || m[2] === '')
+    throw loc.error(node, `must specify port for bind address: ${JSON.stringify(addr)} (e.g. ":9090" or "127.0.0.1:9090")`);
   const port = Number(m[2]);
   if (!/^\d+$/.test(m[2]!) || port > 65535) throw loc.error(node, `invalid port in bind address: ${JSON.stringify(addr)}`);
 }

@@ -13,7 +13,7 @@ export function formatTable(rows: readonly (readonly string[])[]): string {
   }
   return rows
     .map((row) => row.map((cell, i) => (i < row.length - 1 ? cell + ' '.repeat(widths[i]! - [...cell].length + 2) : cell)).join(''))
-    .map((line) => line + '\n')
+    .map((line) => `${line}\n`)
     .join('');
 }
 

@@ -36,7 +36,10 @@ export function isSecretKey(name: string): boolean {
 export function scrubString(s: string): string {
   return s
     .replace(/([a-z][a-z0-9+.-]*:\/\/[^\s/:@]*):[^\s/@]*@/gi, `$1:${REDACTED}@`)
-    .replace(/([?&](?:sig|signature|x-amz-signature|x-amz-security-token|x-goog-signature|token|access_token|password)=)[^&\s"]*/gi, `$1${REDACTED}`);
+    .replace(
+      /([?&](?:sig|signature|x-amz-signature|x-amz-security-token|x-goog-signature|token|access_token|password)=)[^&\s"]*/gi,
+      `$1${REDACTED}`,
+    );
 }
 
 /** Applies `isSecretKey`/`scrubString` to one field, recursively for plain objects. */
@@ -107,7 +110,7 @@ export function createLogger(options: LoggerOptions = {}): CliLogger {
       for (const [k, v] of entries) line += ` ${/^[^\s"=]+$/.test(k) ? k : JSON.stringify(k)}=${textValue(v)}`;
     }
     try {
-      stream.write(line + '\n');
+      stream.write(`${line}\n`);
     } catch {
       // A closed stdout must never crash replication.
     }

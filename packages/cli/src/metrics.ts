@@ -89,20 +89,75 @@ export class Metrics {
       'Seconds since the oldest transaction not yet durable on the replica was committed (0 when caught up).',
       (r) => r.lagMs / 1000,
     );
-    replicaGauge('walship_replica_healthy', '1 while the replica is within its expected lag and has no pending error, else 0.', (r) => (r.healthy ? 1 : 0));
+    replicaGauge('walship_replica_healthy', '1 while the replica is within its expected lag and has no pending error, else 0.', (r) =>
+      r.healthy ? 1 : 0,
+    );
     replicaGauge('walship_replica_wal_index', 'WAL index durable on the replica.', (r) => r.pos.index);
     replicaGauge('walship_replica_wal_offset', 'WAL offset durable on the replica.', (r) => r.pos.offset);
-    this.syncTotal = new Counter({ name: 'walship_sync_total', help: 'Sync cycles (WAL checked and copied) completed.', labelNames: ['db'], registers });
+    this.syncTotal = new Counter({
+      name: 'walship_sync_total',
+      help: 'Sync cycles (WAL checked and copied) completed.',
+      labelNames: ['db'],
+      registers,
+    });
     this.syncErrors = new Counter({ name: 'walship_sync_errors_total', help: 'Sync cycles that failed.', labelNames: ['db'], registers });
-    this.syncSeconds = new Histogram({ name: 'walship_sync_seconds', help: 'Duration of sync cycles in seconds.', labelNames: ['db'], buckets: DURATION_BUCKETS, registers });
-    this.checkpointTotal = new Counter({ name: 'walship_checkpoint_total', help: 'Checkpoints performed, by mode (PASSIVE, RESTART, TRUNCATE).', labelNames: ['db', 'mode'], registers });
-    this.checkpointErrors = new Counter({ name: 'walship_checkpoint_errors_total', help: 'Checkpoints that failed, by mode.', labelNames: ['db', 'mode'], registers });
-    this.checkpointSeconds = new Histogram({ name: 'walship_checkpoint_seconds', help: 'Duration of checkpoints in seconds, by mode.', labelNames: ['db', 'mode'], buckets: DURATION_BUCKETS, registers });
-    this.generationChanges = new Counter({ name: 'walship_generation_changes_total', help: 'New generations started.', labelNames: ['db'], registers });
-    this.replicaSyncTotal = new Counter({ name: 'walship_replica_sync_total', help: 'WAL segments uploaded to the replica.', labelNames: ['db', 'replica'], registers });
-    this.replicaSyncBytes = new Counter({ name: 'walship_replica_sync_bytes_total', help: 'Uncompressed WAL bytes uploaded to the replica.', labelNames: ['db', 'replica'], registers });
-    this.replicaSyncSeconds = new Histogram({ name: 'walship_replica_sync_seconds', help: 'Duration of WAL segment uploads in seconds.', labelNames: ['db', 'replica'], buckets: DURATION_BUCKETS, registers });
-    this.replicaErrors = new Counter({ name: 'walship_replica_errors_total', help: 'Replica sync errors.', labelNames: ['db', 'replica'], registers });
+    this.syncSeconds = new Histogram({
+      name: 'walship_sync_seconds',
+      help: 'Duration of sync cycles in seconds.',
+      labelNames: ['db'],
+      buckets: DURATION_BUCKETS,
+      registers,
+    });
+    this.checkpointTotal = new Counter({
+      name: 'walship_checkpoint_total',
+      help: 'Checkpoints performed, by mode (PASSIVE, RESTART, TRUNCATE).',
+      labelNames: ['db', 'mode'],
+      registers,
+    });
+    this.checkpointErrors = new Counter({
+      name: 'walship_checkpoint_errors_total',
+      help: 'Checkpoints that failed, by mode.',
+      labelNames: ['db', 'mode'],
+      registers,
+    });
+    this.checkpointSeconds = new Histogram({
+      name: 'walship_checkpoint_seconds',
+      help: 'Duration of checkpoints in seconds, by mode.',
+      labelNames: ['db', 'mode'],
+      buckets: DURATION_BUCKETS,
+      registers,
+    });
+    this.generationChanges = new Counter({
+      name: 'walship_generation_changes_total',
+      help: 'New generations started.',
+      labelNames: ['db'],
+      registers,
+    });
+    this.replicaSyncTotal = new Counter({
+      name: 'walship_replica_sync_total',
+      help: 'WAL segments uploaded to the replica.',
+      labelNames: ['db', 'replica'],
+      registers,
+    });
+    this.replicaSyncBytes = new Counter({
+      name: 'walship_replica_sync_bytes_total',
+      help: 'Uncompressed WAL bytes uploaded to the replica.',
+      labelNames: ['db', 'replica'],
+      registers,
+    });
+    this.replicaSyncSeconds = new Histogram({
+      name: 'walship_replica_sync_seconds',
+      help: 'Duration of WAL segment uploads in seconds.',
+      labelNames: ['db', 'replica'],
+      buckets: DURATION_BUCKETS,
+      registers,
+    });
+    this.replicaErrors = new Counter({
+      name: 'walship_replica_errors_total',
+      help: 'Replica sync errors.',
+      labelNames: ['db', 'replica'],
+      registers,
+    });
     this.replicaLeaseErrors = new Counter({
       name: 'walship_replica_lease_errors_total',
       help:
@@ -111,8 +166,18 @@ export class Metrics {
       labelNames: ['db', 'replica', 'reason'],
       registers,
     });
-    this.snapshotTotal = new Counter({ name: 'walship_snapshot_total', help: 'Snapshots written to the replica.', labelNames: ['db', 'replica'], registers });
-    this.snapshotBytes = new Counter({ name: 'walship_snapshot_bytes_total', help: 'Stored bytes of snapshots written to the replica.', labelNames: ['db', 'replica'], registers });
+    this.snapshotTotal = new Counter({
+      name: 'walship_snapshot_total',
+      help: 'Snapshots written to the replica.',
+      labelNames: ['db', 'replica'],
+      registers,
+    });
+    this.snapshotBytes = new Counter({
+      name: 'walship_snapshot_bytes_total',
+      help: 'Stored bytes of snapshots written to the replica.',
+      labelNames: ['db', 'replica'],
+      registers,
+    });
     this.operationTotal = new Counter({
       name: 'walship_replica_operation_total',
       help: 'Storage requests by operation (GET, PUT, DELETE, LIST).',
@@ -133,7 +198,7 @@ export class Metrics {
     });
     this.validationOkTimestamp = new Gauge({
       name: 'walship_replica_validation_ok_timestamp_seconds',
-      help: 'Unix time of the replica\'s last validation that found it equal to the local database.',
+      help: "Unix time of the replica's last validation that found it equal to the local database.",
       labelNames: ['db', 'replica'],
       registers,
     });
@@ -161,7 +226,8 @@ export class Metrics {
     });
     // prom-client samples the event loop every 10 ms by default: 100 wake-ups a second, most
     // of walship's CPU at idle. Every 100 ms is enough for a lag histogram scraped every few seconds.
-    if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
+    if (options.defaultMetrics !== false)
+      collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
   }
 
   /** Subscribes to a replicator's events and reports its status at scrape time. */
@@ -203,7 +269,7 @@ export class Metrics {
     replicator.on('operation', (e) => {
       const labels = { db, replica: e.replica, replica_type: e.replicaType ?? replicaTypes.get(e.replica) ?? '', operation: e.operation };
       this.operationTotal.inc(labels);
-      this.operationBytes.inc(labels, e.bytes > 0 ? e.bytes : 0);
+      this.operationBytes.inc(labels, Math.max(e.bytes, 0));
     });
   }
 
@@ -218,10 +284,25 @@ export class Metrics {
     const db = this.#watched[i]!.db;
     this.#watched.splice(i, 1);
     const labelled = [
-      this.syncTotal, this.syncErrors, this.syncSeconds, this.checkpointTotal, this.checkpointErrors, this.checkpointSeconds,
-      this.generationChanges, this.replicaSyncTotal, this.replicaSyncBytes, this.replicaSyncSeconds, this.replicaErrors,
-      this.replicaLeaseErrors, this.snapshotTotal, this.snapshotBytes, this.operationTotal, this.operationBytes,
-      this.validationTotal, this.validationOkTimestamp, this.validationFailing,
+      this.syncTotal,
+      this.syncErrors,
+      this.syncSeconds,
+      this.checkpointTotal,
+      this.checkpointErrors,
+      this.checkpointSeconds,
+      this.generationChanges,
+      this.replicaSyncTotal,
+      this.replicaSyncBytes,
+      this.replicaSyncSeconds,
+      this.replicaErrors,
+      this.replicaLeaseErrors,
+      this.snapshotTotal,
+      this.snapshotBytes,
+      this.operationTotal,
+      this.operationBytes,
+      this.validationTotal,
+      this.validationOkTimestamp,
+      this.validationFailing,
     ] as Array<Counter<string> | Gauge<string> | Histogram<string>>;
     for (const metric of labelled) {
       const seen = new Set<string>();
@@ -261,7 +342,8 @@ export class Metrics {
         unhealthy.push({ db: w.db, replica: '', lagSeconds: 0, error: `status unavailable: ${scrubString(errorMessage(err))}` });
       }
       for (const r of replicas) {
-        if (!r.healthy) unhealthy.push({ db: w.db, replica: r.name, lagSeconds: r.lagSeconds, ...(r.lastError ? { error: r.lastError } : {}) });
+        if (!r.healthy)
+          unhealthy.push({ db: w.db, replica: r.name, lagSeconds: r.lagSeconds, ...(r.lastError ? { error: r.lastError } : {}) });
       }
       dbs.push({ path: w.db, replicas });
     }
@@ -323,7 +405,7 @@ export async function startMetricsServer(metrics: Metrics, host: string, port: n
     if (path === '/healthz' || path === '/health') {
       const report = metrics.health();
       res.writeHead(report.status === 'ok' ? 200 : 503, { 'content-type': 'application/json', 'cache-control': 'no-store' });
-      res.end(req.method === 'HEAD' ? undefined : JSON.stringify(report) + '\n');
+      res.end(req.method === 'HEAD' ? undefined : `${JSON.stringify(report)}\n`);
       return;
     }
     if (path === '/') {

@@ -174,5 +174,11 @@ export class JsonProgress implements ProgressSink {
 }
 
 function isPos(v: unknown): v is Pos {
-  return typeof v === 'object' && v !== null && typeof (v as Pos).generation === 'string' && typeof (v as Pos).index === 'number' && typeof (v as Pos).offset === 'number';
+  return (
+    typeof v === 'object' &&
+    v !== null &&
+    typeof (v as Pos).generation === 'string' &&
+    typeof (v as Pos).index === 'number' &&
+    typeof (v as Pos).offset === 'number'
+  );
 }

@@ -53,9 +53,7 @@ export function splitShellWords(line: string): string[] {
       continue;
     }
     if (';&|<>'.includes(ch)) {
-      throw new UsageError(
-        `exec command contains the shell operator ${JSON.stringify(ch)}, but no shell is used: wrap it, e.g. sh -c '…'`,
-      );
+      throw new UsageError(`exec command contains the shell operator ${JSON.stringify(ch)}, but no shell is used: wrap it, e.g. sh -c '…'`);
     }
     buf += ch;
     inWord = true;

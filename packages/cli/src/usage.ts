@@ -1,7 +1,12 @@
 import { formatFlagHelp, type FlagSpec } from './args.js';
 
 const CONFIG_FLAGS: FlagSpec[] = [
-  { name: 'config', type: 'string', placeholder: 'PATH', help: 'config file (default: $WALSHIP_CONFIG, $LITESTREAM_CONFIG,\n/etc/walship.yml, then /etc/litestream.yml)' },
+  {
+    name: 'config',
+    type: 'string',
+    placeholder: 'PATH',
+    help: 'config file (default: $WALSHIP_CONFIG, $LITESTREAM_CONFIG,\n/etc/walship.yml, then /etc/litestream.yml)',
+  },
   { name: 'no-expand-env', type: 'boolean', help: 'do not replace $VAR and ${VAR} in the config file' },
 ];
 
@@ -67,7 +72,12 @@ export const COMMANDS: readonly CommandSpec[] = [
       REPLICA_FLAG,
       { name: 'generation', type: 'string', placeholder: 'NAME', help: 'restore from this generation' },
       { name: 'index', type: 'string', placeholder: 'HEX', help: 'restore up to this WAL index (hex, inclusive)' },
-      { name: 'timestamp', type: 'string', placeholder: 'TIME', help: 'restore to this point in time (RFC 3339, e.g. 2000-01-01T00:00:00Z)' },
+      {
+        name: 'timestamp',
+        type: 'string',
+        placeholder: 'TIME',
+        help: 'restore to this point in time (RFC 3339, e.g. 2000-01-01T00:00:00Z)',
+      },
       { name: 'parallelism', type: 'string', placeholder: 'NUM', help: 'WAL downloads in parallel (default 8)' },
       { name: 'if-db-not-exists', type: 'boolean', help: 'do nothing (exit 0) if the output path already exists' },
       { name: 'if-replica-exists', type: 'boolean', help: 'do nothing (exit 0) if no backup is found' },
@@ -80,8 +90,17 @@ export const COMMANDS: readonly CommandSpec[] = [
         type: 'boolean',
         help: 'after the restore, keep the output current from the replica until SIGINT/SIGTERM\n(readers may query it meanwhile: open it read-only with a busy timeout)',
       },
-      { name: 'follow-interval', type: 'string', placeholder: 'DURATION', help: 'with -f: how often the replica is polled (default 1s; one listing request each)' },
-      { name: 'progress', type: 'boolean', help: 'show progress on stderr: an updating line on a terminal (the default there),\nplain lines every 5 s otherwise; --progress=false hides it' },
+      {
+        name: 'follow-interval',
+        type: 'string',
+        placeholder: 'DURATION',
+        help: 'with -f: how often the replica is polled (default 1s; one listing request each)',
+      },
+      {
+        name: 'progress',
+        type: 'boolean',
+        help: 'show progress on stderr: an updating line on a terminal (the default there),\nplain lines every 5 s otherwise; --progress=false hides it',
+      },
       { name: 'json', type: 'boolean', help: 'progress and the result as JSON lines on stdout (for tools)' },
       { name: 'verbose', aliases: ['v'], type: 'boolean', help: 'debug logging' },
     ],
@@ -90,7 +109,8 @@ export const COMMANDS: readonly CommandSpec[] = [
     name: 'snapshots',
     summary: 'list available snapshots for a database',
     usage: 'walship snapshots [flags] DB_PATH\n  walship snapshots [flags] REPLICA_URL',
-    description: 'Lists the snapshots of a database on each of its replicas (index in decimal as Litestream prints it, size in bytes; --json: index in hex).',
+    description:
+      'Lists the snapshots of a database on each of its replicas (index in decimal as Litestream prints it, size in bytes; --json: index in hex).',
     flags: [...CONFIG_FLAGS, REPLICA_FLAG, JSON_FLAG],
   },
   {
@@ -104,8 +124,14 @@ export const COMMANDS: readonly CommandSpec[] = [
     name: 'wal',
     summary: 'list available WAL files for a database',
     usage: 'walship wal [flags] DB_PATH\n  walship wal [flags] REPLICA_URL',
-    description: 'Lists the WAL segments of a database on each of its replicas (index and offset in decimal as Litestream prints them; --json: hex).',
-    flags: [...CONFIG_FLAGS, REPLICA_FLAG, { name: 'generation', type: 'string', placeholder: 'NAME', help: 'only this generation' }, JSON_FLAG],
+    description:
+      'Lists the WAL segments of a database on each of its replicas (index and offset in decimal as Litestream prints them; --json: hex).',
+    flags: [
+      ...CONFIG_FLAGS,
+      REPLICA_FLAG,
+      { name: 'generation', type: 'string', placeholder: 'NAME', help: 'only this generation' },
+      JSON_FLAG,
+    ],
   },
 ];
 
@@ -127,8 +153,6 @@ export function mainUsage(): string {
 
 export function commandUsage(spec: CommandSpec): string {
   const all = [...spec.flags, { name: 'help', aliases: ['h'], type: 'boolean' as const, help: 'show this help' }];
-  const flags =
-    `\nFlags (Go style -flag and GNU style --flag both work; values as -flag VALUE or -flag=VALUE):\n` +
-    `${formatFlagHelp(all)}\n`;
+  const flags = `\nFlags (Go style -flag and GNU style --flag both work; values as -flag VALUE or -flag=VALUE):\n${formatFlagHelp(all)}\n`;
   return `Usage:\n  ${spec.usage}\n\n${spec.description}\n${flags}`;
 }

@@ -69,8 +69,7 @@ export function parseYamlTree(text: string, file: string): YNode | undefined {
     const msg = first.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
     throw new ConfigError(`${loc.where('', line)}: invalid YAML: ${msg}`);
   }
-  const lineOf = (n: Node | null | undefined): number | undefined =>
-    n?.range ? lineCounter.linePos(n.range[0]).line : undefined;
+  const lineOf = (n: Node | null | undefined): number | undefined => (n?.range ? lineCounter.linePos(n.range[0]).line : undefined);
   const seen = new Set<Node>();
 
   const convert = (node: unknown, path: string, depth: number): YNode => {
@@ -121,7 +120,14 @@ export function parseYamlTree(text: string, file: string): YNode | undefined {
     }
     if (n && isScalar(n)) {
       const block = n.type === 'BLOCK_LITERAL' || n.type === 'BLOCK_FOLDED';
-      return { kind: 'scalar', path, line, value: n.value, source: typeof n.source === 'string' ? n.source : undefined, ...(block ? { block } : {}) };
+      return {
+        kind: 'scalar',
+        path,
+        line,
+        value: n.value,
+        source: typeof n.source === 'string' ? n.source : undefined,
+        ...(block ? { block } : {}),
+      };
     }
     n = undefined;
     return { kind: 'scalar', path, line, value: null, source: undefined };

@@ -43,16 +43,27 @@ describe('age: config', () => {
       const keyFile = join(dir, 'age.key');
       writeFileSync(keyFile, `# created: 2024-01-01T00:00:00Z\n# public key: ${r2}\n${id2}\n`);
       const cfg = await parseConfigText(
-        yaml(`          identities:\n            - ${id1}\n            - |\n              # old key, kept to read old objects\n              ${id2}\n            - ${keyFile}\n          recipients:\n            - \${AGE_RECIPIENT}\n            - "${r2}"\n`),
+        yaml(
+          `          identities:\n            - ${id1}\n            - |\n              # old key, kept to read old objects\n              ${id2}\n            - ${keyFile}\n          recipients:\n            - \${AGE_RECIPIENT}\n            - "${r2}"\n`,
+        ),
         FILE,
         opts({ AGE_RECIPIENT: r1 }),
       );
       const r = cfg.dbs[0]!.replicas[0]!;
       assert.deepEqual(r.age, { identities: 3, recipients: 2 });
-      assert.deepEqual(r.stages!.map((s) => s.name), ['lz4', 'age']);
+      assert.deepEqual(
+        r.stages!.map((s) => s.name),
+        ['lz4', 'age'],
+      );
       const stage = r.stages![1] as unknown as { keys: { identities: { recipient: string }[]; recipients: { text: string }[] } };
-      assert.deepEqual(stage.keys.identities.map((i) => i.recipient), [r1, r2, r2]);
-      assert.deepEqual(stage.keys.recipients.map((x) => x.text), [r1, r2]);
+      assert.deepEqual(
+        stage.keys.identities.map((i) => i.recipient),
+        [r1, r2, r2],
+      );
+      assert.deepEqual(
+        stage.keys.recipients.map((x) => x.text),
+        [r1, r2],
+      );
       // No age block: default stages.
       const plain = await parseConfigText('dbs:\n  - path: /data/app.db\n    replicas:\n      - path: /backup/a\n', FILE, opts());
       assert.equal(plain.dbs[0]!.replicas[0]!.stages, undefined);
@@ -68,7 +79,9 @@ describe('age: config', () => {
     const bad = id1.slice(0, -2) + (id1.endsWith('QQ') ? 'PP' : 'QQ');
     // A bad key inside a block: the line of the key itself (line 10).
     assert.equal(
-      await configError(yaml(`          identities:\n            - ${id1}\n            - |\n              # comment\n              ${bad}\n`)),
+      await configError(
+        yaml(`          identities:\n            - ${id1}\n            - |\n              # comment\n              ${bad}\n`),
+      ),
       `${FILE}:10: dbs[0].replicas[0].age.identities[1]: malformed secret key: invalid checksum`,
     );
     assert.equal(
@@ -77,11 +90,20 @@ describe('age: config', () => {
     );
     // An identity given as a recipient, and the reverse: the type is named, never the key.
     const swapped = await configError(yaml(`          recipients:\n            - ${id1}\n`));
-    assert.match(swapped, /^\/etc\/walship\.yml:7: dbs\[0\]\.replicas\[0\]\.age\.recipients\[0\]: malformed recipient: unknown type "AGE-SECRET-KEY-"/);
+    assert.match(
+      swapped,
+      /^\/etc\/walship\.yml:7: dbs\[0\]\.replicas\[0\]\.age\.recipients\[0\]: malformed recipient: unknown type "AGE-SECRET-KEY-"/,
+    );
     assert.ok(!swapped.includes(id1.slice(16)));
-    assert.match(await configError(yaml(`          identities:\n            - ${r1}\n`)), /:7: dbs\[0\]\.replicas\[0\]\.age\.identities\[0\]: malformed secret key: unknown type/);
+    assert.match(
+      await configError(yaml(`          identities:\n            - ${r1}\n`)),
+      /:7: dbs\[0\]\.replicas\[0\]\.age\.identities\[0\]: malformed secret key: unknown type/,
+    );
     // From the environment, as other keys.
-    assert.match(await configError(yaml(`          identities: ["\${AGE_ID}"]\n`), { AGE_ID: 'AGE-SECRET-KEY-1XYZ' }), /:6: .*age\.identities\[0\]: malformed secret key/);
+    assert.match(
+      await configError(yaml(`          identities: ["\${AGE_ID}"]\n`), { AGE_ID: 'AGE-SECRET-KEY-1XYZ' }),
+      /:6: .*age\.identities\[0\]: malformed secret key/,
+    );
     assert.match(await configError(yaml(`          identities: ["\${AGE_ID}"]\n`)), /:6: .*age\.identities\[0\]: no secret keys found/);
     // Key files: the file and its line.
     const { dir, cleanup } = tempDir();
@@ -92,14 +114,23 @@ describe('age: config', () => {
         await configError(yaml(`          identities:\n            - ${keyFile}\n`)),
         `${FILE}:7: dbs[0].replicas[0].age.identities[0]: ${keyFile}:3: malformed secret key: invalid checksum`,
       );
-      assert.match(await configError(yaml(`          identities:\n            - ${join(dir, 'missing.key')}\n`)), /:7: .*age\.identities\[0\]: cannot read identity file .*missing\.key: ENOENT/);
+      assert.match(
+        await configError(yaml(`          identities:\n            - ${join(dir, 'missing.key')}\n`)),
+        /:7: .*age\.identities\[0\]: cannot read identity file .*missing\.key: ENOENT/,
+      );
     } finally {
       cleanup();
     }
-    assert.match(await configError(yaml(`          recipient: [${r1}]\n`)), /:6: dbs\[0\]\.replicas\[0\]\.age\.recipient: unknown age key "recipient": did you mean "recipients"\?/);
+    assert.match(
+      await configError(yaml(`          recipient: [${r1}]\n`)),
+      /:6: dbs\[0\]\.replicas\[0\]\.age\.recipient: unknown age key "recipient": did you mean "recipients"\?/,
+    );
     assert.match(await configError(yaml(`          identities: ${id1}\n`)), /:6: .*age\.identities: age\.identities must be a list/);
     assert.match(await configError(yaml(`          {}\n`)), /:6: dbs\[0\]\.replicas\[0\]\.age: age needs keys: add recipients/);
-    assert.match(await configError(`dbs:\n  - path: /data/app.db\n    replicas:\n      - path: /backup/a\n        age: yes\n`), /:5: .*expected key: value pairs for age/);
+    assert.match(
+      await configError(`dbs:\n  - path: /data/app.db\n    replicas:\n      - path: /backup/a\n        age: yes\n`),
+      /:5: .*expected key: value pairs for age/,
+    );
   });
 });
 
@@ -113,8 +144,16 @@ describe('age: CLI end to end', () => {
     const keyFile = join(dir, 'age.key');
     writeFileSync(keyFile, `# walship test key\n${id}\n`);
     const base = `dbs:\n  - path: ${db}\n    replicas:\n      - type: file\n        path: ${replica}\n        sync-interval: 100ms\n`;
-    const full = writeConfig(dir, `${base}        age:\n          identities:\n            - \${AGE_IDENTITY}\n          recipients:\n            - ${ageIdentityToRecipient(id)}\n`, 'full.yml');
-    const writeOnly = writeConfig(dir, `shutdown-sync-timeout: 1s\n${base}        age:\n          recipients:\n            - ${ageIdentityToRecipient(id)}\n`, 'write-only.yml');
+    const full = writeConfig(
+      dir,
+      `${base}        age:\n          identities:\n            - \${AGE_IDENTITY}\n          recipients:\n            - ${ageIdentityToRecipient(id)}\n`,
+      'full.yml',
+    );
+    const writeOnly = writeConfig(
+      dir,
+      `shutdown-sync-timeout: 1s\n${base}        age:\n          recipients:\n            - ${ageIdentityToRecipient(id)}\n`,
+      'write-only.yml',
+    );
     const fileKey = writeConfig(dir, `${base}        age:\n          identities: [${keyFile}]\n`, 'key-file.yml');
     const env = { AGE_IDENTITY: id };
     const w = openWriter(db);
@@ -141,8 +180,18 @@ describe('age: CLI end to end', () => {
     const out3 = join(dir, 'out3.db');
     const res3 = await runCli(['restore', '-config', writeOnly, '-o', out3, db]);
     assert.equal(res3.code, 1);
-    assert.match(res3.stderr, /object is age-encrypted but no age identity is configured to read it: add the identity \(AGE-SECRET-KEY-1…\) of one of its recipients to age\.identities/);
-    assert.equal(res3.stderr.trim().split('\n').filter((l) => /error|walship:/.test(l)).length, 1, res3.stderr);
+    assert.match(
+      res3.stderr,
+      /object is age-encrypted but no age identity is configured to read it: add the identity \(AGE-SECRET-KEY-1…\) of one of its recipients to age\.identities/,
+    );
+    assert.equal(
+      res3.stderr
+        .trim()
+        .split('\n')
+        .filter((l) => /error|walship:/.test(l)).length,
+      1,
+      res3.stderr,
+    );
     const res4 = await runCli(['restore', '-o', join(dir, 'out4.db'), `file://${replica}`]);
     assert.equal(res4.code, 1);
     assert.match(res4.stderr, /age-encrypted/);
@@ -150,7 +199,9 @@ describe('age: CLI end to end', () => {
     // replicate with recipients only: continuing needs the replica's position: the log says what to add.
     w.insert();
     const wo = spawnCli(['replicate', '-config', writeOnly]);
-    await wo.waitFor(/cannot read the replica's position from its last wal segment .*add the identity \(AGE-SECRET-KEY-1…\) of one of its recipients to age\.identities/);
+    await wo.waitFor(
+      /cannot read the replica's position from its last wal segment .*add the identity \(AGE-SECRET-KEY-1…\) of one of its recipients to age\.identities/,
+    );
     wo.kill('SIGTERM');
     await wo.exited;
 

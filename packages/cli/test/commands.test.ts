@@ -39,7 +39,8 @@ describe('version and help', () => {
     const r = await runCli([]);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /walship <command> \[arguments\]/);
-    for (const c of ['databases', 'generations', 'replicate', 'restore', 'snapshots', 'version', 'wal']) assert.match(r.stderr, new RegExp(`\\t${c}\\s`));
+    for (const c of ['databases', 'generations', 'replicate', 'restore', 'snapshots', 'version', 'wal'])
+      assert.match(r.stderr, new RegExp(`\\t${c}\\s`));
   });
 
   test('help, -h and --help print the usage on stdout and exit 0', async () => {
@@ -51,11 +52,30 @@ describe('version and help', () => {
   });
 
   test('help COMMAND and COMMAND -h/--help/-help show the command flags', async () => {
-    for (const args of [['help', 'restore'], ['restore', '-h'], ['restore', '--help'], ['restore', '-help']]) {
+    for (const args of [
+      ['help', 'restore'],
+      ['restore', '-h'],
+      ['restore', '--help'],
+      ['restore', '-help'],
+    ]) {
       const r = await runCli(args);
       assert.equal(r.code, 0, args.join(' '));
       assert.match(r.stdout, /walship restore \[flags\] DB_PATH/);
-      for (const f of ['--config', '--no-expand-env', '-o, --output', '--replica', '--generation', '--index', '--timestamp', '--parallelism', '--if-db-not-exists', '--if-replica-exists', '--overwrite', '--partial', '--verify']) {
+      for (const f of [
+        '--config',
+        '--no-expand-env',
+        '-o, --output',
+        '--replica',
+        '--generation',
+        '--index',
+        '--timestamp',
+        '--parallelism',
+        '--if-db-not-exists',
+        '--if-replica-exists',
+        '--overwrite',
+        '--partial',
+        '--verify',
+      ]) {
         assert.ok(r.stdout.includes(f), `${f} in help`);
       }
     }
@@ -99,13 +119,31 @@ describe('version and help', () => {
 
 describe('restore flag validation (before anything is read or written)', () => {
   test('-index must be hex: Go and GNU forms', async () => {
-    for (const args of [['-index', 'xyz'], ['-index=xyz'], ['--index', 'xyz'], ['--index=xyz'], ['-index', '0x10'], ['-index', '-1'], ['-index', '100000000']]) {
-      assertUserError(await runCli(['restore', ...args, '-o', '/tmp/none', 'file:///nonexistent']), /^walship: invalid hexadecimal format$/);
+    for (const args of [
+      ['-index', 'xyz'],
+      ['-index=xyz'],
+      ['--index', 'xyz'],
+      ['--index=xyz'],
+      ['-index', '0x10'],
+      ['-index', '-1'],
+      ['-index', '100000000'],
+    ]) {
+      assertUserError(
+        await runCli(['restore', ...args, '-o', '/tmp/none', 'file:///nonexistent']),
+        /^walship: invalid hexadecimal format$/,
+      );
     }
   });
 
   test('-timestamp must be RFC 3339', async () => {
-    for (const ts of ['yesterday', '2024-01-02', '2024-01-02 03:04:05Z', '2024-13-02T03:04:05Z', '2024-02-30T03:04:05Z', '2024-01-02T25:00:00Z']) {
+    for (const ts of [
+      'yesterday',
+      '2024-01-02',
+      '2024-01-02 03:04:05Z',
+      '2024-13-02T03:04:05Z',
+      '2024-02-30T03:04:05Z',
+      '2024-01-02T25:00:00Z',
+    ]) {
       assertUserError(
         await runCli(['restore', '-timestamp', ts, '-o', '/tmp/none', 'file:///nonexistent']),
         /^walship: invalid -timestamp, must specify in ISO 8601 format \(e\.g\. 2000-01-01T00:00:00Z\)$/,
@@ -121,15 +159,24 @@ describe('restore flag validation (before anything is read or written)', () => {
   });
 
   test('-parallelism must be a number', async () => {
-    assertUserError(await runCli(['restore', '-parallelism', 'many', '-o', '/tmp/x', 'file:///x']), /invalid value "many" for -parallelism/);
+    assertUserError(
+      await runCli(['restore', '-parallelism', 'many', '-o', '/tmp/x', 'file:///x']),
+      /invalid value "many" for -parallelism/,
+    );
   });
 
   test('--verify takes integrity, quick or none', async () => {
-    assertUserError(await runCli(['restore', '--verify', 'full', '-o', '/tmp/x', 'file:///x']), /invalid value "full" for -verify: use integrity, quick or none/);
+    assertUserError(
+      await runCli(['restore', '--verify', 'full', '-o', '/tmp/x', 'file:///x']),
+      /invalid value "full" for -verify: use integrity, quick or none/,
+    );
   });
 
   test('--overwrite and -if-db-not-exists conflict', async () => {
-    assertUserError(await runCli(['restore', '--overwrite', '-if-db-not-exists', '-o', '/tmp/x', 'file:///x']), /cannot combine -overwrite and -if-db-not-exists/);
+    assertUserError(
+      await runCli(['restore', '--overwrite', '-if-db-not-exists', '-o', '/tmp/x', 'file:///x']),
+      /cannot combine -overwrite and -if-db-not-exists/,
+    );
   });
 
   test('missing and extra positionals', async () => {
@@ -162,7 +209,10 @@ describe('databases', () => {
       const r = await runCli(['databases', ...args]);
       assert.equal(r.code, 0, r.stderr);
       const width = `${dir}/a-longer-name.db`.length + 2;
-      assert.equal(r.stdout, `${'path'.padEnd(width)}replicas\n${`${dir}/b.db`.padEnd(width)}\n${`${dir}/a-longer-name.db`.padEnd(width)}\n`);
+      assert.equal(
+        r.stdout,
+        `${'path'.padEnd(width)}replicas\n${`${dir}/b.db`.padEnd(width)}\n${`${dir}/a-longer-name.db`.padEnd(width)}\n`,
+      );
     }
   });
 
@@ -202,9 +252,15 @@ describe('databases', () => {
   test('no config anywhere', async (t) => {
     if (existsSync('/etc/walship.yml') || existsSync('/etc/litestream.yml')) return t.skip('a default config file exists on this machine');
     for (const cmd of ['databases', 'replicate']) {
-      assertUserError(await runCli([cmd]), /config file not found: tried \/etc\/walship\.yml and \/etc\/litestream\.yml; pass -config FILE or set WALSHIP_CONFIG/);
+      assertUserError(
+        await runCli([cmd]),
+        /config file not found: tried \/etc\/walship\.yml and \/etc\/litestream\.yml; pass -config FILE or set WALSHIP_CONFIG/,
+      );
     }
-    assertUserError(await runCli(['snapshots', '/data/app.db']), /config file not found: .* \(to read a replica directly, pass its URL, e\.g\. file:\/\/\/backups\/db\)/);
+    assertUserError(
+      await runCli(['snapshots', '/data/app.db']),
+      /config file not found: .* \(to read a replica directly, pass its URL, e\.g\. file:\/\/\/backups\/db\)/,
+    );
   });
 
   test('databases takes no positional argument', async () => {
@@ -213,7 +269,10 @@ describe('databases', () => {
 
   test('database not found in config', async () => {
     for (const cmd of ['generations', 'snapshots', 'wal', 'restore']) {
-      assertUserError(await runCli([cmd, '-config', cfg, join(dir, 'missing.db')]), new RegExp(`database not found in config: ${dir}/missing.db`));
+      assertUserError(
+        await runCli([cmd, '-config', cfg, join(dir, 'missing.db')]),
+        new RegExp(`database not found in config: ${dir}/missing.db`),
+      );
     }
   });
 });

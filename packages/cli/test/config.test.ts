@@ -20,31 +20,121 @@ describe('config errors: one line naming file, key and line; nothing started', (
   const db = join(dir, 'db.sqlite');
 
   const cases: { name: string; yaml: string; line: number | undefined; re: RegExp }[] = [
-    { name: 'unknown top-level key with suggestion', yaml: `adr: ":9090"\ndbs: []\n`, line: 1, re: /adr: unknown top-level key "adr": did you mean "addr"\?/ },
-    { name: 'unknown top-level key without suggestion', yaml: `dbs: []\nwhatever: 1\n`, line: 2, re: /whatever: unknown top-level key "whatever": remove it or check the spelling/ },
-    { name: 'unknown database key', yaml: `dbs:\n  - path: ${db}\n    monitor-intervall: 1s\n`, line: 3, re: /dbs\[0\]\.monitor-intervall: unknown database key "monitor-intervall": did you mean "monitor-interval"\?/ },
-    { name: 'snake_case key suggests the kebab-case one', yaml: `dbs:\n  - path: ${db}\n    checkpoint_interval: 1m\n`, line: 3, re: /did you mean "checkpoint-interval"\?/ },
-    { name: 'unknown logging key', yaml: `logging:\n  levle: debug\n`, line: 2, re: /logging\.levle: unknown logging key "levle": did you mean "level"\?/ },
-    { name: 'bad duration', yaml: `dbs:\n  - path: ${db}\n    monitor-interval: 10 seconds\n`, line: 3, re: /dbs\[0\]\.monitor-interval: invalid duration "10 seconds": use a Go duration such as 10s, 5m or 24h/ },
-    { name: '"d" is not a Go duration unit', yaml: `shutdown-sync-timeout: 1d\n`, line: 1, re: /shutdown-sync-timeout: invalid duration "1d"/ },
-    { name: 'negative duration', yaml: `dbs:\n  - path: ${db}\n    checkpoint-interval: -1s\n`, line: 3, re: /duration must not be negative/ },
-    { name: 'bad busy-timeout', yaml: `dbs:\n  - path: ${db}\n    busy-timeout: soon\n`, line: 3, re: /dbs\[0\]\.busy-timeout: invalid duration "soon"/ },
-    { name: 'page count not a number', yaml: `dbs:\n  - path: ${db}\n    min-checkpoint-page-count: lots\n`, line: 3, re: /expected a whole number/ },
-    { name: 'truncate-page-count not a number', yaml: `dbs:\n  - path: ${db}\n    truncate-page-count: -5\n`, line: 3, re: /dbs\[0\]\.truncate-page-count: expected a whole number/ },
+    {
+      name: 'unknown top-level key with suggestion',
+      yaml: `adr: ":9090"\ndbs: []\n`,
+      line: 1,
+      re: /adr: unknown top-level key "adr": did you mean "addr"\?/,
+    },
+    {
+      name: 'unknown top-level key without suggestion',
+      yaml: `dbs: []\nwhatever: 1\n`,
+      line: 2,
+      re: /whatever: unknown top-level key "whatever": remove it or check the spelling/,
+    },
+    {
+      name: 'unknown database key',
+      yaml: `dbs:\n  - path: ${db}\n    monitor-intervall: 1s\n`,
+      line: 3,
+      re: /dbs\[0\]\.monitor-intervall: unknown database key "monitor-intervall": did you mean "monitor-interval"\?/,
+    },
+    {
+      name: 'snake_case key suggests the kebab-case one',
+      yaml: `dbs:\n  - path: ${db}\n    checkpoint_interval: 1m\n`,
+      line: 3,
+      re: /did you mean "checkpoint-interval"\?/,
+    },
+    {
+      name: 'unknown logging key',
+      yaml: `logging:\n  levle: debug\n`,
+      line: 2,
+      re: /logging\.levle: unknown logging key "levle": did you mean "level"\?/,
+    },
+    {
+      name: 'bad duration',
+      yaml: `dbs:\n  - path: ${db}\n    monitor-interval: 10 seconds\n`,
+      line: 3,
+      re: /dbs\[0\]\.monitor-interval: invalid duration "10 seconds": use a Go duration such as 10s, 5m or 24h/,
+    },
+    {
+      name: '"d" is not a Go duration unit',
+      yaml: `shutdown-sync-timeout: 1d\n`,
+      line: 1,
+      re: /shutdown-sync-timeout: invalid duration "1d"/,
+    },
+    {
+      name: 'negative duration',
+      yaml: `dbs:\n  - path: ${db}\n    checkpoint-interval: -1s\n`,
+      line: 3,
+      re: /duration must not be negative/,
+    },
+    {
+      name: 'bad busy-timeout',
+      yaml: `dbs:\n  - path: ${db}\n    busy-timeout: soon\n`,
+      line: 3,
+      re: /dbs\[0\]\.busy-timeout: invalid duration "soon"/,
+    },
+    {
+      name: 'page count not a number',
+      yaml: `dbs:\n  - path: ${db}\n    min-checkpoint-page-count: lots\n`,
+      line: 3,
+      re: /expected a whole number/,
+    },
+    {
+      name: 'truncate-page-count not a number',
+      yaml: `dbs:\n  - path: ${db}\n    truncate-page-count: -5\n`,
+      line: 3,
+      re: /dbs\[0\]\.truncate-page-count: expected a whole number/,
+    },
     { name: 'logging.type', yaml: `logging:\n  type: xml\n`, line: 2, re: /logging\.type: unknown log type "xml": use text or json/ },
-    { name: 'logging.stderr not a boolean', yaml: `logging:\n  stderr: sometimes\n`, line: 2, re: /logging\.stderr: expected true or false/ },
+    {
+      name: 'logging.stderr not a boolean',
+      yaml: `logging:\n  stderr: sometimes\n`,
+      line: 2,
+      re: /logging\.stderr: expected true or false/,
+    },
     { name: 'addr without port', yaml: `addr: localhost\n`, line: 1, re: /addr: must specify port for bind address: "localhost"/ },
     { name: 'invalid YAML', yaml: `dbs:\n  - path: [unclosed\n`, line: undefined, re: /invalid YAML/ },
     { name: 'duplicate key', yaml: `addr: ":1"\naddr: ":2"\n`, line: undefined, re: /invalid YAML: .*(unique|duplicate)/i },
     { name: 'dbs not a list', yaml: `dbs:\n  path: ${db}\n`, line: 2, re: /dbs: dbs must be a list/ },
     { name: 'database path missing', yaml: `dbs:\n  - monitor-interval: 1s\n`, line: 2, re: /dbs\[0\]: database path required/ },
     { name: 'duplicate database', yaml: `dbs:\n  - path: ${db}\n  - path: ${db}\n`, line: 3, re: /dbs\[1\]: duplicate database path/ },
-    { name: 'unknown replica type', yaml: `dbs:\n  - path: ${db}\n    replicas:\n      - type: ftp\n        path: /x\n`, line: 4, re: /dbs\[0\]\.replicas\[0\]: unknown replica type in config: "ftp"/ },
-    { name: 'unknown URL scheme', yaml: `dbs:\n  - path: ${db}\n    replicas:\n      - url: ftp://host/x\n`, line: 4, re: /unknown replica type in config: "ftp"/ },
-    { name: 'path that looks like a URL', yaml: `dbs:\n  - path: ${db}\n    replicas:\n      - path: s3://bucket/db\n`, line: 4, re: /replica path cannot be a url, please use the 'url' field instead: s3:\/\/bucket\/db/ },
-    { name: 'malformed age recipient', yaml: `dbs:\n  - path: ${db}\n    replicas:\n      - path: /x\n        age:\n          recipients: [abc]\n`, line: 6, re: /dbs\[0\]\.replicas\[0\]\.age\.recipients\[0\]: malformed recipient: separator "1" at invalid position/ },
-    { name: 'replicas not a list', yaml: `dbs:\n  - path: ${db}\n    replicas:\n      url: s3://b/p\n`, line: 4, re: /replicas must be a list/ },
-    { name: 'bad replica duration', yaml: `dbs:\n  - path: ${db}\n    replicas:\n      - path: /x\n        sync-interval: often\n`, line: 5, re: /dbs\[0\]\.replicas\[0\]\.sync-interval: invalid duration "often"/ },
+    {
+      name: 'unknown replica type',
+      yaml: `dbs:\n  - path: ${db}\n    replicas:\n      - type: ftp\n        path: /x\n`,
+      line: 4,
+      re: /dbs\[0\]\.replicas\[0\]: unknown replica type in config: "ftp"/,
+    },
+    {
+      name: 'unknown URL scheme',
+      yaml: `dbs:\n  - path: ${db}\n    replicas:\n      - url: ftp://host/x\n`,
+      line: 4,
+      re: /unknown replica type in config: "ftp"/,
+    },
+    {
+      name: 'path that looks like a URL',
+      yaml: `dbs:\n  - path: ${db}\n    replicas:\n      - path: s3://bucket/db\n`,
+      line: 4,
+      re: /replica path cannot be a url, please use the 'url' field instead: s3:\/\/bucket\/db/,
+    },
+    {
+      name: 'malformed age recipient',
+      yaml: `dbs:\n  - path: ${db}\n    replicas:\n      - path: /x\n        age:\n          recipients: [abc]\n`,
+      line: 6,
+      re: /dbs\[0\]\.replicas\[0\]\.age\.recipients\[0\]: malformed recipient: separator "1" at invalid position/,
+    },
+    {
+      name: 'replicas not a list',
+      yaml: `dbs:\n  - path: ${db}\n    replicas:\n      url: s3://b/p\n`,
+      line: 4,
+      re: /replicas must be a list/,
+    },
+    {
+      name: 'bad replica duration',
+      yaml: `dbs:\n  - path: ${db}\n    replicas:\n      - path: /x\n        sync-interval: often\n`,
+      line: 5,
+      re: /dbs\[0\]\.replicas\[0\]\.sync-interval: invalid duration "often"/,
+    },
   ];
 
   for (const c of cases) {
@@ -116,8 +206,17 @@ describe('config errors: one line naming file, key and line; nothing started', (
   });
 
   test('a misspelt replica key is reported without its consequence (bucket required)', async () => {
-    const file = writeConfig(dir, `dbs:\n  - path: ${db}\n    replicas:\n      - type: s3\n        buckt: b\n        path: x\n`, 'consequence.yml');
-    assertConfigError(await runCli(['databases', '-config', file]), file, 5, /dbs\[0\]\.replicas\[0\]\.buckt: unknown replica key "buckt": did you mean "bucket"\?/);
+    const file = writeConfig(
+      dir,
+      `dbs:\n  - path: ${db}\n    replicas:\n      - type: s3\n        buckt: b\n        path: x\n`,
+      'consequence.yml',
+    );
+    assertConfigError(
+      await runCli(['databases', '-config', file]),
+      file,
+      5,
+      /dbs\[0\]\.replicas\[0\]\.buckt: unknown replica key "buckt": did you mean "bucket"\?/,
+    );
   });
 });
 
@@ -129,7 +228,10 @@ describe('environment expansion', () => {
     const file = writeConfig(dir, 'dbs:\n  - path: ${WS_DIR}/a.db\n  - path: $WS_DIR/b${WS_UNSET}.db\n');
     const r = await runCli(['databases', '--json', '-config', file], { env: { WS_DIR: dir, WS_UNSET: undefined } });
     assert.equal(r.code, 0, r.stderr);
-    assert.deepEqual(JSON.parse(r.stdout).map((d: { path: string }) => d.path), [`${dir}/a.db`, `${dir}/b.db`]);
+    assert.deepEqual(
+      JSON.parse(r.stdout).map((d: { path: string }) => d.path),
+      [`${dir}/a.db`, `${dir}/b.db`],
+    );
   });
 
   test('-no-expand-env keeps the text literally (both spellings)', async () => {
@@ -234,7 +336,15 @@ describe('config values and defaults (replicate --dry-run)', () => {
     assert.equal(d.truncatePageCount, 30);
     assert.equal(d.busyTimeout, '3s');
     assert.deepEqual(
-      d.replicas.map((x: Record<string, unknown>) => [x.name, x.type, x.syncInterval, x.retention, x.retentionCheckInterval, x.snapshotInterval, x.validationInterval]),
+      d.replicas.map((x: Record<string, unknown>) => [
+        x.name,
+        x.type,
+        x.syncInterval,
+        x.retention,
+        x.retentionCheckInterval,
+        x.snapshotInterval,
+        x.validationInterval,
+      ]),
       [
         ['local', 'file', '10s', '72h0m0s', '30m0s', '6h0m0s', '12h0m0s'],
         ['file', 'file', '1s', '24h0m0s', '1h0m0s', '0s', '0s'],
@@ -276,14 +386,23 @@ describe('config values and defaults (replicate --dry-run)', () => {
 
   test('url and path together', async (t) => {
     if (skip) return t.skip(skip);
-    const file = writeConfig(dir, `dbs:\n  - path: /x\n    replicas:\n      - url: file://${dir}/r1\n        path: ${dir}/r2\n`, 'urlpath.yml');
+    const file = writeConfig(
+      dir,
+      `dbs:\n  - path: /x\n    replicas:\n      - url: file://${dir}/r1\n        path: ${dir}/r2\n`,
+      'urlpath.yml',
+    );
     assertConfigError(await runCli(['databases', '-config', file]), file, 4, /cannot specify url & path for file replica/);
   });
 
   test('unknown replica key with suggestion', async (t) => {
     if (skip) return t.skip(skip);
     const file = writeConfig(dir, `dbs:\n  - path: /x\n    replicas:\n      - path: ${dir}/r1\n        sync-intreval: 1s\n`, 'typo.yml');
-    assertConfigError(await runCli(['databases', '-config', file]), file, 5, /dbs\[0\]\.replicas\[0\]\.sync-intreval: unknown replica key "sync-intreval": did you mean "sync-interval"\?/);
+    assertConfigError(
+      await runCli(['databases', '-config', file]),
+      file,
+      5,
+      /dbs\[0\]\.replicas\[0\]\.sync-intreval: unknown replica key "sync-intreval": did you mean "sync-interval"\?/,
+    );
   });
 
   test('file replica without a path', async (t) => {
@@ -294,7 +413,11 @@ describe('config values and defaults (replicate --dry-run)', () => {
 
   test('databases lists replica names', async (t) => {
     if (skip) return t.skip(skip);
-    const file = writeConfig(dir, `dbs:\n  - path: /x\n    replicas:\n      - path: ${dir}/r1\n      - name: second\n        path: ${dir}/r2\n`, 'names.yml');
+    const file = writeConfig(
+      dir,
+      `dbs:\n  - path: /x\n    replicas:\n      - path: ${dir}/r1\n      - name: second\n        path: ${dir}/r2\n`,
+      'names.yml',
+    );
     const r = await runCli(['databases', '-config', file]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, 'path  replicas\n/x    file,second\n');

@@ -8,7 +8,19 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { FILE_BACKEND, RESTORE, litestreamBin, openWriter, readIds, requires, runCli, sleep, spawnCli, tempDir, writeConfig } from './helpers.js';
+import {
+  FILE_BACKEND,
+  RESTORE,
+  litestreamBin,
+  openWriter,
+  readIds,
+  requires,
+  runCli,
+  sleep,
+  spawnCli,
+  tempDir,
+  writeConfig,
+} from './helpers.js';
 
 function makeTenant(file: string, rows: number): void {
   mkdirSync(join(file, '..'), { recursive: true });
@@ -43,7 +55,8 @@ test('replicate a dir: entry, watching: each tenant replicated under <replica>/<
   const r = await cli.exited;
   assert.equal(r.code, 0, r.stdout + r.stderr);
   assert.equal((r.stdout.match(/not a SQLite database/g) ?? []).length, 1, 'the non-database is reported once');
-  for (const rel of ['a.db', 'eu/b.db', 'eu/c.db']) assert.ok(existsSync(join(backup, rel, 'generations')), `${rel} has its own replica root`);
+  for (const rel of ['a.db', 'eu/b.db', 'eu/c.db'])
+    assert.ok(existsSync(join(backup, rel, 'generations')), `${rel} has its own replica root`);
 
   // `walship databases` lists the entry.
   const listed = await runCli(['databases', '-config', cfg]);
@@ -98,15 +111,30 @@ test('dir: config errors are one line each, naming the key and the fix', async (
   const { dir, cleanup } = tempDir('walship-cli-dir-cfg-');
   try {
     const cases: Array<[string, RegExp]> = [
-      [`dbs:\n  - dir: ${dir}\n    replicas:\n      - path: ${dir}/b\n`, /:2: .*pattern required for dir: add a glob on file names, e.g. pattern: "\*\.db"/],
+      [
+        `dbs:\n  - dir: ${dir}\n    replicas:\n      - path: ${dir}/b\n`,
+        /:2: .*pattern required for dir: add a glob on file names, e.g. pattern: "\*\.db"/,
+      ],
       [`dbs:\n  - dir: ${dir}\n    pattern: "x/*.db"\n    replicas:\n      - path: ${dir}/b\n`, /:3: .*cannot hold "\/"/],
       [`dbs:\n  - path: ${dir}/a.db\n    dir: ${dir}\n    pattern: "*.db"\n`, /either path \(one database\) or dir/],
       [`dbs:\n  - path: ${dir}/a.db\n    watch: true\n    replicas:\n      - path: ${dir}/b\n`, /watch applies only to dir entries/],
       [`dbs:\n  - dir: ${dir}\n    pattern: "*.db"\n    meta-path: ${dir}/m\n`, /meta-path does not apply to dir entries/],
-      [`dbs:\n  - dir: ${dir}\n    pattern: "*.db"\n    replica:\n      path: ${dir}/b\n    replicas:\n      - path: ${dir}/c\n`, /either replica \(one replica\) or replicas/],
-      [`dbs:\n  - dir: ${dir}/missing\n    pattern: "*.db"\n    replica:\n      path: ${dir}/b\n`, /directory does not exist: .*missing \(create it or fix dir at /],
-      [`dbs:\n  - dir: ${dir}\n    pattern: "*.db"\n    replica:\n      path: ${dir}/b\n  - path: ${dir}/t.db\n    replica:\n      path: ${dir}/c\n`, /:6: dbs\[1\]: database .*t\.db is also covered by the dir entry at .*:2: dbs\[0\]: remove it from one of them/],
-      [`dbs:\n  - dir: ${dir}\n    pattern: "*.db"\n    recursive: true\n  - dir: ${dir}/sub\n    pattern: "*.db"\n`, /directory .*sub is inside the recursive dir entry at .*: remove one, or make the outer one non-recursive/],
+      [
+        `dbs:\n  - dir: ${dir}\n    pattern: "*.db"\n    replica:\n      path: ${dir}/b\n    replicas:\n      - path: ${dir}/c\n`,
+        /either replica \(one replica\) or replicas/,
+      ],
+      [
+        `dbs:\n  - dir: ${dir}/missing\n    pattern: "*.db"\n    replica:\n      path: ${dir}/b\n`,
+        /directory does not exist: .*missing \(create it or fix dir at /,
+      ],
+      [
+        `dbs:\n  - dir: ${dir}\n    pattern: "*.db"\n    replica:\n      path: ${dir}/b\n  - path: ${dir}/t.db\n    replica:\n      path: ${dir}/c\n`,
+        /:6: dbs\[1\]: database .*t\.db is also covered by the dir entry at .*:2: dbs\[0\]: remove it from one of them/,
+      ],
+      [
+        `dbs:\n  - dir: ${dir}\n    pattern: "*.db"\n    recursive: true\n  - dir: ${dir}/sub\n    pattern: "*.db"\n`,
+        /directory .*sub is inside the recursive dir entry at .*: remove one, or make the outer one non-recursive/,
+      ],
       [`dbs:\n  - dir: ${dir}\n    pattern:\n`, /:2: .*pattern required for dir/],
     ];
     for (const [text, want] of cases) {
@@ -126,7 +154,8 @@ test('Litestream v0.3.13 restores one tenant of a directory replica on its own',
   if (missing) return t.skip(missing);
   const bin = litestreamBin();
   if (!bin) {
-    if (process.env.CI === 'true') assert.fail('the Litestream binary is required under CI=true: set LITESTREAM_BIN or provide ../shared/bin/litestream-v0.3.13');
+    if (process.env.CI === 'true')
+      assert.fail('the Litestream binary is required under CI=true: set LITESTREAM_BIN or provide ../shared/bin/litestream-v0.3.13');
     return t.skip('Litestream binary not found (LITESTREAM_BIN or ../shared/bin/litestream-v0.3.13)');
   }
   const { dir, cleanup } = tempDir('walship-cli-dir-ls-');
@@ -143,7 +172,10 @@ test('Litestream v0.3.13 restores one tenant of a directory replica on its own',
   assert.equal((await cli.exited).code, 0);
   const out = join(dir, 'ls.db');
   const r = await new Promise<{ code: number | null; text: string }>((resolve, reject) => {
-    const child = spawn(bin, ['restore', '-o', out, `file://${join(backup, 'x.db')}`], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LITESTREAM_CONFIG: '' } });
+    const child = spawn(bin, ['restore', '-o', out, `file://${join(backup, 'x.db')}`], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, LITESTREAM_CONFIG: '' },
+    });
     let text = '';
     child.stdout.on('data', (d) => (text += d));
     child.stderr.on('data', (d) => (text += d));
@@ -184,5 +216,8 @@ test('/healthz counts a directory database that failed to start as unhealthy, na
     'only the database that is not replicated is unhealthy',
   );
   assert.match(h.unhealthy[0]!.error ?? '', /^not replicated: .*already being replicated/, 'the reason is named');
-  assert.ok(h.dbs.some((x) => x.path === join(tenants, 'a.db') && x.replicas.length === 1 && x.replicas[0]!.healthy), JSON.stringify(h.dbs));
+  assert.ok(
+    h.dbs.some((x) => x.path === join(tenants, 'a.db') && x.replicas.length === 1 && x.replicas[0]!.healthy),
+    JSON.stringify(h.dbs),
+  );
 });

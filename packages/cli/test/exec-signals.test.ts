@@ -75,7 +75,10 @@ describe('replicate -exec and signals', () => {
     const { dir, cleanup } = tempDir();
     t.after(cleanup);
     const script = join(dir, 'trap.mjs');
-    writeFileSync(script, `process.on('SIGTERM', () => { console.log('child got SIGTERM'); process.kill(process.pid, 'SIGKILL'); }); console.log('child ready'); setInterval(() => {}, 1000);\n`);
+    writeFileSync(
+      script,
+      `process.on('SIGTERM', () => { console.log('child got SIGTERM'); process.kill(process.pid, 'SIGKILL'); }); console.log('child ready'); setInterval(() => {}, 1000);\n`,
+    );
     const cli = spawnCli(['replicate', '-exec', `${process.execPath} ${script}`, join(dir, 'a.db'), join(dir, 'r')]);
     t.after(() => cli.kill('SIGKILL'));
     await cli.waitFor(/child ready/);

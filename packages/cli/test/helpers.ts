@@ -40,7 +40,15 @@ export interface CliResult {
 /** Environment for a CLI subprocess: no config or credentials leak in from the test runner. */
 export function cliEnv(extra: Record<string, string | undefined> = {}): Record<string, string> {
   const env: Record<string, string | undefined> = { ...process.env };
-  for (const k of ['WALSHIP_CONFIG', 'LITESTREAM_CONFIG', 'WALSHIP_DEBUG', 'LITESTREAM_ACCESS_KEY_ID', 'LITESTREAM_SECRET_ACCESS_KEY', 'NODE_OPTIONS', 'NODE_TEST_CONTEXT']) {
+  for (const k of [
+    'WALSHIP_CONFIG',
+    'LITESTREAM_CONFIG',
+    'WALSHIP_DEBUG',
+    'LITESTREAM_ACCESS_KEY_ID',
+    'LITESTREAM_SECRET_ACCESS_KEY',
+    'NODE_OPTIONS',
+    'NODE_TEST_CONTEXT',
+  ]) {
     delete env[k];
   }
   Object.assign(env, extra);
@@ -173,7 +181,6 @@ export function sleep(ms: number): Promise<void> {
 // ---------------------------------------------------------------------------------------------
 // SQLite fixtures (the writer runs in the test process; walship runs in its own process).
 
-
 export interface Writer {
   readonly db: Database.Database;
   /** Inserts one row per call in its own transaction; returns its id. */
@@ -261,7 +268,7 @@ export function dumpDb(source: string | Database.Database): string {
         lines.push(`${o.name} ${JSON.stringify(cells)}`);
       }
     }
-    return lines.join('\n') + '\n';
+    return `${lines.join('\n')}\n`;
   } finally {
     if (typeof source === 'string') db.close();
   }
@@ -281,7 +288,8 @@ export function parseMetrics(body: string): Sample[] {
     const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
     assert.ok(m, `unparsable metrics line: ${line}`);
     const labels: Record<string, string> = {};
-    for (const l of (m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]!] = l[2]!.replace(/\\(.)/g, (_s, c: string) => (c === 'n' ? '\n' : c));
+    for (const l of (m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g))
+      labels[l[1]!] = l[2]!.replace(/\\(.)/g, (_s, c: string) => (c === 'n' ? '\n' : c));
     out.push({ name: m[1]!, labels, value: Number(m[3]) });
   }
   return out;

@@ -7,7 +7,18 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { parseConfigText } from '../src/config.js';
 import { BackendRegistry } from '../src/registry.js';
-import { FILE_BACKEND, REPLICATOR, httpGet, openWriter, requires, sleep, spawnCli, tempDir, writeConfig, type SpawnedCli } from './helpers.js';
+import {
+  FILE_BACKEND,
+  REPLICATOR,
+  httpGet,
+  openWriter,
+  requires,
+  sleep,
+  spawnCli,
+  tempDir,
+  writeConfig,
+  type SpawnedCli,
+} from './helpers.js';
 
 function escapeRe(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
@@ -33,7 +44,13 @@ async function waitForMetric(url: string, re: RegExp, timeoutMs = 20_000): Promi
   for (;;) {
     const body = (await httpGet(url)).body;
     if (re.test(body)) return body;
-    if (Date.now() > deadline) assert.fail(`metric ${re} never appeared; last:\n${body.split('\n').filter((l) => l.startsWith('walship_replica')).join('\n')}`);
+    if (Date.now() > deadline)
+      assert.fail(
+        `metric ${re} never appeared; last:\n${body
+          .split('\n')
+          .filter((l) => l.startsWith('walship_replica'))
+          .join('\n')}`,
+      );
     await sleep(100);
   }
 }
@@ -58,11 +75,19 @@ test('config: lease-ttl and takeover are replica keys; lease-ttl below 1s is an 
   assert.deepEqual([b!.leaseTtlMs, b!.takeover], [0, false]);
   assert.deepEqual([c!.leaseTtlMs, c!.takeover], [undefined, false]);
   await assert.rejects(
-    parseConfigText('dbs:\n  - path: /data/app.db\n    replicas:\n      - path: /backup/a\n        lease-ttl: 500ms\n', '/etc/walship.yml', opts),
+    parseConfigText(
+      'dbs:\n  - path: /data/app.db\n    replicas:\n      - path: /backup/a\n        lease-ttl: 500ms\n',
+      '/etc/walship.yml',
+      opts,
+    ),
     /walship\.yml:5: .*lease-ttl must be at least 1s, or 0 to turn the lease off/,
   );
   await assert.rejects(
-    parseConfigText('dbs:\n  - path: /data/app.db\n    replicas:\n      - path: /backup/a\n        takeover: yes please\n', '/etc/walship.yml', opts),
+    parseConfigText(
+      'dbs:\n  - path: /data/app.db\n    replicas:\n      - path: /backup/a\n        takeover: yes please\n',
+      '/etc/walship.yml',
+      opts,
+    ),
     /walship\.yml:5: .*expected true or false/,
   );
 });
@@ -102,7 +127,10 @@ test('a second walship replicate on the same replica is refused; -force takes it
   const b1 = spawnCli(['replicate', '-config', config(dir, 'b.yml', dbB, replica), '-shutdown-sync-timeout', '1s'], { timeoutMs: 120_000 });
   t.after(() => b1.kill('SIGKILL'));
   const urlB1 = await metricsUrl(b1);
-  await waitForMetric(urlB1, new RegExp(`^walship_replica_lease_errors_total\\{db="${escapeRe(dbB)}",replica="backup",reason="held"\\} [1-9]`, 'm'));
+  await waitForMetric(
+    urlB1,
+    new RegExp(`^walship_replica_lease_errors_total\\{db="${escapeRe(dbB)}",replica="backup",reason="held"\\} [1-9]`, 'm'),
+  );
   await b1.waitFor(/is written by another walship on host \S+ \(pid \d+, db [^)]*a\/app\.db\)/, 10_000);
   const health = await httpGet(urlB1.replace(/\/metrics$/, '/healthz'));
   assert.equal(health.status, 503);
@@ -111,12 +139,17 @@ test('a second walship replicate on the same replica is refused; -force takes it
   assert.equal((await b1.exited).code, 0);
 
   // B with -force: takes the lease, its first upload waits ¾ TTL; A is fenced.
-  const b2 = spawnCli(['replicate', '-force', '-config', config(dir, 'b.yml', dbB, replica), '-shutdown-sync-timeout', '1s'], { timeoutMs: 120_000 });
+  const b2 = spawnCli(['replicate', '-force', '-config', config(dir, 'b.yml', dbB, replica), '-shutdown-sync-timeout', '1s'], {
+    timeoutMs: 120_000,
+  });
   t.after(() => b2.kill('SIGKILL'));
   const urlB2 = await metricsUrl(b2);
   await b2.waitFor(/msg="lease taken over from a live writer \(takeover\)"/, 10_000);
   await waitForMetric(urlB2, new RegExp(`^walship_replica_sync_total\\{db="${escapeRe(dbB)}",replica="backup"\\} [1-9]`, 'm'));
-  await waitForMetric(urlA, new RegExp(`^walship_replica_lease_errors_total\\{db="${escapeRe(dbA)}",replica="backup",reason="lost"\\} [1-9]`, 'm'));
+  await waitForMetric(
+    urlA,
+    new RegExp(`^walship_replica_lease_errors_total\\{db="${escapeRe(dbA)}",replica="backup",reason="lost"\\} [1-9]`, 'm'),
+  );
   await a.waitFor(/level=ERROR msg="lease lost: another walship took over the replica; no more writes to it"/, 10_000);
   assert.equal(generations(replica).length, 2);
 

@@ -66,7 +66,10 @@ describe('listing commands', () => {
     // Lag is measured from the database's last write: 90 s after GEN_B's last object.
     writeFileSync(db, '');
     utimesSync(db, new Date(T1 + 100_000), new Date(T1 + 100_000));
-    cfg = writeConfig(dir, `dbs:\n  - path: ${db}\n    replicas:\n      - name: one\n        path: ${one}\n      - name: two\n        path: ${two}\n`);
+    cfg = writeConfig(
+      dir,
+      `dbs:\n  - path: ${db}\n    replicas:\n      - name: one\n        path: ${one}\n      - name: two\n        path: ${two}\n`,
+    );
   });
 
   test('generations: table with lag, start and end (config mode)', async (t) => {
@@ -78,10 +81,16 @@ describe('listing commands', () => {
     assert.equal(lines[4], '');
     const cells = lines.slice(0, 4).map((l) => l.split(/ {2,}/));
     assert.deepEqual(cells[0], ['name', 'generation', 'lag', 'start', 'end']);
-    assert.deepEqual(cells[1]!.filter((_, i) => i !== 2), ['one', GEN_A, '2024-01-02T03:04:05Z', '2024-01-02T03:04:08Z']);
+    assert.deepEqual(
+      cells[1]!.filter((_, i) => i !== 2),
+      ['one', GEN_A, '2024-01-02T03:04:05Z', '2024-01-02T03:04:08Z'],
+    );
     assert.match(cells[1]![2]!, /^\d+h\d+m\d+s$/);
     assert.deepEqual(cells[2], ['one', GEN_B, '1m30s', '2024-02-01T00:00:00Z', '2024-02-01T00:00:10Z']);
-    assert.deepEqual(cells[3]!.filter((_, i) => i !== 2), ['two', GEN_C, '2024-01-02T03:04:05Z', '2024-01-02T03:04:05Z']);
+    assert.deepEqual(
+      cells[3]!.filter((_, i) => i !== 2),
+      ['two', GEN_C, '2024-01-02T03:04:05Z', '2024-01-02T03:04:05Z'],
+    );
     // Aligned columns: every cell starts where its header does; two spaces after the widest.
     const starts = (l: string) => [...l.matchAll(/(?:^| {2})(\S)/g)].map((m) => m.index! + (m[0].length - 1));
     for (const l of lines.slice(1, 4)) assert.deepEqual(starts(l), starts(lines[0]!));
@@ -134,7 +143,9 @@ describe('listing commands', () => {
     if (skip) return t.skip(skip);
     const r = await runCli(['snapshots', '--json', fileUrl(two)]);
     assert.equal(r.code, 0, r.stderr);
-    assert.deepEqual(JSON.parse(r.stdout), [{ replica: 'file', generation: GEN_C, index: '00000002', size: 9, created: '2024-01-02T03:04:05Z' }]);
+    assert.deepEqual(JSON.parse(r.stdout), [
+      { replica: 'file', generation: GEN_C, index: '00000002', size: 9, created: '2024-01-02T03:04:05Z' },
+    ]);
   });
 
   test('wal: index and offset in decimal as Litestream prints them (hex in --json); -generation filter', async (t) => {
@@ -184,7 +195,11 @@ describe('listing commands', () => {
     if (skip) return t.skip(skip);
     const notDir = join(dir, 'not-a-dir');
     writeFileSync(notDir, 'x');
-    const cfg2 = writeConfig(dir, `dbs:\n  - path: ${db}\n    replicas:\n      - name: broken\n        path: ${notDir}/sub\n      - name: two\n        path: ${two}\n`, 'broken.yml');
+    const cfg2 = writeConfig(
+      dir,
+      `dbs:\n  - path: ${db}\n    replicas:\n      - name: broken\n        path: ${notDir}/sub\n      - name: two\n        path: ${two}\n`,
+      'broken.yml',
+    );
     let r = await runCli(['snapshots', '--json', '-config', cfg2, db]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(JSON.parse(r.stdout).length, 1);

@@ -7,7 +7,19 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { FILE_BACKEND, REPLICATOR, RESTORE, litestreamBin, openWriter, readIds, requires, runCli, spawnCli, tempDir, writeConfig } from './helpers.js';
+import {
+  FILE_BACKEND,
+  REPLICATOR,
+  RESTORE,
+  litestreamBin,
+  openWriter,
+  readIds,
+  requires,
+  runCli,
+  spawnCli,
+  tempDir,
+  writeConfig,
+} from './helpers.js';
 
 const count = (text: string, re: RegExp) => text.split('\n').filter((l) => re.test(l)).length;
 
@@ -25,7 +37,8 @@ for (const metaPath of [false, true]) {
     if (missing) return t.skip(missing);
     const bin = litestreamBin();
     if (!bin) {
-      if (process.env['CI'] === 'true') assert.fail('the Litestream binary is required under CI=true: set LITESTREAM_BIN or provide ../shared/bin/litestream-v0.3.13');
+      if (process.env['CI'] === 'true')
+        assert.fail('the Litestream binary is required under CI=true: set LITESTREAM_BIN or provide ../shared/bin/litestream-v0.3.13');
       return t.skip('Litestream binary not found (LITESTREAM_BIN or ../shared/bin/litestream-v0.3.13)');
     }
     const { dir, cleanup } = tempDir('walship-cli-migrate-');
@@ -33,23 +46,45 @@ for (const metaPath of [false, true]) {
     const db = join(dir, 'app.db');
     const config = writeConfig(
       dir,
-      ['dbs:', `  - path: ${db}`, ...(metaPath ? [`    meta-path: ${join(dir, 'meta')}`] : []), '    replicas:', '      - type: file', `        path: ${join(dir, 'replica')}`, '        sync-interval: 100ms', ''].join('\n'),
+      [
+        'dbs:',
+        `  - path: ${db}`,
+        ...(metaPath ? [`    meta-path: ${join(dir, 'meta')}`] : []),
+        '    replicas:',
+        '      - type: file',
+        `        path: ${join(dir, 'replica')}`,
+        '        sync-interval: 100ms',
+        '',
+      ].join('\n'),
       'litestream.yml',
     );
     const w = openWriter(db);
     t.after(() => w.close());
     for (let i = 0; i < 20; i++) w.insert();
 
-    const ls = spawn(bin, ['replicate', '-config', config], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LITESTREAM_CONFIG: '' } });
+    const ls = spawn(bin, ['replicate', '-config', config], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, LITESTREAM_CONFIG: '' },
+    });
     let lsLog = '';
     ls.stdout.setEncoding('utf8').on('data', (d: string) => (lsLog += d));
     ls.stderr.setEncoding('utf8').on('data', (d: string) => (lsLog += d));
     const lsExit = new Promise<number | null>((r) => ls.once('close', (code) => r(code)));
     try {
-      await until(() => count(lsLog, /wal segment written/) >= 1, 30_000, 'litestream to replicate', () => lsLog);
+      await until(
+        () => count(lsLog, /wal segment written/) >= 1,
+        30_000,
+        'litestream to replicate',
+        () => lsLog,
+      );
       const before = count(lsLog, /wal segment written/);
       for (let i = 0; i < 10; i++) w.insert();
-      await until(() => count(lsLog, /wal segment written/) > before, 30_000, 'litestream to ship the new rows', () => lsLog);
+      await until(
+        () => count(lsLog, /wal segment written/) > before,
+        30_000,
+        'litestream to ship the new rows',
+        () => lsLog,
+      );
     } finally {
       ls.kill('SIGTERM');
       assert.equal(await lsExit, 0, lsLog);
@@ -81,7 +116,9 @@ for (const metaPath of [false, true]) {
     assert.equal(res.code, 0, res.stderr);
     assert.deepEqual(readIds(mine), ids, 'walship restore');
     const theirs = join(dir, 'litestream-restored.db');
-    const lr = await new Promise<number | null>((done) => spawn(bin, ['restore', '-config', config, '-o', theirs, db], { stdio: 'ignore' }).once('close', done));
+    const lr = await new Promise<number | null>((done) =>
+      spawn(bin, ['restore', '-config', config, '-o', theirs, db], { stdio: 'ignore' }).once('close', done),
+    );
     assert.equal(lr, 0);
     assert.deepEqual(readIds(theirs), ids, 'litestream restore');
   });

@@ -9,7 +9,24 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { after, before, describe, test } from 'node:test';
-import { ABS_BACKEND, FILE_BACKEND, LISTINGS, PACKAGE_DIR, RESTORE, fileUrl, litestreamBin, openWriter, readIds, requires, runCli, sleep, spawnCli, tempDir, writeConfig, type CliResult } from './helpers.js';
+import {
+  ABS_BACKEND,
+  FILE_BACKEND,
+  LISTINGS,
+  PACKAGE_DIR,
+  RESTORE,
+  fileUrl,
+  litestreamBin,
+  openWriter,
+  readIds,
+  requires,
+  runCli,
+  sleep,
+  spawnCli,
+  tempDir,
+  writeConfig,
+  type CliResult,
+} from './helpers.js';
 
 /** Runs the Litestream binary to completion. */
 function runLitestream(bin: string, args: readonly string[], cwd: string): Promise<CliResult> {
@@ -66,13 +83,18 @@ describe('output and exit codes as Litestream v0.3.13 prints them', () => {
     skip = await requires([FILE_BACKEND, RESTORE, ...LISTINGS]);
     if (skip) return;
     if (!bin) {
-      if (process.env.CI === 'true') assert.fail('the Litestream binary is required under CI=true: set LITESTREAM_BIN or provide ../shared/bin/litestream-v0.3.13');
+      if (process.env.CI === 'true')
+        assert.fail('the Litestream binary is required under CI=true: set LITESTREAM_BIN or provide ../shared/bin/litestream-v0.3.13');
       skip = 'Litestream binary not found (LITESTREAM_BIN or ../shared/bin/litestream-v0.3.13)';
       return;
     }
     // Litestream writes the replica: a snapshot, segments at non-zero offsets and, after a
     // checkpoint (a low min-checkpoint-page-count), a second WAL index.
-    cfg = writeConfig(dir, `dbs:\n  - path: ${db}\n    min-checkpoint-page-count: 20\n    replicas:\n      - path: ${replica}\n`, 'litestream.yml');
+    cfg = writeConfig(
+      dir,
+      `dbs:\n  - path: ${db}\n    min-checkpoint-page-count: 20\n    replicas:\n      - path: ${replica}\n`,
+      'litestream.yml',
+    );
     const w = openWriter(db);
     const child = spawn(bin, ['replicate', '-config', cfg], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
     let log = '';
@@ -99,7 +121,12 @@ describe('output and exit codes as Litestream v0.3.13 prints them', () => {
 
   test('wal and snapshots tables are byte for byte what Litestream prints (decimal index and offset)', async (t) => {
     if (skip) return t.skip(skip);
-    for (const args of [['wal', url], ['snapshots', url], ['wal', '-config', cfg, db], ['snapshots', '-config', cfg, db]]) {
+    for (const args of [
+      ['wal', url],
+      ['snapshots', url],
+      ['wal', '-config', cfg, db],
+      ['snapshots', '-config', cfg, db],
+    ]) {
       const ls = await runLitestream(bin!, args, dir);
       assert.equal(ls.code, 0, ls.stderr);
       const ws = await runCli(args, { cwd: dir });
@@ -107,9 +134,19 @@ describe('output and exit codes as Litestream v0.3.13 prints them', () => {
       assert.equal(ws.stdout, ls.stdout, `walship ${args.join(' ')}`);
     }
     // The fixture is not trivial: decimal offsets past 9 and a second WAL index.
-    const rows = (await runCli(['wal', url])).stdout.trimEnd().split('\n').slice(1).map((l) => l.split(/ {2,}/));
-    assert.ok(rows.some((r) => Number(r[2]) >= 1), 'a segment in WAL index 1');
-    assert.ok(rows.some((r) => /^\d{5,}$/.test(r[3]!)), 'a decimal offset');
+    const rows = (await runCli(['wal', url])).stdout
+      .trimEnd()
+      .split('\n')
+      .slice(1)
+      .map((l) => l.split(/ {2,}/));
+    assert.ok(
+      rows.some((r) => Number(r[2]) >= 1),
+      'a segment in WAL index 1',
+    );
+    assert.ok(
+      rows.some((r) => /^\d{5,}$/.test(r[3]!)),
+      'a decimal offset',
+    );
     // --json keeps the replica file names' 8-digit hex.
     const json = JSON.parse((await runCli(['wal', '--json', url])).stdout) as { index: string; offset: string }[];
     assert.equal(json.length, rows.length);
@@ -142,7 +179,10 @@ describe('output and exit codes as Litestream v0.3.13 prints them', () => {
       assert.match(r.stdout + r.stderr, /level=INFO msg="no matching backups found"/, who);
       assert.ok(!existsSync(out), `${who} wrote nothing`);
     }
-    assert.match((await runCli(['restore', '-config', cfg, '-if-replica-exists', '-replica', 'nope', '-o', join(dir, 'x.db'), db])).stdout, /level=WARN msg="replica \\"nope\\" not found for database/);
+    assert.match(
+      (await runCli(['restore', '-config', cfg, '-if-replica-exists', '-replica', 'nope', '-o', join(dir, 'x.db'), db])).stdout,
+      /level=WARN msg="replica \\"nope\\" not found for database/,
+    );
   });
 
   test('restore -replica with a replica URL: the flag is ignored (warning), the URL restored, as Litestream', async (t) => {
@@ -183,14 +223,15 @@ describe('output and exit codes as Litestream v0.3.13 prints them', () => {
     }
     const wsLog = cli.output().stdout;
     const version = fieldsOf(wsLog, 'walship');
-    assert.match(version.get('version') ?? '', /^v\d+\.\d+\.\d+/, 'version=v<semver>, like Litestream\'s version=v0.3.13');
+    assert.match(version.get('version') ?? '', /^v\d+\.\d+\.\d+/, "version=v<semver>, like Litestream's version=v0.3.13");
     assert.match(fieldsOf(litestreamLog, 'litestream').get('version') ?? '', /^v0\.3\.13$/);
     for (const msg of ['wal segment written', 'snapshot written']) {
       const theirs = fieldsOf(litestreamLog, msg);
       const ours = fieldsOf(wsLog, msg);
       assert.equal(theirs.get('level'), 'INFO');
       assert.equal(ours.get('level'), 'INFO', `${msg} at INFO, as Litestream`);
-      for (const key of theirs.keys()) assert.ok(ours.has(key), `${msg}: walship logs ${key}= as Litestream does (${[...ours.keys()].join(' ')})`);
+      for (const key of theirs.keys())
+        assert.ok(ours.has(key), `${msg}: walship logs ${key}= as Litestream does (${[...ours.keys()].join(' ')})`);
       assert.ok(!ours.has('pos'), `${msg}: position=, not pos=`);
       assert.match(ours.get('position')!, /^[0-9a-f]{16}\/[0-9a-f]{8}:\d+$/);
       assert.match(theirs.get('elapsed')!, GO_DURATION);
@@ -221,7 +262,10 @@ describe('abs replica without an account key over plain http (Azurite)', () => {
     const s = server!;
     const container = await s.createContainer('nokey');
     const db = join(dir, 'app.db');
-    const cfg = writeConfig(dir, `dbs:\n  - path: ${db}\n    replicas:\n      - type: abs\n        account-name: ${s.accountName}\n        bucket: ${container}\n        path: app.db\n        endpoint: ${s.endpoint}\n`);
+    const cfg = writeConfig(
+      dir,
+      `dbs:\n  - path: ${db}\n    replicas:\n      - type: abs\n        account-name: ${s.accountName}\n        bucket: ${container}\n        path: app.db\n        endpoint: ${s.endpoint}\n`,
+    );
     const env = { LITESTREAM_AZURE_ACCOUNT_KEY: undefined, AZURE_STORAGE_SAS_TOKEN: undefined };
     for (const command of ['generations', 'snapshots', 'wal']) {
       const r = await runCli([command, '-config', cfg, db], { env });

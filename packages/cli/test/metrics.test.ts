@@ -10,7 +10,20 @@ import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { before, describe, test } from 'node:test';
 import { createLz4FrameDecoder } from '@walship/core';
-import { FILE_BACKEND, REPLICATOR, httpGet, openWriter, parseMetrics, requires, type Sample, sleep, spawnCli, tempDir, value, writeConfig } from './helpers.js';
+import {
+  FILE_BACKEND,
+  REPLICATOR,
+  httpGet,
+  openWriter,
+  parseMetrics,
+  requires,
+  type Sample,
+  sleep,
+  spawnCli,
+  tempDir,
+  value,
+  writeConfig,
+} from './helpers.js';
 
 interface ReplicaState {
   generations: string[];
@@ -48,7 +61,12 @@ async function replicaState(replica: string): Promise<ReplicaState> {
   }
   segments.sort((a, b) => a.index - b.index || a.offset - b.offset);
   const last = segments[segments.length - 1];
-  return { generations, snapshots, segments, pos: last ? { index: last.index, offset: last.offset + last.length } : { index: 0, offset: 0 } };
+  return {
+    generations,
+    snapshots,
+    segments,
+    pos: last ? { index: last.index, offset: last.offset + last.length } : { index: 0, offset: 0 },
+  };
 }
 
 describe('replicate metrics against the replica', () => {
@@ -57,7 +75,9 @@ describe('replicate metrics against the replica', () => {
     skip = await requires([FILE_BACKEND, REPLICATOR]);
   });
 
-  test('wal index/offset, replica_sync_*, snapshot_*, checkpoint modes, generations and health match the replica', { timeout: 180_000 }, async (t) => {
+  test('wal index/offset, replica_sync_*, snapshot_*, checkpoint modes, generations and health match the replica', {
+    timeout: 180_000,
+  }, async (t) => {
     if (skip) return t.skip(skip);
     const { dir, cleanup } = tempDir();
     t.after(cleanup);
@@ -105,7 +125,11 @@ describe('replicate metrics against the replica', () => {
       const { samples, state } = last;
       const ctx = `${what}\nreplica: ${JSON.stringify(state)}\n${cli.output().stdout}`;
       assert.ok(extra(samples, state), `condition: ${ctx}`);
-      assert.equal(value(samples, 'walship_wal_index', dbL), state.pos.index, `walship_wal_index is the replica's index when caught up: ${ctx}`);
+      assert.equal(
+        value(samples, 'walship_wal_index', dbL),
+        state.pos.index,
+        `walship_wal_index is the replica's index when caught up: ${ctx}`,
+      );
       assert.equal(value(samples, 'walship_replica_wal_index', repL), state.pos.index, `replica_wal_index: ${ctx}`);
       assert.equal(value(samples, 'walship_replica_wal_offset', repL), state.pos.offset, `replica_wal_offset: ${ctx}`);
       assert.equal(value(samples, 'walship_replica_healthy', repL), 1, `healthy: ${ctx}`);
@@ -120,12 +144,21 @@ describe('replicate metrics against the replica', () => {
       assert.equal(value(samples, 'walship_replica_sync_seconds_count', repL), state.segments.length, `replica_sync_seconds_count: ${ctx}`);
       // Snapshots: count and stored bytes of the snapshot objects.
       assert.equal(value(samples, 'walship_snapshot_total', repL), state.snapshots.length, `snapshot_total: ${ctx}`);
-      assert.equal(value(samples, 'walship_snapshot_bytes_total', repL), state.snapshots.reduce((n, s) => n + s.size, 0), `snapshot_bytes_total: ${ctx}`);
-      assert.equal(value(samples, 'walship_generation_changes_total', dbL), state.generations.length, `one generation change per generation: ${ctx}`);
+      assert.equal(
+        value(samples, 'walship_snapshot_bytes_total', repL),
+        state.snapshots.reduce((n, s) => n + s.size, 0),
+        `snapshot_bytes_total: ${ctx}`,
+      );
+      assert.equal(
+        value(samples, 'walship_generation_changes_total', dbL),
+        state.generations.length,
+        `one generation change per generation: ${ctx}`,
+      );
       assert.equal(value(samples, 'walship_replica_errors_total', repL) ?? 0, 0, `no replica errors: ${ctx}`);
       assert.equal(value(samples, 'walship_sync_errors_total', dbL) ?? 0, 0, `no sync errors: ${ctx}`);
       for (const s of samples.filter((x) => x.name.startsWith('walship_checkpoint'))) {
-        if (s.labels.mode !== undefined) assert.ok(['PASSIVE', 'TRUNCATE'].includes(s.labels.mode), `checkpoint mode label ${s.labels.mode}: ${ctx}`);
+        if (s.labels.mode !== undefined)
+          assert.ok(['PASSIVE', 'TRUNCATE'].includes(s.labels.mode), `checkpoint mode label ${s.labels.mode}: ${ctx}`);
       }
       for (const mode of ['PASSIVE', 'TRUNCATE']) {
         assert.equal(value(samples, 'walship_checkpoint_errors_total', { db, mode }) ?? 0, 0, `no ${mode} checkpoint errors`);
@@ -168,7 +201,10 @@ describe('replicate metrics against the replica', () => {
     w.db.transaction(() => {
       for (let i = 0; i < 300; i++) w.insert('q'.repeat(4000));
     })();
-    ({ samples, state } = await settle((s, st) => checkpoints(s, 'TRUNCATE') >= 1 && st.pos.index > indexAfterPassive, 'after the TRUNCATE restart'));
+    ({ samples, state } = await settle(
+      (s, st) => checkpoints(s, 'TRUNCATE') >= 1 && st.pos.index > indexAfterPassive,
+      'after the TRUNCATE restart',
+    ));
     assert.ok(state.pos.index > indexAfterPassive);
     assert.equal(state.generations.length, 1);
 

@@ -64,7 +64,11 @@ function replicaOf(body: Health, name: string): Health['dbs'][number]['replicas'
 }
 
 /** Polls `/healthz` until `ok(status, body)`; the deadline only bounds a hang. */
-async function waitForHealth(base: string, ok: (status: number, body: Health) => boolean, timeoutMs = 120_000): Promise<{ status: number; body: Health }> {
+async function waitForHealth(
+  base: string,
+  ok: (status: number, body: Health) => boolean,
+  timeoutMs = 120_000,
+): Promise<{ status: number; body: Health }> {
   const deadline = Date.now() + timeoutMs;
   let last = '';
   for (;;) {
@@ -118,9 +122,13 @@ function s3rverBin(): { bin: string; unavailable?: undefined } | { bin?: undefin
  */
 async function startS3rverOn(bin: string, port: number, bucket: string, dir: string): Promise<{ stop(): Promise<void> }> {
   mkdirSync(dir, { recursive: true });
-  const child = spawn(process.execPath, ['--openssl-legacy-provider', bin, '-d', dir, '-a', '127.0.0.1', '-p', String(port), '--configure-bucket', bucket], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    ['--openssl-legacy-provider', bin, '-d', dir, '-a', '127.0.0.1', '-p', String(port), '--configure-bucket', bucket],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   const killOnExit = () => child.kill('SIGKILL');
   process.once('exit', killOnExit);
   let output = '';
@@ -190,7 +198,10 @@ describe('replicate', () => {
       t.after(cleanup);
       const db = join(dir, 'app.db');
       const replica = join(dir, 'replica');
-      const cfg = writeConfig(dir, `dbs:\n  - path: ${db}\n    monitor-interval: 100ms\n    replicas:\n      - path: ${replica}\n        sync-interval: 200ms\n`);
+      const cfg = writeConfig(
+        dir,
+        `dbs:\n  - path: ${db}\n    monitor-interval: 100ms\n    replicas:\n      - path: ${replica}\n        sync-interval: 200ms\n`,
+      );
       const w = openWriter(db);
       w.insert();
       const cli = spawnCli(['replicate', '-config', cfg]);
@@ -256,7 +267,10 @@ describe('replicate', () => {
     if (skip) return t.skip(skip);
     const { dir, cleanup } = tempDir();
     t.after(cleanup);
-    const cfg = writeConfig(dir, `exec: ${process.execPath} -e "process.exit(5)"\ndbs:\n  - path: ${dir}/a.db\n    replicas:\n      - path: ${dir}/r\n`);
+    const cfg = writeConfig(
+      dir,
+      `exec: ${process.execPath} -e "process.exit(5)"\ndbs:\n  - path: ${dir}/a.db\n    replicas:\n      - path: ${dir}/r\n`,
+    );
     const r = await runCli(['replicate', '-config', cfg]);
     assert.equal(r.code, 5, r.stderr);
   });
@@ -266,7 +280,10 @@ describe('replicate', () => {
     const { dir, cleanup } = tempDir();
     t.after(cleanup);
     const script = join(dir, 'trap.mjs');
-    writeFileSync(script, `process.on('SIGTERM', () => { console.log('child got SIGTERM'); process.exit(7); }); console.log('child ready'); setInterval(() => {}, 1000);\n`);
+    writeFileSync(
+      script,
+      `process.on('SIGTERM', () => { console.log('child got SIGTERM'); process.exit(7); }); console.log('child ready'); setInterval(() => {}, 1000);\n`,
+    );
     const cli = spawnCli(['replicate', '-exec', `${process.execPath} ${script}`, join(dir, 'a.db'), join(dir, 'r')]);
     t.after(() => cli.kill('SIGKILL'));
     await cli.waitFor(/child ready/);
@@ -319,7 +336,10 @@ describe('replicate', () => {
     const r = await runCli(['replicate', join(dir, 'nope', 'app.db'), join(dir, 'replica')]);
     assert.equal(r.code, 1);
     assert.equal(r.stdout, '');
-    assert.equal(r.stderr, `walship: database directory does not exist: ${join(dir, 'nope')} (create it or fix the path of ${join(dir, 'nope', 'app.db')})\n`);
+    assert.equal(
+      r.stderr,
+      `walship: database directory does not exist: ${join(dir, 'nope')} (create it or fix the path of ${join(dir, 'nope', 'app.db')})\n`,
+    );
     assert.deepEqual(readdirSync(dir), []);
   });
 
@@ -339,7 +359,10 @@ describe('replicate', () => {
     });
     t.after(() => cli.kill('SIGKILL'));
     await cli.waitFor(/msg="replicating to" name=s3 type=s3/, 90_000);
-    await cli.waitFor(new RegExp(`level=WARN msg="replica unavailable, retrying with backoff" db=${escapeRe(db)} name=s3 type=s3 error=`), 90_000);
+    await cli.waitFor(
+      new RegExp(`level=WARN msg="replica unavailable, retrying with backoff" db=${escapeRe(db)} name=s3 type=s3 error=`),
+      90_000,
+    );
     // Retried: a second failed attempt is logged by the replicator, the state change only once.
     await cli.waitFor(/msg="replica sync error"[^\n]*\n[\s\S]*msg="replica sync error"/, 90_000);
     assert.equal(cli.child.exitCode, null, 'still running');
@@ -410,7 +433,10 @@ describe('replicate', () => {
       return res === 503 && s3?.healthy === false && typeof s3.lastError === 'string' && replicaOf(body, 'local')?.healthy === true;
     });
     assert.equal(down.body.status, 'unhealthy');
-    assert.deepEqual(down.body.unhealthy.map((u) => [u.db, u.replica, typeof u.error]), [[db, 's3', 'string']]);
+    assert.deepEqual(
+      down.body.unhealthy.map((u) => [u.db, u.replica, typeof u.error]),
+      [[db, 's3', 'string']],
+    );
     const esc = escapeRe(db);
     const m1 = (await httpGet(url!)).body;
     assert.match(m1, new RegExp(`^walship_replica_healthy\\{db="${esc}",replica="s3"\\} 0$`, 'm'));
@@ -425,7 +451,10 @@ describe('replicate', () => {
     // S3 comes back on the same port: the replica catches up without a restart.
     const server = await startS3rverOn(s3rver.bin, port, bucket, join(dir, 's3rver'));
     t.after(() => server.stop());
-    await waitForHealth(base, (res, body) => res === 200 && replicaOf(body, 's3')?.healthy === true && replicaOf(body, 's3')?.lastSyncAt !== undefined);
+    await waitForHealth(
+      base,
+      (res, body) => res === 200 && replicaOf(body, 's3')?.healthy === true && replicaOf(body, 's3')?.lastSyncAt !== undefined,
+    );
     await cli.waitFor(/level=INFO msg="replica available again" db=\S+ name=s3 type=s3 failed-for=\S+ failed-attempts=[1-9]/, 90_000);
     await restoreUntil(dir, ['-config', cfg, '-replica', 's3', db], range(100));
     const m2 = (await httpGet(url!)).body;
@@ -479,7 +508,10 @@ describe('replicate', () => {
       /^# TYPE walship_checkpoint_seconds histogram$/m,
       /^# TYPE walship_generation_changes_total counter$/m,
       new RegExp(`^walship_replica_operation_total\\{db="${esc}",replica="backup",replica_type="file",operation="PUT"\\} [1-9]\\d*$`, 'm'),
-      new RegExp(`^walship_replica_operation_bytes_total\\{db="${esc}",replica="backup",replica_type="file",operation="PUT"\\} [1-9]\\d*$`, 'm'),
+      new RegExp(
+        `^walship_replica_operation_bytes_total\\{db="${esc}",replica="backup",replica_type="file",operation="PUT"\\} [1-9]\\d*$`,
+        'm',
+      ),
     ]) {
       assert.match(res.body, re);
     }
@@ -582,7 +614,10 @@ describe('replicate', () => {
     const r = await runCli(['replicate', '-config', cfg]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, '');
-    const lines = r.stderr.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const lines = r.stderr
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     for (const l of lines) {
       assert.equal(typeof l.time, 'string');
       assert.ok(['DEBUG', 'INFO', 'WARN', 'ERROR'].includes(l.level as string));
@@ -596,7 +631,10 @@ describe('replicate', () => {
     if (skip) return t.skip(skip);
     const { dir, cleanup } = tempDir();
     t.after(cleanup);
-    const cfg = writeConfig(dir, `logging:\n  level: error\nexec: ${process.execPath} -e "0"\ndbs:\n  - path: ${dir}/a.db\n    replicas:\n      - path: ${dir}/r\n`);
+    const cfg = writeConfig(
+      dir,
+      `logging:\n  level: error\nexec: ${process.execPath} -e "0"\ndbs:\n  - path: ${dir}/a.db\n    replicas:\n      - path: ${dir}/r\n`,
+    );
     const r = await runCli(['replicate', '-config', cfg]);
     assert.equal(r.code, 0, r.stderr);
     assert.doesNotMatch(r.stdout, /level=INFO/);

@@ -40,9 +40,15 @@ test('restore -f follows a live replica: a reader sees new rows, SIGTERM stops i
   const r = await follower.exited;
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stderr, /msg="follow stopped"/);
-  const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { type: string; position?: string; commits?: number });
+  const lines = r.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { type: string; position?: string; commits?: number });
   assert.equal(lines.filter((l) => l.type === 'restored').length, 1);
-  assert.ok(lines.some((l) => l.type === 'applied' && (l.commits ?? 0) >= 1), 'applied events');
+  assert.ok(
+    lines.some((l) => l.type === 'applied' && (l.commits ?? 0) >= 1),
+    'applied events',
+  );
   for (const l of lines) if (l.position !== undefined) assert.match(l.position, /^[0-9a-f]{16}\/[0-9a-f]{8}:\d+$/);
   const check = new Database(out, { readonly: true });
   assert.equal(check.pragma('integrity_check', { simple: true }), 'ok');
@@ -61,10 +67,19 @@ test('restore -f: flags that cannot go with following are one-line usage errors'
   const url = fileUrl(join(dir, 'replica'));
   const out = join(dir, 'o.db');
   for (const [args, message] of [
-    [['-f', '-timestamp', '2000-01-01T00:00:00Z'], 'cannot combine -f (follow) with -timestamp: a follower restores the latest state and keeps it current'],
+    [
+      ['-f', '-timestamp', '2000-01-01T00:00:00Z'],
+      'cannot combine -f (follow) with -timestamp: a follower restores the latest state and keeps it current',
+    ],
     [['-f', '-index', '1'], 'cannot combine -f (follow) with -index: a follower restores the latest state and keeps it current'],
-    [['-f', '-if-db-not-exists'], 'cannot combine -f (follow) with -if-db-not-exists: a follower restores the latest state and keeps it current'],
-    [['-f', '-generation', '0123456789abcdef'], 'cannot combine -f (follow) with -generation: a follower restores the latest state and keeps it current'],
+    [
+      ['-f', '-if-db-not-exists'],
+      'cannot combine -f (follow) with -if-db-not-exists: a follower restores the latest state and keeps it current',
+    ],
+    [
+      ['-f', '-generation', '0123456789abcdef'],
+      'cannot combine -f (follow) with -generation: a follower restores the latest state and keeps it current',
+    ],
     [['-follow-interval', '1s'], '-follow-interval needs -f (follow)'],
     [['-f', '-follow-interval', 'soon'], 'invalid value "soon" for -follow-interval: use a duration such as 1s or 500ms'],
   ] as const) {

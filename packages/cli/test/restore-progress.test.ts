@@ -12,7 +12,11 @@ import { FILE_BACKEND, RESTORE, fileUrl, makeReplica, readIds, requires, runCli,
 
 test('progress text: bytes, percent, segments, rate, ETA', () => {
   assert.equal(
-    describeProgress({ phase: 'wal', bytesDone: 3 * 1024 * 1024, bytesTotal: 12 * 1024 * 1024, segmentsDone: 7, segmentsTotal: 30 }, 1024 * 1024, 9),
+    describeProgress(
+      { phase: 'wal', bytesDone: 3 * 1024 * 1024, bytesTotal: 12 * 1024 * 1024, segmentsDone: 7, segmentsTotal: 30 },
+      1024 * 1024,
+      9,
+    ),
     'wal  3.0 MiB / 12.0 MiB  25%  7/30 segments  1.0 MiB/s  ETA 9s',
   );
   assert.equal(describeProgress({ phase: 'snapshot', bytesDone: 10, bytesTotal: 10 }, 0, 0), 'snapshot  10 B / 10 B  100%');
@@ -45,7 +49,10 @@ test('restore --json: progress lines and a result line on stdout; --progress off
   const r = await runCli(['restore', '--json', '-o', out, fileUrl(replica)]);
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(readIds(out), ids);
-  const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  const lines = r.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
   const result = lines.at(-1)!;
   assert.equal(result['type'], 'result');
   assert.equal(result['status'], 'restored');

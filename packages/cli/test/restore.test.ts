@@ -77,7 +77,10 @@ describe('restore', () => {
     assert.equal(r.code, 1);
     assert.equal(r.stdout, '');
     assert.equal(r.stderr.split('\n').length, 2, 'one line');
-    assert.equal(r.stderr, `walship: cannot restore, output path already exists: ${out} (use --overwrite to replace it or -if-db-not-exists to skip)\n`);
+    assert.equal(
+      r.stderr,
+      `walship: cannot restore, output path already exists: ${out} (use --overwrite to replace it or -if-db-not-exists to skip)\n`,
+    );
     assert.equal(readFileSync(out, 'utf8'), 'precious');
 
     for (const flag of ['-if-db-not-exists', '--if-db-not-exists']) {
@@ -182,9 +185,10 @@ async function makeHistory(dir: string): Promise<History> {
   const db = join(dir, 'hist.db');
   const replica = join(dir, 'hist-replica');
   const w = openWriter(db);
-  const rows = (n: number) => w.db.transaction(() => {
-    for (let i = 0; i < n; i++) w.insert(`row ${w.maxId() + 1} ${'y'.repeat(200)}`);
-  })();
+  const rows = (n: number) =>
+    w.db.transaction(() => {
+      for (let i = 0; i < n; i++) w.insert(`row ${w.maxId() + 1} ${'y'.repeat(200)}`);
+    })();
   const replicator = () =>
     new Replicator(db, {
       replicas: [{ name: 'local', client: new FileReplicaClient({ path: replica }) }],
@@ -272,7 +276,13 @@ describe('restore to a point: -generation, -index, -timestamp, --partial', () =>
   });
 
   test('no flags: the latest generation; -parallelism and -verify do not change the result', async () => {
-    for (const args of [[], ['-parallelism', '1'], ['--parallelism=3', '--verify', 'quick'], ['--verify=none'], ['--verify', 'integrity']]) {
+    for (const args of [
+      [],
+      ['-parallelism', '1'],
+      ['--parallelism=3', '--verify', 'quick'],
+      ['--verify=none'],
+      ['--verify', 'integrity'],
+    ]) {
       await restored(args, h.dumpGenB);
     }
   });
@@ -289,7 +299,7 @@ describe('restore to a point: -generation, -index, -timestamp, --partial', () =>
   test('-index restores through the end of that WAL index (hex), inclusive', async () => {
     await restored(['-generation', h.genA, '-index', hex(h.i0)], h.dumpI0);
     await restored(['--generation', h.genA, '-index', hex(h.i1)], h.dumpI1);
-    await restored(['-generation', h.genA, '--index=' + hex(h.i1 + 1)], h.dumpGenA);
+    await restored(['-generation', h.genA, `--index=${hex(h.i1 + 1)}`], h.dumpGenA);
   });
 
   test('-timestamp restores the state at that time, mid-index, in the generation it falls in', async () => {
@@ -336,10 +346,18 @@ describe('restore to a point: -generation, -index, -timestamp, --partial', () =>
     const r = await run(['-generation', h.genA], damaged);
     assert.equal(r.code, 1);
     assert.equal(r.stderr.split('\n').length, 2, `one line: ${r.stderr}`);
-    assert.match(r.stderr, new RegExp(`^walship: replica "[^"]+" is damaged: missing-segment at ${h.genA}/${hex(h.i1).padStart(8, '0')}:\\d+ .*latest restorable point is ${h.genA}/${hex(h.i1).padStart(8, '0')}:\\d+`));
+    assert.match(
+      r.stderr,
+      new RegExp(
+        `^walship: replica "[^"]+" is damaged: missing-segment at ${h.genA}/${hex(h.i1).padStart(8, '0')}:\\d+ .*latest restorable point is ${h.genA}/${hex(h.i1).padStart(8, '0')}:\\d+`,
+      ),
+    );
     assert.ok(!existsSync(r.out));
     // With --partial: the state just before the missing segment (the end of its first transaction).
-    for (const args of [['-generation', h.genA, '--partial'], ['-generation', h.genA, '--verify', 'integrity', '-partial']]) {
+    for (const args of [
+      ['-generation', h.genA, '--partial'],
+      ['-generation', h.genA, '--verify', 'integrity', '-partial'],
+    ]) {
       const p = await restored(args, h.dumpT1, damaged);
       assert.match(p.stdout, /level=WARN msg="restoring up to the latest restorable point"/);
     }

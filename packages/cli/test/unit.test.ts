@@ -85,7 +85,8 @@ describe('restore value parsing', () => {
     assert.equal(parseHexIndex('0'), 0);
     assert.equal(parseHexIndex('1f'), 31);
     assert.equal(parseHexIndex('7FFFFFFF'), 0x7fffffff);
-    for (const bad of ['', '0x1', 'g', '80000000', '-1', '1 ']) assert.throws(() => parseHexIndex(bad), /^UsageError: invalid hexadecimal format$|invalid hexadecimal format/);
+    for (const bad of ['', '0x1', 'g', '80000000', '-1', '1 '])
+      assert.throws(() => parseHexIndex(bad), /^UsageError: invalid hexadecimal format$|invalid hexadecimal format/);
   });
   test('RFC 3339 timestamps', () => {
     assert.equal(parseTimestamp('2000-01-01T00:00:00Z').toISOString(), '2000-01-01T00:00:00.000Z');
@@ -99,7 +100,13 @@ describe('restore value parsing', () => {
 
 describe('formatting', () => {
   test('tabwriter-style table', () => {
-    assert.equal(formatTable([['a', 'bb', 'c'], ['ccc', 'd', 'eeee']]), 'a    bb  c\nccc  d   eeee\n');
+    assert.equal(
+      formatTable([
+        ['a', 'bb', 'c'],
+        ['ccc', 'd', 'eeee'],
+      ]),
+      'a    bb  c\nccc  d   eeee\n',
+    );
   });
   test('RFC 3339 UTC, seconds', () => assert.equal(formatTime(new Date('2024-01-02T03:04:05.678Z')), '2024-01-02T03:04:05Z'));
   test('lag truncation like Litestream', () => {
@@ -122,7 +129,12 @@ describe('formatting', () => {
 describe('logger', () => {
   function capture(format: 'text' | 'json', level: 'DEBUG' | 'INFO' = 'INFO') {
     const lines: string[] = [];
-    const logger = createLogger({ format, level, stream: { write: (s: string) => lines.push(s) }, now: () => new Date('2024-01-02T03:04:05.006Z') });
+    const logger = createLogger({
+      format,
+      level,
+      stream: { write: (s: string) => lines.push(s) },
+      now: () => new Date('2024-01-02T03:04:05.006Z'),
+    });
     return { logger, lines };
   }
   test('text lines like slog', () => {
@@ -134,7 +146,13 @@ describe('logger', () => {
   test('json lines', () => {
     const { logger, lines } = capture('json', 'DEBUG');
     logger.warn('x', { error: new Error('boom\nsecond line'), when: new Date(0) });
-    assert.deepEqual(JSON.parse(lines[0]!), { time: '2024-01-02T03:04:05.006Z', level: 'WARN', msg: 'x', error: 'boom', when: '1970-01-01T00:00:00.000Z' });
+    assert.deepEqual(JSON.parse(lines[0]!), {
+      time: '2024-01-02T03:04:05.006Z',
+      level: 'WARN',
+      msg: 'x',
+      error: 'boom',
+      when: '1970-01-01T00:00:00.000Z',
+    });
   });
   test('credentials are redacted', () => {
     const { logger, lines } = capture('text');
@@ -147,11 +165,13 @@ describe('logger', () => {
       url: 'sftp://bob:hunter2@host/x',
       nested: { 'key-passphrase': 'pp' },
     });
-    for (const secret of ['s3cr3t', 'AKIA123', 'hunter2', '=pw', '=k ', 'sasToken=t', '"pp"']) assert.ok(!lines[0]!.includes(secret), `${secret} in ${lines[0]}`);
+    for (const secret of ['s3cr3t', 'AKIA123', 'hunter2', '=pw', '=k ', 'sasToken=t', '"pp"'])
+      assert.ok(!lines[0]!.includes(secret), `${secret} in ${lines[0]}`);
     assert.match(lines[0]!, /url=sftp:\/\/bob:REDACTED@host\/x/);
   });
   test('secret key names', () => {
-    for (const k of ['secret-access-key', 'access-key-id', 'account-key', 'password', 'token', 'sas-token', 'key-passphrase', 'key']) assert.ok(isSecretKey(k), k);
+    for (const k of ['secret-access-key', 'access-key-id', 'account-key', 'password', 'token', 'sas-token', 'key-passphrase', 'key'])
+      assert.ok(isSecretKey(k), k);
     for (const k of ['path', 'bucket', 'db', 'replica', 'generation', 'index', 'name']) assert.ok(!isSecretKey(k), k);
     assert.equal(scrubString('https://x.blob.core.windows.net/c?sig=abc&se=1'), 'https://x.blob.core.windows.net/c?sig=REDACTED&se=1');
   });
@@ -166,7 +186,8 @@ describe('backend registry', () => {
         { type: 'abs', schemes: ['abs'], packageName: 'empty-pkg', exportNames: ['absBackend'] },
       ],
       async (spec) => {
-        if (spec === 'ok-pkg') return { fileBackend: { type: 'file', schemes: ['file'], configKeys: [], parseUrl: () => ({}), createClient: () => ({}) } };
+        if (spec === 'ok-pkg')
+          return { fileBackend: { type: 'file', schemes: ['file'], configKeys: [], parseUrl: () => ({}), createClient: () => ({}) } };
         if (spec === 'empty-pkg') return {};
         throw new Error(`Cannot find package '${spec}'`);
       },
@@ -175,7 +196,10 @@ describe('backend registry', () => {
     assert.equal(reg.typeForScheme('gs'), 'gcs');
     await assert.rejects(reg.load('gcs'), (err: unknown) => {
       assert.ok(err instanceof ConfigError);
-      assert.equal(err.message, `replica type "gcs" is not available in this build: cannot load @walship/not-installed: Cannot find package '@walship/not-installed'`);
+      assert.equal(
+        err.message,
+        `replica type "gcs" is not available in this build: cannot load @walship/not-installed: Cannot find package '@walship/not-installed'`,
+      );
       return true;
     });
     await assert.rejects(reg.load('abs'), /replica type "abs" is not available in this build: empty-pkg does not export absBackend/);

@@ -40,7 +40,15 @@ describe('replica URLs → backend config (ad-hoc mode)', () => {
     const { dir, cleanup } = tempDir();
     t.after(cleanup);
     const reps = await adHoc(['backup', `${dir}/abs`, `file://${dir}/url`, '~/home-replica'], { cwd: dir });
-    assert.deepEqual(reps.map((r) => [r.name, r.type]), [['file', 'file'], ['file-2', 'file'], ['file-3', 'file'], ['file-4', 'file']]);
+    assert.deepEqual(
+      reps.map((r) => [r.name, r.type]),
+      [
+        ['file', 'file'],
+        ['file-2', 'file'],
+        ['file-3', 'file'],
+        ['file-4', 'file'],
+      ],
+    );
     assert.equal(reps[0]!.config.path, join(dir, 'backup'), 'relative path made absolute');
     assert.equal(reps[1]!.config.path, `${dir}/abs`);
     assert.equal(reps[2]!.config.path, `${dir}/url`);
@@ -50,14 +58,29 @@ describe('replica URLs → backend config (ad-hoc mode)', () => {
   const s3Cases: [string, Record<string, unknown>][] = [
     // §10: Litestream's own tests.
     ['s3://foo/bar', { bucket: 'foo', path: 'bar' }],
-    ['s3://foo.localhost:9000/bar', { bucket: 'foo', path: 'bar', region: 'us-east-1', endpoint: 'http://localhost:9000', 'force-path-style': true }],
-    ['s3://foo.s3.us-west-000.backblazeb2.com/bar', { bucket: 'foo', path: 'bar', region: 'us-west-000', endpoint: 'https://s3.us-west-000.backblazeb2.com', 'force-path-style': true }],
+    [
+      's3://foo.localhost:9000/bar',
+      { bucket: 'foo', path: 'bar', region: 'us-east-1', endpoint: 'http://localhost:9000', 'force-path-style': true },
+    ],
+    [
+      's3://foo.s3.us-west-000.backblazeb2.com/bar',
+      { bucket: 'foo', path: 'bar', region: 'us-west-000', endpoint: 'https://s3.us-west-000.backblazeb2.com', 'force-path-style': true },
+    ],
     // §7.3 host rules.
     ['s3://foo.localhost/bar', { bucket: 'foo', path: 'bar', region: 'us-east-1', endpoint: 'http://localhost', 'force-path-style': true }],
     ['s3://foo.s3.filebase.com/bar', { bucket: 'foo', path: 'bar', endpoint: 'https://s3.filebase.com', 'force-path-style': true }],
-    ['s3://foo.nyc3.digitaloceanspaces.com/bar', { bucket: 'foo', path: 'bar', region: 'nyc3', endpoint: 'https://nyc3.digitaloceanspaces.com', 'force-path-style': true }],
-    ['s3://foo.s3.fr-par.scw.cloud/bar', { bucket: 'foo', path: 'bar', region: 'fr-par', endpoint: 'https://s3.fr-par.scw.cloud', 'force-path-style': true }],
-    ['s3://foo.us-east-1.linodeobjects.com/bar', { bucket: 'foo', path: 'bar', region: 'us-east-1', endpoint: 'https://us-east-1.linodeobjects.com', 'force-path-style': true }],
+    [
+      's3://foo.nyc3.digitaloceanspaces.com/bar',
+      { bucket: 'foo', path: 'bar', region: 'nyc3', endpoint: 'https://nyc3.digitaloceanspaces.com', 'force-path-style': true },
+    ],
+    [
+      's3://foo.s3.fr-par.scw.cloud/bar',
+      { bucket: 'foo', path: 'bar', region: 'fr-par', endpoint: 'https://s3.fr-par.scw.cloud', 'force-path-style': true },
+    ],
+    [
+      's3://foo.us-east-1.linodeobjects.com/bar',
+      { bucket: 'foo', path: 'bar', region: 'us-east-1', endpoint: 'https://us-east-1.linodeobjects.com', 'force-path-style': true },
+    ],
     ['s3://my.bucket.com/a/b', { bucket: 'my.bucket.com', path: 'a/b' }],
   ];
   for (const [url, expected] of s3Cases) {
@@ -75,17 +98,26 @@ describe('replica URLs → backend config (ad-hoc mode)', () => {
   test('gcs:// and gs://', async (t) => {
     if (skips.gcs) return t.skip(skips.gcs);
     const reps = await adHoc(['gcs://foo/bar', 'gs://baz/qux/quux']);
-    assert.deepEqual(reps.map((r) => [r.name, r.type, pick(r.config, ['bucket', 'path'])]), [
-      ['gcs', 'gcs', { bucket: 'foo', path: 'bar' }],
-      ['gcs-2', 'gcs', { bucket: 'baz', path: 'qux/quux' }],
-    ]);
+    assert.deepEqual(
+      reps.map((r) => [r.name, r.type, pick(r.config, ['bucket', 'path'])]),
+      [
+        ['gcs', 'gcs', { bucket: 'foo', path: 'bar' }],
+        ['gcs-2', 'gcs', { bucket: 'baz', path: 'qux/quux' }],
+      ],
+    );
   });
 
   test('abs://account@container/path', async (t) => {
     if (skips.abs) return t.skip(skips.abs);
-    const [rep] = await adHoc(['abs://myaccount@mycontainer/some/db'], { env: { LITESTREAM_AZURE_ACCOUNT_KEY: Buffer.from('k').toString('base64') } });
+    const [rep] = await adHoc(['abs://myaccount@mycontainer/some/db'], {
+      env: { LITESTREAM_AZURE_ACCOUNT_KEY: Buffer.from('k').toString('base64') },
+    });
     assert.equal(rep!.type, 'abs');
-    assert.deepEqual(pick(rep!.config, ['account-name', 'bucket', 'path']), { 'account-name': 'myaccount', bucket: 'mycontainer', path: 'some/db' });
+    assert.deepEqual(pick(rep!.config, ['account-name', 'bucket', 'path']), {
+      'account-name': 'myaccount',
+      bucket: 'mycontainer',
+      path: 'some/db',
+    });
   });
 
   test('sftp://user:password@host:port/path keeps the leading / and never shows the password', async (t) => {
@@ -129,10 +161,18 @@ describe('replica keys in YAML', () => {
 
   test('explicit keys win over URL keys; a URL can only switch path-style on', async (t) => {
     if (skip) return t.skip(skip);
-    const { r } = await dryRun(`dbs:\n  - path: /x.db\n    replicas:\n      - url: s3://foo.localhost:9000/bar\n        region: eu-west-1\n        force-path-style: false\n`);
+    const { r } = await dryRun(
+      `dbs:\n  - path: /x.db\n    replicas:\n      - url: s3://foo.localhost:9000/bar\n        region: eu-west-1\n        force-path-style: false\n`,
+    );
     assert.equal(r.code, 0, r.stderr);
     const rep = JSON.parse(r.stdout).dbs[0].replicas[0];
-    assert.deepEqual(pick(rep.config, S3_KEYS), { bucket: 'foo', path: 'bar', region: 'eu-west-1', endpoint: 'http://localhost:9000', 'force-path-style': true });
+    assert.deepEqual(pick(rep.config, S3_KEYS), {
+      bucket: 'foo',
+      path: 'bar',
+      region: 'eu-west-1',
+      endpoint: 'http://localhost:9000',
+      'force-path-style': true,
+    });
   });
 
   test('type: s3 with bucket/path keys; global credentials propagate and are never printed', async (t) => {
@@ -141,7 +181,8 @@ describe('replica keys in YAML', () => {
       `access-key-id: AKIAGLOBAL\nsecret-access-key: topsecretglobal\ndbs:\n  - path: /x.db\n    replicas:\n      - type: s3\n        bucket: b\n        path: p\n      - name: own\n        type: s3\n        bucket: b2\n        access-key-id: AKIAOWN\n        secret-access-key: topsecretown\n`,
     );
     assert.equal(r.code, 0, r.stderr);
-    for (const secret of ['topsecretglobal', 'topsecretown', 'AKIAGLOBAL', 'AKIAOWN']) assert.ok(!(r.stdout + r.stderr).includes(secret), `${secret} not printed`);
+    for (const secret of ['topsecretglobal', 'topsecretown', 'AKIAGLOBAL', 'AKIAOWN'])
+      assert.ok(!(r.stdout + r.stderr).includes(secret), `${secret} not printed`);
     const reps = JSON.parse(r.stdout).dbs[0].replicas;
     assert.equal(reps[0].config['access-key-id'], 'REDACTED');
     assert.equal(reps[0].config['secret-access-key'], 'REDACTED');

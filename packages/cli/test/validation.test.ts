@@ -10,7 +10,9 @@ import { FILE_BACKEND, REPLICATOR, httpGet, openWriter, parseMetrics, requires, 
 
 const skip = await requires([FILE_BACKEND, REPLICATOR]);
 
-test('validation-interval in litestream.yml: replicate starts, logs validation ok and counts it on /metrics', { timeout: 90_000 }, async (t) => {
+test('validation-interval in litestream.yml: replicate starts, logs validation ok and counts it on /metrics', {
+  timeout: 90_000,
+}, async (t) => {
   if (skip) return t.skip(skip);
   const { dir, cleanup } = tempDir();
   t.after(cleanup);

@@ -136,7 +136,10 @@ export class ReplicaAheadError extends WalshipError {
   readonly replica: string;
   readonly generation: string;
   constructor(replica: string, generation: string, reason: string) {
-    super('WALSHIP_REPLICA_AHEAD', `replica ${JSON.stringify(replica)} is ahead of the local database in generation ${generation}: ${reason}`);
+    super(
+      'WALSHIP_REPLICA_AHEAD',
+      `replica ${JSON.stringify(replica)} is ahead of the local database in generation ${generation}: ${reason}`,
+    );
     this.replica = replica;
     this.generation = generation;
   }
@@ -157,7 +160,11 @@ export class AgeError extends WalshipError {
   readonly field: 'identities' | 'recipients' | undefined;
   readonly entry: number | undefined;
   readonly line: number | undefined;
-  constructor(code: AgeErrorCode, message: string, details?: { field?: 'identities' | 'recipients'; entry?: number; line?: number | undefined; cause?: unknown }) {
+  constructor(
+    code: AgeErrorCode,
+    message: string,
+    details?: { field?: 'identities' | 'recipients'; entry?: number; line?: number | undefined; cause?: unknown },
+  ) {
     super(code, message, details?.cause !== undefined ? { cause: details.cause } : undefined);
     this.field = details?.field;
     this.entry = details?.entry;

@@ -121,10 +121,12 @@ export const layout = {
  */
 export function normalizeSubPath(subPath: string): string {
   const raw = typeof subPath === 'string' ? subPath : '';
-  if (raw.startsWith('/')) throw new InvalidArgumentError(`invalid relative replica path ${JSON.stringify(subPath)}: must not start with "/"`);
+  if (raw.startsWith('/'))
+    throw new InvalidArgumentError(`invalid relative replica path ${JSON.stringify(subPath)}: must not start with "/"`);
   const segs = raw.split('/').filter((s) => s !== '');
   if (segs.length === 0) throw new InvalidArgumentError(`invalid relative replica path ${JSON.stringify(subPath)}: must not be empty`);
-  if (segs.some((s) => s === '.' || s === '..')) throw new InvalidArgumentError(`invalid relative replica path ${JSON.stringify(subPath)}: must not contain "." or ".." segments`);
+  if (segs.some((s) => s === '.' || s === '..'))
+    throw new InvalidArgumentError(`invalid relative replica path ${JSON.stringify(subPath)}: must not contain "." or ".." segments`);
   return segs.join('/');
 }
 

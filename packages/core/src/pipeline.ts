@@ -1,11 +1,5 @@
 import { PassThrough, pipeline, Readable, type Transform } from 'node:stream';
-import {
-  type ByteSource,
-  CHUNK_RECYCLER,
-  createLz4FrameDecoder,
-  createLz4FrameEncoder,
-  createLz4FrameSourceEncoder,
-} from './lz4/index.js';
+import { type ByteSource, CHUNK_RECYCLER, createLz4FrameDecoder, createLz4FrameEncoder, createLz4FrameSourceEncoder } from './lz4/index.js';
 
 export type { ByteSource } from './lz4/index.js';
 
@@ -73,7 +67,12 @@ export function encodeSource(source: ByteSource, stages: readonly ObjectStage[] 
   const [first, ...rest] = stages;
   if (first?.sourceEncoder) {
     const head = first.sourceEncoder(source);
-    return rest.length === 0 ? head : chain(head, rest.map((stage) => stage.encoder()));
+    return rest.length === 0
+      ? head
+      : chain(
+          head,
+          rest.map((stage) => stage.encoder()),
+        );
   }
   return encodeObject(Readable.from(readChunks(source), { objectMode: false }), stages);
 }

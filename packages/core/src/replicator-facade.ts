@@ -9,7 +9,16 @@ import { ReplicatorCore } from './replicator.js';
 import type { ReplicatorEvents, ReplicatorStatus } from './replicator-types.js';
 import { backoffDelay, sleep } from './util/async.js';
 import { EngineHost, type EngineWorker } from './worker/engine-host.js';
-import { type CallArgs, type CallMethod, type CallReply, type CreateArgs, EVENT_NAMES, type EventNote, type LogNote, type ReplicaSpec } from './worker/protocol.js';
+import {
+  type CallArgs,
+  type CallMethod,
+  type CallReply,
+  type CreateArgs,
+  EVENT_NAMES,
+  type EventNote,
+  type LogNote,
+  type ReplicaSpec,
+} from './worker/protocol.js';
 import type { ServedClient } from './worker/remote-client.js';
 import { fromWireError } from './worker/wire.js';
 
@@ -254,7 +263,7 @@ export class Replicator extends EventEmitter<ReplicatorEvents> {
     try {
       // A worker lost just now: wait (bounded) for the restart, so the final sync still runs.
       // (The bound's timer is cleared after, so it never keeps the process alive.)
-      if (this.#restarting) {
+      if (this.#restarting !== undefined) {
         const bound = new AbortController();
         await Promise.race([this.#restarting, sleep(opts.timeout ?? 30_000, bound.signal).catch(() => {})]).finally(() => bound.abort());
       }
@@ -283,7 +292,11 @@ export class Replicator extends EventEmitter<ReplicatorEvents> {
       ...s,
       replicas: s.replicas.map((r) => {
         const lagMs = r.lagMs > 0 ? r.lagMs + elapsed : 0;
-        return { ...r, lagMs, healthy: s.waiting === undefined && r.lastError === undefined && lagMs <= r.syncIntervalMs + this.#monitorIntervalMs + 5000 };
+        return {
+          ...r,
+          lagMs,
+          healthy: s.waiting === undefined && r.lastError === undefined && lagMs <= r.syncIntervalMs + this.#monitorIntervalMs + 5000,
+        };
       }),
     };
   }

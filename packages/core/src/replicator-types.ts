@@ -53,7 +53,9 @@ export interface ReplicatorEvents {
    * WAL was restarted; a plain PASSIVE checkpoint takes no write lock and has neither.
    * `walFrames` is the number of frames the WAL held when the checkpoint ran.
    */
-  checkpoint: [{ mode: 'PASSIVE' | 'RESTART' | 'TRUNCATE'; durationMs: number; walFrames?: number; lockHeldMs?: number; restarted?: boolean }];
+  checkpoint: [
+    { mode: 'PASSIVE' | 'RESTART' | 'TRUNCATE'; durationMs: number; walFrames?: number; lockHeldMs?: number; restarted?: boolean },
+  ];
   'checkpoint-error': [{ mode: 'PASSIVE' | 'RESTART' | 'TRUNCATE'; error: Error }];
   /** A new generation started (with Litestream's reason string). */
   generation: [{ generation: string; reason: string }];

@@ -21,12 +21,30 @@ import { releaseUnlinkedHeldFiles } from './util/held-files.js';
 import { checkConcurrency, sharedLimiters } from './util/shared-limits.js';
 
 const DB_KEYS = new Set([
-  'replicas', 'metaPath', 'litestreamMetaPath', 'monitorInterval', 'checkpointInterval', 'minCheckpointPageCount', 'maxCheckpointPageCount',
-  'truncatePageCount', 'busyTimeout', 'logger', 'concurrency', 'idleScanInterval',
+  'replicas',
+  'metaPath',
+  'litestreamMetaPath',
+  'monitorInterval',
+  'checkpointInterval',
+  'minCheckpointPageCount',
+  'maxCheckpointPageCount',
+  'truncatePageCount',
+  'busyTimeout',
+  'logger',
+  'concurrency',
+  'idleScanInterval',
 ]);
 const REPLICA_KEYS = new Set([
-  'client', 'name', 'syncInterval', 'retention', 'retentionCheckInterval', 'snapshotInterval', 'validationInterval', 'stages',
-  'leaseTtl', 'takeover',
+  'client',
+  'name',
+  'syncInterval',
+  'retention',
+  'retentionCheckInterval',
+  'snapshotInterval',
+  'validationInterval',
+  'stages',
+  'leaseTtl',
+  'takeover',
 ]);
 
 /** `sync-interval` → `syncInterval`; camelCase passes through. */
@@ -51,7 +69,8 @@ function positiveInt(v: unknown, fallback: number, key: string, allowZero = true
 /** `leaseTtl`: a duration of at least MIN_LEASE_TTL_MS, or 0 (no lease). */
 function leaseTtl(v: unknown): number {
   const ms = toMillis(v as ReplicaOptions['leaseTtl'], DEFAULT_LEASE_TTL_MS, 'lease-ttl');
-  if (ms !== 0 && ms < MIN_LEASE_TTL_MS) throw new ConfigError(`invalid lease-ttl: ${JSON.stringify(v)}: use at least 1s, or 0 to turn the lease off`);
+  if (ms !== 0 && ms < MIN_LEASE_TTL_MS)
+    throw new ConfigError(`invalid lease-ttl: ${JSON.stringify(v)}: use at least 1s, or 0 to turn the lease off`);
   return ms;
 }
 
@@ -120,7 +139,8 @@ export class ReplicatorCore extends EventEmitter<ReplicatorEvents> {
     if (!Array.isArray(o.replicas)) throw new ConfigError(`replicas must be a list for ${this.dbPath}`);
     this.#log = o.logger ?? silentLogger;
     this.#monitorIntervalMs = toMillis(o.monitorInterval, 1000, 'monitor-interval');
-    this.#idleScanMs = o.idleScanInterval === undefined ? undefined : toMillis(o.idleScanInterval, WATCH_IDLE_POLL_MS, 'idle-scan-interval');
+    this.#idleScanMs =
+      o.idleScanInterval === undefined ? undefined : toMillis(o.idleScanInterval, WATCH_IDLE_POLL_MS, 'idle-scan-interval');
     if (this.#idleScanMs !== undefined && this.#idleScanMs <= 0) throw new ConfigError('idle-scan-interval must be positive');
     const minPages = positiveInt(o.minCheckpointPageCount, 1000, 'min-checkpoint-page-count', false);
     const settings: EngineSettings = {
@@ -142,7 +162,8 @@ export class ReplicatorCore extends EventEmitter<ReplicatorEvents> {
       const r = camelKeys(raw, REPLICA_KEYS, 'replica') as unknown as ReplicaOptions;
       if (!r.client || typeof r.client.writeWALSegment !== 'function') throw new ConfigError('replica client required');
       const name = r.name ?? r.client.type;
-      if (names.has(name)) throw new ConfigError(`duplicate replica name: ${JSON.stringify(name)}: give each replica of ${this.dbPath} a unique name`);
+      if (names.has(name))
+        throw new ConfigError(`duplicate replica name: ${JSON.stringify(name)}: give each replica of ${this.dbPath} a unique name`);
       names.add(name);
       const retentionMs = toMillis(r.retention, 24 * 3_600_000, 'retention');
       validationMs.push(toMillis(r.validationInterval, 0, 'validation-interval'));
@@ -183,13 +204,15 @@ export class ReplicatorCore extends EventEmitter<ReplicatorEvents> {
       this.emit('generation', e);
     });
     this.#engine.on('litestream-generation', (e: { generation: string; index: number }) => this.emit('litestream-continued', e));
-    this.#engine.on('checkpoint', (e: { mode: 'PASSIVE' | 'TRUNCATE'; durationMs: number; result?: { log: number }; lockHeldMs?: number; restarted?: boolean }) =>
-      this.emit('checkpoint', {
-        mode: e.mode,
-        durationMs: e.durationMs,
-        ...(e.result && e.result.log >= 0 ? { walFrames: e.result.log } : {}),
-        ...(e.lockHeldMs !== undefined ? { lockHeldMs: e.lockHeldMs, restarted: e.restarted ?? false } : {}),
-      }),
+    this.#engine.on(
+      'checkpoint',
+      (e: { mode: 'PASSIVE' | 'TRUNCATE'; durationMs: number; result?: { log: number }; lockHeldMs?: number; restarted?: boolean }) =>
+        this.emit('checkpoint', {
+          mode: e.mode,
+          durationMs: e.durationMs,
+          ...(e.result && e.result.log >= 0 ? { walFrames: e.result.log } : {}),
+          ...(e.lockHeldMs !== undefined ? { lockHeldMs: e.lockHeldMs, restarted: e.restarted ?? false } : {}),
+        }),
     );
   }
 
@@ -242,7 +265,11 @@ export class ReplicatorCore extends EventEmitter<ReplicatorEvents> {
       this.#walChanged = true;
       this.#kick.notify();
     });
-    this.#loops = [this.#monitorLoop(), ...this.#replicas.map((r) => this.#replicaLoop(r)), ...[...this.#validators.values()].map((v) => this.#validationLoop(v))];
+    this.#loops = [
+      this.#monitorLoop(),
+      ...this.#replicas.map((r) => this.#replicaLoop(r)),
+      ...[...this.#validators.values()].map((v) => this.#validationLoop(v)),
+    ];
   }
 
   async #afterScan(changed: boolean): Promise<void> {
@@ -340,17 +367,20 @@ export class ReplicatorCore extends EventEmitter<ReplicatorEvents> {
     if (this.#shedTimer || !this.#running) return;
     const due = this.#engine.shedDueInMs();
     if (due === undefined) return;
-    this.#shedTimer = setTimeout(() => {
-      this.#shedTimer = undefined;
-      if (!this.#running || this.#stopping) return;
-      void this.#withEngine(async () => {
-        try {
-          this.#engine.shedConnections();
-        } catch (err) {
-          this.#log.warn('closing idle connections failed', { error: errorMessage(err) });
-        }
-      }).then(() => this.#armShed());
-    }, Math.max(due, 250));
+    this.#shedTimer = setTimeout(
+      () => {
+        this.#shedTimer = undefined;
+        if (!this.#running || this.#stopping) return;
+        void this.#withEngine(async () => {
+          try {
+            this.#engine.shedConnections();
+          } catch (err) {
+            this.#log.warn('closing idle connections failed', { error: errorMessage(err) });
+          }
+        }).then(() => this.#armShed());
+      },
+      Math.max(due, 250),
+    );
     this.#shedTimer.unref();
   }
 
@@ -362,9 +392,7 @@ export class ReplicatorCore extends EventEmitter<ReplicatorEvents> {
       if (!this.#running) break;
       // Caught up (or no database yet): sleep until the monitor loop reports a change or a
       // snapshot/retention timer is due. No scans of its own: the monitor loop does them.
-      const idle = () =>
-        !this.#engine.isOpen ||
-        (r.lastError === undefined && r.reached(this.#engine.pos));
+      const idle = () => !this.#engine.isOpen || (r.lastError === undefined && r.reached(this.#engine.pos));
       if (idle()) {
         const due = this.#engine.isOpen ? r.maintenanceDueIn() : Number.POSITIVE_INFINITY;
         if (due > 0) {
@@ -424,11 +452,14 @@ export class ReplicatorCore extends EventEmitter<ReplicatorEvents> {
     };
     if (e.result === 'ok') this.#log.info('validation ok', fields);
     else if (e.result === 'mismatch') {
-      this.#log.error(`validation mismatch: replica ${JSON.stringify(e.replica)} does not match the local database at ${formatPos(e.pos)}: ${e.reason ?? ''}`, {
-        ...fields,
-        mismatchedPages: e.mismatchedPages,
-        ...(e.mismatchedPageNumbers ? { firstMismatchedPages: e.mismatchedPageNumbers.join(',') } : {}),
-      });
+      this.#log.error(
+        `validation mismatch: replica ${JSON.stringify(e.replica)} does not match the local database at ${formatPos(e.pos)}: ${e.reason ?? ''}`,
+        {
+          ...fields,
+          mismatchedPages: e.mismatchedPages,
+          ...(e.mismatchedPageNumbers ? { firstMismatchedPages: e.mismatchedPageNumbers.join(',') } : {}),
+        },
+      );
     } else this.#log.warn(`validation skipped: ${e.reason ?? ''}`, fields);
     this.emit('validation', e);
   }
@@ -519,19 +550,25 @@ export class ReplicatorCore extends EventEmitter<ReplicatorEvents> {
       if (opts.signal?.aborted) throw opts.signal.reason;
       const left = deadline - Date.now();
       if (left <= 0) {
-        const lagging = this.#replicas.filter((r) => !r.restorablePos || comparePos(r.restorablePos, target) < 0).map((r) => `${r.name}${r.lastError ? ` (${r.lastError})` : ''}`);
+        const lagging = this.#replicas
+          .filter((r) => !r.restorablePos || comparePos(r.restorablePos, target) < 0)
+          .map((r) => `${r.name}${r.lastError ? ` (${r.lastError})` : ''}`);
         throw new WalshipError('WALSHIP_TIMEOUT', `sync timed out waiting for replicas: ${lagging.join(', ')}`);
       }
       await this.#progress.wait(Math.min(left, 250));
       // A failing replica is retried by its own loop, with backoff; kick only the healthy ones.
-      for (const r of this.#replicas) if (r.lastError === undefined && (!r.restorablePos || comparePos(r.restorablePos, target) < 0)) this.#kickReplica(r);
+      for (const r of this.#replicas)
+        if (r.lastError === undefined && (!r.restorablePos || comparePos(r.restorablePos, target) < 0)) this.#kickReplica(r);
     }
   }
 
   /** Starts a sync of `r` unless one started by `sync()` is still running. */
   #kickReplica(r: Replica): void {
     if (this.#kicks.has(r)) return;
-    this.#kicks.set(r, this.#syncReplica(r).finally(() => this.#kicks.delete(r)));
+    this.#kicks.set(
+      r,
+      this.#syncReplica(r).finally(() => this.#kicks.delete(r)),
+    );
   }
 
   /**
@@ -567,7 +604,13 @@ export class ReplicatorCore extends EventEmitter<ReplicatorEvents> {
     await this.#withEngine(() => this.#engine.close({ clean: true }));
     await this.#releaseLock();
     // A deleted database: its held descriptors (util/held-files.ts) would keep its disk space.
-    if (!(await fs.stat(this.dbPath).then(() => true, () => false))) await releaseUnlinkedHeldFiles();
+    if (
+      !(await fs.stat(this.dbPath).then(
+        () => true,
+        () => false,
+      ))
+    )
+      await releaseUnlinkedHeldFiles();
   }
 
   async #releaseLock(): Promise<void> {
@@ -598,7 +641,14 @@ export class ReplicatorCore extends EventEmitter<ReplicatorEvents> {
       };
     });
     const waiting = waitingForDb ? 'database does not exist yet' : undefined;
-    return { dbPath: this.dbPath, generation: this.#engine.generation, pos: this.pos, ...this.#sizes, replicas, ...(waiting ? { waiting } : {}) };
+    return {
+      dbPath: this.dbPath,
+      generation: this.#engine.generation,
+      pos: this.pos,
+      ...this.#sizes,
+      replicas,
+      ...(waiting ? { waiting } : {}),
+    };
   }
 
   /** Forces a WAL checkpoint and restart now (e.g. before a backup of the database file). */

@@ -63,7 +63,12 @@ function appRows(app: Database.Database): unknown[] {
   return app.prepare('SELECT * FROM t ORDER BY id').all();
 }
 
-async function restored(client: ReplicaClient, stages: readonly ObjectStage[] | undefined, out: string, extra: Record<string, unknown> = {}): Promise<unknown[]> {
+async function restored(
+  client: ReplicaClient,
+  stages: readonly ObjectStage[] | undefined,
+  out: string,
+  extra: Record<string, unknown> = {},
+): Promise<unknown[]> {
   await restore({ outputPath: out, replicas: [{ name: 'r', client, ...(stages ? { stages } : {}) }], verify: 'quick', ...extra });
   return rows(out);
 }
@@ -98,7 +103,10 @@ describe('age-encrypted file replica', () => {
     const replicator = (stages: readonly ObjectStage[], withPlain = false) =>
       new Replicator(dbPath, {
         monitorInterval: 25,
-        replicas: [{ name: 'enc', client, syncInterval: 25, stages }, ...(withPlain ? [{ name: 'plain', client: plain, syncInterval: 25 }] : [])],
+        replicas: [
+          { name: 'enc', client, syncInterval: 25, stages },
+          ...(withPlain ? [{ name: 'plain', client: plain, syncInterval: 25 }] : []),
+        ],
       });
 
     // 1. Recipients only: a new generation needs nothing read back.
@@ -127,7 +135,10 @@ describe('age-encrypted file replica', () => {
     await r2.stop({ timeout: 1000 }).catch(() => {});
     const e = errors[0] as AgeError;
     assert.equal(e.code, 'WALSHIP_AGE_NO_IDENTITY');
-    assert.match(e.message, /^cannot read the replica's position from its last wal segment [0-9a-f]{16}\/[0-9a-f]{8}:\d+: object is age-encrypted but no age identity is configured to read it: add the identity \(AGE-SECRET-KEY-1…\) of one of its recipients to age\.identities$/);
+    assert.match(
+      e.message,
+      /^cannot read the replica's position from its last wal segment [0-9a-f]{16}\/[0-9a-f]{8}:\d+: object is age-encrypted but no age identity is configured to read it: add the identity \(AGE-SECRET-KEY-1…\) of one of its recipients to age\.identities$/,
+    );
     assert.equal(fs.readdirSync(path.join(replicaDir, 'generations', gen1, 'wal')).length, before);
 
     // 3. A new generation (walship's state gone), with identities (recipients default to theirs),
@@ -153,10 +164,16 @@ describe('age-encrypted file replica', () => {
     const none = path.join(dir, 'none.db');
     await failsWith(restored(client, undefined, none), 'WALSHIP_AGE_NO_IDENTITY');
     await failsWith(restored(client, writeOnly, none), 'WALSHIP_AGE_NO_IDENTITY');
-    const nomatch = await failsWith(restored(client, [lz4Stage, ageStage({ identities: [generateAgeIdentity()] })], none), 'WALSHIP_AGE_NO_MATCH');
+    const nomatch = await failsWith(
+      restored(client, [lz4Stage, ageStage({ identities: [generateAgeIdentity()] })], none),
+      'WALSHIP_AGE_NO_MATCH',
+    );
     assert.match(nomatch.message, /^no identity matched/);
     await failsWith(restored(plain, readWrite, none), 'WALSHIP_AGE_NOT_ENCRYPTED');
-    assert.deepEqual(fs.readdirSync(dir).filter((n) => n.startsWith('none')), []);
+    assert.deepEqual(
+      fs.readdirSync(dir).filter((n) => n.startsWith('none')),
+      [],
+    );
 
     if (!needTools(t)) return;
     assert.ok(checkObjectsWithAgeCli(replicaDir, keyFile) >= 4);
@@ -183,7 +200,10 @@ describe('age interop with Litestream v0.3.13', () => {
     t.after(() => app.close());
     insertRows(app, 100);
     const cfg = path.join(dir, 'litestream.yml');
-    fs.writeFileSync(cfg, config(dbPath, replicaDir, { identities: [id], recipients: [ageIdentityToRecipient(id), ageIdentityToRecipient(other)] }));
+    fs.writeFileSync(
+      cfg,
+      config(dbPath, replicaDir, { identities: [id], recipients: [ageIdentityToRecipient(id), ageIdentityToRecipient(other)] }),
+    );
     const ls = replicateWithLitestream(bin, cfg);
     let probe = 0;
     const caughtUp = async () => {

@@ -33,7 +33,8 @@ const haveLz4 = spawnSync('lz4', ['--version']).status === 0;
 /** The age CLI, or a skip (a failure under CI=true). */
 function needAge(t: TestContext): boolean {
   if (haveAge && haveLz4) return true;
-  if (process.env['CI'] === 'true') assert.fail('the age, age-keygen and lz4 commands are required under CI=true (apt-get install age lz4)');
+  if (process.env['CI'] === 'true')
+    assert.fail('the age, age-keygen and lz4 commands are required under CI=true (apt-get install age lz4)');
   t.skip('age/age-keygen/lz4 not found: apt-get install age lz4');
   return false;
 }
@@ -46,9 +47,11 @@ function tmp(): string {
 async function run(t: Transform, input: Buffer, piece = 1 << 20): Promise<{ out: Buffer; err: unknown }> {
   const parts: Buffer[] = [];
   let err: unknown;
-  const src = Readable.from((function* () {
-    for (let p = 0; p < input.length; p += piece) yield input.subarray(p, p + piece);
-  })());
+  const src = Readable.from(
+    (function* () {
+      for (let p = 0; p < input.length; p += piece) yield input.subarray(p, p + piece);
+    })(),
+  );
   t.on('data', (c: Buffer) => parts.push(c));
   try {
     await pipeline(src, t);
@@ -169,7 +172,7 @@ describe('age keys', () => {
     const expected = execFileSync('age-keygen', ['-y', keyFile], { encoding: 'utf8' }).trim();
     assert.equal(id!.recipient, expected);
     const mine = generateAgeIdentity();
-    fs.writeFileSync(keyFile, mine + '\n');
+    fs.writeFileSync(keyFile, `${mine}\n`);
     assert.equal(ageIdentityToRecipient(mine), execFileSync('age-keygen', ['-y', keyFile], { encoding: 'utf8' }).trim());
   });
 
@@ -179,7 +182,10 @@ describe('age keys', () => {
     const ids = parseAgeIdentities(`# one\r\n${a}\r\n\n# two\n  ${b}  \n`);
     assert.equal(ids.length, 2);
     const recs = parseAgeRecipients(`# comment\n${ageIdentityToRecipient(a)}\n${ageIdentityToRecipient(b)}\n`);
-    assert.deepEqual(recs.map((r) => r.text), ids.map((i) => i.recipient));
+    assert.deepEqual(
+      recs.map((r) => r.text),
+      ids.map((i) => i.recipient),
+    );
   });
 
   test('malformed keys: AgeError WALSHIP_AGE_KEY naming the entry and line, never the key', () => {
@@ -229,7 +235,11 @@ describe('age CLI interop (age 1.1.1 = filippo.io/age, as in Litestream v0.3.13)
     for (const size of SIZES) {
       const data = randomBytes(size);
       // Two recipients: age must find its own stanza among them.
-      const enc = await run(new AgeEncryptor([parseAgeRecipient(ageIdentityToRecipient(other)), parseAgeRecipient(recipient)]), data, 10_000);
+      const enc = await run(
+        new AgeEncryptor([parseAgeRecipient(ageIdentityToRecipient(other)), parseAgeRecipient(recipient)]),
+        data,
+        10_000,
+      );
       assert.equal(enc.err, undefined);
       assert.ok(enc.out.subarray(0, 22).equals(Buffer.from('age-encryption.org/v1\n')));
       const file = path.join(dir, `w-${size}.age`);
@@ -266,20 +276,27 @@ describe('age stage in the object pipeline', () => {
     assert.ok(execFileSync('lz4', ['-d', '-c'], { input: frame, maxBuffer: 1 << 26 }).equals(data));
   });
 
-  test('recipients only: writes; defaults to the identities\' recipients', async () => {
+  test("recipients only: writes; defaults to the identities' recipients", async () => {
     const other = generateAgeIdentity();
     const writer = ageStage({ recipients: [ageIdentityToRecipient(other), ageIdentityToRecipient(id)] });
     assert.equal(writer.keys.identities.length, 0);
     const stored = await collect(encodeObject(Readable.from([Buffer.from('hello')]), [lz4Stage, writer]));
     assert.equal((await collect(decodeObject(Readable.from([stored]), [lz4Stage, ageStage({ identities: [other] })]))).toString(), 'hello');
-    assert.deepEqual(ageStage({ identities: [id] }).keys.recipients.map((r) => r.text), [ageIdentityToRecipient(id)]);
+    assert.deepEqual(
+      ageStage({ identities: [id] }).keys.recipients.map((r) => r.text),
+      [ageIdentityToRecipient(id)],
+    );
   });
 
   test('rotation: old objects need the old identity, new objects the new one; both configured reads both', async () => {
     const oldId = generateAgeIdentity();
     const newId = generateAgeIdentity();
-    const oldObj = await collect(encodeObject(Readable.from([Buffer.from('old')]), [lz4Stage, ageStage({ recipients: [ageIdentityToRecipient(oldId)] })]));
-    const newObj = await collect(encodeObject(Readable.from([Buffer.from('new')]), [lz4Stage, ageStage({ recipients: [ageIdentityToRecipient(newId)] })]));
+    const oldObj = await collect(
+      encodeObject(Readable.from([Buffer.from('old')]), [lz4Stage, ageStage({ recipients: [ageIdentityToRecipient(oldId)] })]),
+    );
+    const newObj = await collect(
+      encodeObject(Readable.from([Buffer.from('new')]), [lz4Stage, ageStage({ recipients: [ageIdentityToRecipient(newId)] })]),
+    );
     const both = [lz4Stage, ageStage({ identities: [newId, `# retired\n${oldId}`], recipients: [ageIdentityToRecipient(newId)] })];
     assert.equal((await collect(decodeObject(Readable.from([oldObj]), both))).toString(), 'old');
     assert.equal((await collect(decodeObject(Readable.from([newObj]), both))).toString(), 'new');
@@ -294,7 +311,10 @@ describe('age stage in the object pipeline', () => {
     const cases: [Promise<Buffer>, string][] = [
       [collect(decodeObject(Readable.from([stored]), wrong)), 'WALSHIP_AGE_NO_MATCH'],
       [collect(decodeObject(Readable.from([stored]), [lz4Stage])), 'WALSHIP_AGE_NO_IDENTITY'],
-      [collect(decodeObject(Readable.from([stored]), [lz4Stage, ageStage({ recipients: [ageIdentityToRecipient(id)] })])), 'WALSHIP_AGE_NO_IDENTITY'],
+      [
+        collect(decodeObject(Readable.from([stored]), [lz4Stage, ageStage({ recipients: [ageIdentityToRecipient(id)] })])),
+        'WALSHIP_AGE_NO_IDENTITY',
+      ],
       [collect(decodeObject(Readable.from([plain]), stages)), 'WALSHIP_AGE_NOT_ENCRYPTED'],
     ];
     for (const [p, code] of cases) {
@@ -307,8 +327,11 @@ describe('age stage in the object pipeline', () => {
     flipped[flipped.length - 100]! ^= 1;
     assert.ok((await rejects(collect(decodeObject(Readable.from([flipped]), stages)))) instanceof CorruptDataError);
     const cut = stored.subarray(0, stored.length - 10);
-    assert.match((await rejects(collect(decodeObject(Readable.from([cut]), stages)))).message, /age: payload chunk \d+ failed authentication/);
-    const cutAtChunk = stored.subarray(0, stored.length - (stored.length - 200) % 65552);
+    assert.match(
+      (await rejects(collect(decodeObject(Readable.from([cut]), stages)))).message,
+      /age: payload chunk \d+ failed authentication/,
+    );
+    const cutAtChunk = stored.subarray(0, stored.length - ((stored.length - 200) % 65552));
     assert.ok((await rejects(collect(decodeObject(Readable.from([cutAtChunk]), stages)))) instanceof CorruptDataError);
   });
 
@@ -318,9 +341,11 @@ describe('age stage in the object pipeline', () => {
     let seen = 0;
     let peak = 0;
     const base = process.memoryUsage().arrayBuffers;
-    const src = Readable.from((function* () {
-      for (let i = 0; i < total; i++) yield block;
-    })());
+    const src = Readable.from(
+      (function* () {
+        for (let i = 0; i < total; i++) yield block;
+      })(),
+    );
     const enc = new AgeEncryptor([parseAgeRecipient(ageIdentityToRecipient(id))]);
     const dec = new AgeDecryptor([parseAgeIdentity(id)]);
     dec.on('data', (c: Buffer) => {

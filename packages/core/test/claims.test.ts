@@ -68,14 +68,16 @@ test('truncatePageCount: a WAL that reaches it while a reader blocks normal rest
   const minPages = 50;
   const truncatePages = 300;
   const holdMs = 500;
-  const rep = track(new Replicator(dbPath, {
-    monitorInterval: 30,
-    minCheckpointPageCount: minPages,
-    maxCheckpointPageCount: 0,
-    truncatePageCount: truncatePages,
-    busyTimeout: 15_000, // the emergency checkpoint waits this long for readers at most
-    replicas: [{ client, syncInterval: 30 }],
-  }));
+  const rep = track(
+    new Replicator(dbPath, {
+      monitorInterval: 30,
+      minCheckpointPageCount: minPages,
+      maxCheckpointPageCount: 0,
+      truncatePageCount: truncatePages,
+      busyTimeout: 15_000, // the emergency checkpoint waits this long for readers at most
+      replicas: [{ client, syncInterval: 30 }],
+    }),
+  );
   const modes: string[] = [];
   rep.on('checkpoint', (e) => modes.push(e.mode));
   await rep.start();
@@ -138,13 +140,27 @@ class HangingClient implements ReplicaClient {
     this.hang = false;
     for (const go of this.#held.splice(0)) go();
   }
-  generations() { return this.inner.generations(); }
-  deleteGeneration(g: string) { return this.inner.deleteGeneration(g); }
-  snapshots(g: string) { return this.inner.snapshots(g); }
-  writeSnapshot(g: string, i: number, body: Readable) { return this.inner.writeSnapshot(g, i, body); }
-  snapshotReader(g: string, i: number) { return this.inner.snapshotReader(g, i); }
-  deleteSnapshot(g: string, i: number) { return this.inner.deleteSnapshot(g, i); }
-  walSegments(g: string) { return this.inner.walSegments(g); }
+  generations() {
+    return this.inner.generations();
+  }
+  deleteGeneration(g: string) {
+    return this.inner.deleteGeneration(g);
+  }
+  snapshots(g: string) {
+    return this.inner.snapshots(g);
+  }
+  writeSnapshot(g: string, i: number, body: Readable) {
+    return this.inner.writeSnapshot(g, i, body);
+  }
+  snapshotReader(g: string, i: number) {
+    return this.inner.snapshotReader(g, i);
+  }
+  deleteSnapshot(g: string, i: number) {
+    return this.inner.deleteSnapshot(g, i);
+  }
+  walSegments(g: string) {
+    return this.inner.walSegments(g);
+  }
   async writeWALSegment(p: Pos, body: Readable): Promise<WALSegmentInfo> {
     if (this.fail) throw new BackendError('connection refused (simulated outage)', { retryable: true });
     if (this.hang) {
@@ -153,8 +169,12 @@ class HangingClient implements ReplicaClient {
     }
     return this.inner.writeWALSegment(p, body);
   }
-  walSegmentReader(p: Pos) { return this.inner.walSegmentReader(p); }
-  deleteWALSegments(ps: readonly Pos[]) { return this.inner.deleteWALSegments(ps); }
+  walSegmentReader(p: Pos) {
+    return this.inner.walSegmentReader(p);
+  }
+  deleteWALSegments(ps: readonly Pos[]) {
+    return this.inner.deleteWALSegments(ps);
+  }
 }
 
 // sync() never awaits a replica's upload directly, so an upload that hangs cannot hold back its timeout.
@@ -172,7 +192,14 @@ test('sync({ timeout }) rejects with WALSHIP_TIMEOUT when a replica upload never
     insertRows(app, 5);
     await until(() => client.started >= 1, 20_000, 'an upload to hang');
     const t0 = Date.now();
-    const err = await settles(rep.sync({ timeout: 300 }).then(() => undefined, (e: unknown) => e), 5_000, 'sync({ timeout: 300 })');
+    const err = await settles(
+      rep.sync({ timeout: 300 }).then(
+        () => undefined,
+        (e: unknown) => e,
+      ),
+      5_000,
+      'sync({ timeout: 300 })',
+    );
     assert.ok(err instanceof WalshipError, `rejected with a WalshipError: ${String(err)}`);
     assert.equal((err as WalshipError).code, 'WALSHIP_TIMEOUT');
     assert.match((err as Error).message, /sync timed out/);
@@ -201,7 +228,14 @@ test('sync({ timeout }) rejects with WALSHIP_TIMEOUT naming the replica while it
     client.fail = true;
     insertRows(app, 5);
     const t0 = Date.now();
-    const err = await settles(rep.sync({ timeout: 300 }).then(() => undefined, (e: unknown) => e), 10_000, 'sync({ timeout: 300 })');
+    const err = await settles(
+      rep.sync({ timeout: 300 }).then(
+        () => undefined,
+        (e: unknown) => e,
+      ),
+      10_000,
+      'sync({ timeout: 300 })',
+    );
     assert.ok(err instanceof WalshipError, `rejected with a WalshipError: ${String(err)}`);
     assert.equal((err as WalshipError).code, 'WALSHIP_TIMEOUT');
     assert.match((err as Error).message, /sync timed out waiting for replicas: flaky \(.*simulated outage/);
@@ -224,13 +258,22 @@ test('start() rejects with WALSHIP_BUSY when another connection keeps the write 
   const app = track(openApp(dbPath));
   insertRows(app, 5);
   // walship's helper tables exist (as after any earlier run), so only the start-up write waits.
-  app.exec('CREATE TABLE IF NOT EXISTS _litestream_seq (id INTEGER PRIMARY KEY, seq INTEGER); CREATE TABLE IF NOT EXISTS _litestream_lock (id INTEGER);');
+  app.exec(
+    'CREATE TABLE IF NOT EXISTS _litestream_seq (id INTEGER PRIMARY KEY, seq INTEGER); CREATE TABLE IF NOT EXISTS _litestream_lock (id INTEGER);',
+  );
   const holder = track(new Database(dbPath));
   holder.exec('BEGIN IMMEDIATE');
   // The start-up deadline is max(busyTimeout, 1 s) × 10, i.e. 10 s here.
   const rep = track(new Replicator(dbPath, { busyTimeout: 10, monitorInterval: 30, replicas: [{ client, syncInterval: 30 }] }));
   const t0 = Date.now();
-  const err = await settles(rep.start().then(() => undefined, (e: unknown) => e), 60_000, 'start()');
+  const err = await settles(
+    rep.start().then(
+      () => undefined,
+      (e: unknown) => e,
+    ),
+    60_000,
+    'start()',
+  );
   const elapsed = Date.now() - t0;
   holder.exec('ROLLBACK');
   holder.close();
@@ -325,7 +368,9 @@ test('checkpointInterval: an idle WAL gets PASSIVE checkpoints and no storage re
   const client = new FileReplicaClient({ path: path.join(dir, 'replica') });
   const app = track(openApp(dbPath));
   const checkpointIntervalMs = 200;
-  const rep = track(new Replicator(dbPath, { monitorInterval: 30, checkpointInterval: checkpointIntervalMs, replicas: [{ client, syncInterval: 30 }] }));
+  const rep = track(
+    new Replicator(dbPath, { monitorInterval: 30, checkpointInterval: checkpointIntervalMs, replicas: [{ client, syncInterval: 30 }] }),
+  );
   await rep.start();
   insertRows(app, 1);
   await rep.sync(); // the first snapshot (its checkpoint copies what is there so far)
@@ -349,10 +394,16 @@ test('checkpointInterval: an idle WAL gets PASSIVE checkpoints and no storage re
   assert.deepEqual(ops, [], `no storage requests over ${Date.now() - t0} ms idle`);
   // One copies every frame (the read lock is at the WAL's end); then there is nothing left to
   // copy, and an idle database checkpoints no more (each would reopen the checkpointer).
-  assert.ok(passive >= 1 && passive <= 2, `${passive} PASSIVE checkpoints in ${Date.now() - t0} ms idle (interval ${checkpointIntervalMs} ms): one, not one per interval`);
+  assert.ok(
+    passive >= 1 && passive <= 2,
+    `${passive} PASSIVE checkpoints in ${Date.now() - t0} ms idle (interval ${checkpointIntervalMs} ms): one, not one per interval`,
+  );
   assert.deepEqual(rep.pos, pos, 'no WAL restart, nothing new to ship');
   const dbSizeAfter = (await fs.stat(dbPath)).size;
-  assert.ok(dbSizeAfter > dbSizeBefore + 40 * PAGE, `the checkpoint copied the WAL's pages into the database file (${dbSizeBefore} → ${dbSizeAfter} bytes)`);
+  assert.ok(
+    dbSizeAfter > dbSizeBefore + 40 * PAGE,
+    `the checkpoint copied the WAL's pages into the database file (${dbSizeBefore} → ${dbSizeAfter} bytes)`,
+  );
 
   insertRows(app, 1);
   let after = 0;
@@ -368,11 +419,13 @@ test('restore from the oldest snapshot retention kept equals the database', asyn
   const dbPath = path.join(dir, 'app.db');
   const client = new FileReplicaClient({ path: path.join(dir, 'replica') });
   const app = track(openApp(dbPath));
-  const rep = track(new Replicator(dbPath, {
-    monitorInterval: 20,
-    minCheckpointPageCount: 10,
-    replicas: [{ client, syncInterval: 20, snapshotInterval: 300, retention: 1000, retentionCheckInterval: 100 }],
-  }));
+  const rep = track(
+    new Replicator(dbPath, {
+      monitorInterval: 20,
+      minCheckpointPageCount: 10,
+      replicas: [{ client, syncInterval: 20, snapshotInterval: 300, retention: 1000, retentionCheckInterval: 100 }],
+    }),
+  );
   let deletes = 0;
   rep.on('operation', (e) => e.operation === 'DELETE' && deletes++);
   await rep.start();
@@ -393,7 +446,10 @@ test('restore from the oldest snapshot retention kept equals the database', asyn
   const oldest = snaps[0]!.index;
   assert.ok(oldest > 0, `retention deleted the older snapshots (oldest kept at index ${oldest})`);
   const segs = await client.walSegments(gen);
-  assert.ok(segs.every((s) => s.index >= oldest), 'no WAL below the oldest kept snapshot');
+  assert.ok(
+    segs.every((s) => s.index >= oldest),
+    'no WAL below the oldest kept snapshot',
+  );
   // Only the oldest kept snapshot remains: the restore must start there and replay all later WAL.
   for (const s of snaps.slice(1)) await client.deleteSnapshot(gen, s.index);
   const out = path.join(dir, 'restored', 'app.db');
@@ -401,7 +457,10 @@ test('restore from the oldest snapshot retention kept equals the database', asyn
   assert.equal(result.status, 'restored');
   assert.equal(result.snapshotIndex, oldest);
   // stop()'s final sync may ship a little more (a restart's first frame) than `final`.
-  assert.ok(comparePos(result.restoredTo!, final) >= 0, `restored to ${JSON.stringify(result.restoredTo)}, at least ${JSON.stringify(final)}`);
+  assert.ok(
+    comparePos(result.restoredTo!, final) >= 0,
+    `restored to ${JSON.stringify(result.restoredTo)}, at least ${JSON.stringify(final)}`,
+  );
   const ids = (p: string) => (rows(p, 'SELECT id FROM t ORDER BY id') as Array<{ id: number }>).map((r) => r.id);
   assert.deepEqual(ids(out), ids(dbPath), 'the restored database has exactly the rows');
   assert.deepEqual(rows(out), rows(dbPath));

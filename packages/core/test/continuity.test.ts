@@ -15,7 +15,9 @@ import { exited, spawnScript } from './support/spawn.js';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const ROUNDS = Number(process.env.WALSHIP_KILL_ROUNDS ?? 10);
 
-test(`an embedding app killed with -9 ${ROUNDS} times loses no acknowledged transaction and keeps one generation (file)`, { timeout: 300_000 }, async (t) => {
+test(`an embedding app killed with -9 ${ROUNDS} times loses no acknowledged transaction and keeps one generation (file)`, {
+  timeout: 300_000,
+}, async (t) => {
   const dir = await tempDir();
   const replicaDir = path.join(dir, 'replica');
   process.env.WALSHIP_TEST_REPLICA_DIR = replicaDir;
@@ -28,7 +30,9 @@ test(`an embedding app killed with -9 ${ROUNDS} times loses no acknowledged tran
     rounds: ROUNDS,
     minCheckpointPages: 40, // restarts the WAL every few hundred rows, so kills land around restarts too
   });
-  t.diagnostic(`rounds ${r.rounds}, acknowledged up to id ${r.maxAcked}, restored ${r.restoredMax} rows, generation events: ${r.generationEvents.join(' | ')}`);
+  t.diagnostic(
+    `rounds ${r.rounds}, acknowledged up to id ${r.maxAcked}, restored ${r.restoredMax} rows, generation events: ${r.generationEvents.join(' | ')}`,
+  );
   assert.ok(r.maxAcked > 0, 'the app acknowledged transactions');
   assert.equal(r.generationEvents.length, 1, `only the first start begins a generation: ${r.generationEvents.join(' | ')}`);
   assert.match(r.generationEvents[0]!, /^round 0: generation [0-9a-f]{16} no generation exists$/);
@@ -93,7 +97,12 @@ test('a second replicator on the same database is refused, in this process and i
     await assert.rejects(b.start(), (err: unknown) => {
       assert.ok(err instanceof LockedError);
       assert.equal(err.code, 'WALSHIP_LOCKED');
-      assert.match(err.message, new RegExp(`^${dbPath.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is already being replicated by another walship \\(pid ${process.pid} on .+\\): stop it first`));
+      assert.match(
+        err.message,
+        new RegExp(
+          `^${dbPath.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is already being replicated by another walship \\(pid ${process.pid} on .+\\): stop it first`,
+        ),
+      );
       return true;
     });
     // Another process gets the same refusal and exits non-zero.
@@ -132,7 +141,9 @@ test('the lock of a replicator killed with -9 is taken over', async () => {
   }
 });
 
-test('frequent snapshots while the WAL restarts leave no hole: the oldest snapshot restores to the latest state', { timeout: 120_000 }, async () => {
+test('frequent snapshots while the WAL restarts leave no hole: the oldest snapshot restores to the latest state', {
+  timeout: 120_000,
+}, async () => {
   const dir = await tempDir();
   const dbPath = path.join(dir, 'app.db');
   const client = new FileReplicaClient({ path: path.join(dir, 'replica') });
@@ -162,7 +173,10 @@ test('frequent snapshots while the WAL restarts leave no hole: the oldest snapsh
   }
   const gen = final.generation;
   const snaps = (await client.snapshots(gen)).sort((a, b) => a.index - b.index);
-  assert.ok(snaps.length >= 10 && snaps.at(-1)!.index - snaps[0]!.index >= 5, `snapshots across indexes: ${snaps.map((s) => s.index).join(',')} (${restarts} checkpoints)`);
+  assert.ok(
+    snaps.length >= 10 && snaps.at(-1)!.index - snaps[0]!.index >= 5,
+    `snapshots across indexes: ${snaps.map((s) => s.index).join(',')} (${restarts} checkpoints)`,
+  );
   for (const s of snaps.slice(1)) await client.deleteSnapshot(gen, s.index);
   const out = path.join(dir, 'restored.db');
   const res = await restore({ outputPath: out, replicas: [{ name: 'r', client }] });

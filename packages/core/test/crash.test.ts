@@ -23,17 +23,30 @@ test('kill -9 of the replicator at random moments under load keeps the replica c
     rep.kill('SIGKILL');
     await exited(rep);
     // What sync() acknowledged before the kill is on the replica: walship's restore reaches it.
-    const acked = rep.lines.filter((l) => l.startsWith('synced ')).at(-1)!.split(' ');
+    const acked = rep.lines
+      .filter((l) => l.startsWith('synced '))
+      .at(-1)!
+      .split(' ');
     const ackedPos = { generation: acked[1]!, index: Number(acked[2]), offset: Number(acked[3]) };
-    const res = await restore({ outputPath: path.join(dir, `restore-${round}.db`), replicas: [{ name: 'r', client: new FileReplicaClient({ path: replicaDir }) }] });
+    const res = await restore({
+      outputPath: path.join(dir, `restore-${round}.db`),
+      replicas: [{ name: 'r', client: new FileReplicaClient({ path: replicaDir }) }],
+    });
     assert.equal(res.generation, ackedPos.generation, `round ${round}: the restore uses the generation sync() acknowledged`);
-    assert.ok(comparePos(res.restoredTo!, ackedPos) >= 0, `round ${round}: restored to ${formatPos(res.restoredTo!)}, acknowledged ${formatPos(ackedPos)}`);
+    assert.ok(
+      comparePos(res.restoredTo!, ackedPos) >= 0,
+      `round ${round}: restored to ${formatPos(res.restoredTo!)}, acknowledged ${formatPos(ackedPos)}`,
+    );
     // After every crash the replica restores to a consistent prefix of the application's rows.
     const out = await rebuildLikeLitestream(new FileReplicaClient({ path: replicaDir }), path.join(dir, `rebuild-${round}`));
     assert.ok(integrityOk(out), `round ${round}: integrity`);
     const ids = (rows(out, 'SELECT id FROM t ORDER BY id') as Array<{ id: number }>).map((r) => r.id);
     assert.ok(ids.length > 0, `round ${round}: rows replicated`);
-    assert.deepEqual(ids, Array.from({ length: ids.length }, (_, i) => i + 1), `round ${round}: contiguous prefix`);
+    assert.deepEqual(
+      ids,
+      Array.from({ length: ids.length }, (_, i) => i + 1),
+      `round ${round}: contiguous prefix`,
+    );
     syncedIds.push(ids.length);
   }
   writer.kill('SIGTERM');
@@ -45,7 +58,10 @@ test('kill -9 of the replicator at random moments under load keeps the replica c
   await rep.stop();
   const out = await rebuildLikeLitestream(new FileReplicaClient({ path: replicaDir }), path.join(dir, 'rebuild-final'));
   assert.deepEqual(rows(out), rows(dbPath));
-  assert.ok(syncedIds.every((n, i) => i === 0 || n >= syncedIds[i - 1]!), `replicated row counts never go back: ${syncedIds.join(',')}`);
+  assert.ok(
+    syncedIds.every((n, i) => i === 0 || n >= syncedIds[i - 1]!),
+    `replicated row counts never go back: ${syncedIds.join(',')}`,
+  );
 });
 
 test('another process writing with external TRUNCATE checkpoints loses nothing', { timeout: 120_000 }, async () => {

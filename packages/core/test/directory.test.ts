@@ -16,7 +16,9 @@ import { rows } from './support/replica-check.js';
 function record(dir: DirectoryReplicator): Array<{ name: keyof DirectoryReplicatorEvents; relPath?: string; reason?: string }> {
   const seen: Array<{ name: keyof DirectoryReplicatorEvents; relPath?: string; reason?: string }> = [];
   for (const name of ['database-added', 'database-removed', 'database-skipped', 'database-error', 'scan-error'] as const) {
-    dir.on(name, (e: { relPath?: string; reason?: string }) => seen.push({ name, relPath: e.relPath, ...(e.reason ? { reason: e.reason } : {}) }));
+    dir.on(name, (e: { relPath?: string; reason?: string }) =>
+      seen.push({ name, relPath: e.relPath, ...(e.reason ? { reason: e.reason } : {}) }),
+    );
   }
   return seen;
 }
@@ -46,8 +48,17 @@ test('scan once: each matching database gets its own replica under <replica>/<re
   const seen = record(d);
   await d.start();
   try {
-    assert.deepEqual(d.databases().map((x) => x.relPath).sort(), ['a.db', 'b.db']);
-    assert.deepEqual(seen.filter((e) => e.name === 'database-skipped'), [{ name: 'database-skipped', relPath: 'notes.db', reason: 'not a SQLite database' }]);
+    assert.deepEqual(
+      d
+        .databases()
+        .map((x) => x.relPath)
+        .sort(),
+      ['a.db', 'b.db'],
+    );
+    assert.deepEqual(
+      seen.filter((e) => e.name === 'database-skipped'),
+      [{ name: 'database-skipped', relPath: 'notes.db', reason: 'not a SQLite database' }],
+    );
     await d.sync();
     await d.rescan(); // an unchanged non-database is not reported again
     assert.equal(seen.filter((e) => e.name === 'database-skipped').length, 1);
@@ -57,8 +68,14 @@ test('scan once: each matching database gets its own replica under <replica>/<re
     assert.equal(fs.existsSync(path.join(dir, '.notes.db-walship')), false, 'nothing is written beside a file that is not a database');
     const status = d.status();
     assert.equal(status.watching, false);
-    assert.deepEqual(status.skipped.map((s) => s.relPath), ['notes.db']);
-    assert.ok(status.databases.every((x) => x.state === 'running'), JSON.stringify(status.databases.map((x) => x.state)));
+    assert.deepEqual(
+      status.skipped.map((s) => s.relPath),
+      ['notes.db'],
+    );
+    assert.ok(
+      status.databases.every((x) => x.state === 'running'),
+      JSON.stringify(status.databases.map((x) => x.state)),
+    );
   } finally {
     await d.stop();
   }
@@ -80,7 +97,10 @@ test('watch + recursive: databases created later (also in new subdirectories) ar
   const seen = record(d);
   await d.start();
   try {
-    assert.deepEqual(d.databases().map((x) => x.relPath), ['eu/one.db']);
+    assert.deepEqual(
+      d.databases().map((x) => x.relPath),
+      ['eu/one.db'],
+    );
 
     // A new database in the root.
     let t0 = Date.now();
@@ -116,7 +136,11 @@ test('watch + recursive: databases created later (also in new subdirectories) ar
     // Deleting a database stops its replication; the replica stays.
     t0 = Date.now();
     for (const suffix of ['', '-wal', '-shm']) fs.rmSync(path.join(dir, `two.db${suffix}`), { force: true });
-    await until(() => seen.some((e) => e.name === 'database-removed' && e.relPath === 'two.db' && e.reason === 'deleted'), 5_000, 'two.db removed');
+    await until(
+      () => seen.some((e) => e.name === 'database-removed' && e.relPath === 'two.db' && e.reason === 'deleted'),
+      5_000,
+      'two.db removed',
+    );
     assert.ok(Date.now() - t0 < 2_500, `two.db removed after ${Date.now() - t0} ms (target < 2 s plus the stop)`);
     assert.equal(d.replicator('two.db'), undefined);
     if (process.platform === 'linux') {
@@ -132,12 +156,22 @@ test('watch + recursive: databases created later (also in new subdirectories) ar
       assert.deepEqual(leftover, [], 'no descriptor keeps the deleted database alive');
     }
     assert.equal(seen.filter((e) => e.name === 'database-skipped' && e.relPath === 'junk.db').length, 1);
-    assert.deepEqual(d.databases().map((x) => x.relPath).sort(), ['eu/one.db', 'four.db', 'us/deep/three.db']);
+    assert.deepEqual(
+      d
+        .databases()
+        .map((x) => x.relPath)
+        .sort(),
+      ['eu/one.db', 'four.db', 'us/deep/three.db'],
+    );
     assert.equal(seen.filter((e) => e.name === 'database-error').length, 0, JSON.stringify(seen));
   } finally {
     await d.stop();
   }
-  assert.equal((await restoredRows(backup, 'two.db', path.join(root, 'r', 'two.db'))).length, 4, 'the deleted database restores from its kept replica');
+  assert.equal(
+    (await restoredRows(backup, 'two.db', path.join(root, 'r', 'two.db'))).length,
+    4,
+    'the deleted database restores from its kept replica',
+  );
   assert.equal((await restoredRows(backup, 'us/deep/three.db', path.join(root, 'r', 'three.db'))).length, 6);
   assert.equal((await restoredRows(backup, 'four.db', path.join(root, 'r', 'four.db'))).length, 1);
   assert.equal((await restoredRows(backup, 'eu/one.db', path.join(root, 'r', 'one.db'))).length, 2);
@@ -195,7 +229,10 @@ test('a database in rollback-journal mode is switched to WAL mode and replicated
   const db = new Database(path.join(dir, 'legacy.db'));
   db.exec('CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT); INSERT INTO t (v) VALUES (1), (2)');
   db.close();
-  const d = new DirectoryReplicator(dir, { pattern: '*.db', replicas: [{ client: new FileReplicaClient({ path: path.join(root, 'backup') }) }] });
+  const d = new DirectoryReplicator(dir, {
+    pattern: '*.db',
+    replicas: [{ client: new FileReplicaClient({ path: path.join(root, 'backup') }) }],
+  });
   const added: boolean[] = [];
   d.on('database-added', (e) => added.push(e.walMode));
   await d.start();
@@ -208,8 +245,14 @@ test('a database in rollback-journal mode is switched to WAL mode and replicated
 test('bad options and a missing directory fail with one line naming the fix', async () => {
   const root = await tempDir();
   const client = new FileReplicaClient({ path: path.join(root, 'b') });
-  assert.throws(() => new DirectoryReplicator(root, { replicas: [{ client }] } as never), (e: unknown) => e instanceof ConfigError && /pattern required.*pattern: "\*\.db"/.test(e.message));
-  assert.throws(() => new DirectoryReplicator(root, { pattern: 'a/*.db', replicas: [{ client }] }), (e: unknown) => e instanceof ConfigError && /cannot hold "\/".*recursive: true/.test(e.message));
+  assert.throws(
+    () => new DirectoryReplicator(root, { replicas: [{ client }] } as never),
+    (e: unknown) => e instanceof ConfigError && /pattern required.*pattern: "\*\.db"/.test(e.message),
+  );
+  assert.throws(
+    () => new DirectoryReplicator(root, { pattern: 'a/*.db', replicas: [{ client }] }),
+    (e: unknown) => e instanceof ConfigError && /cannot hold "\/".*recursive: true/.test(e.message),
+  );
   const unscoped = { ...client, type: 'custom', scoped: undefined } as unknown as ReplicaClient;
   assert.throws(
     () => new DirectoryReplicator(root, { pattern: '*.db', replicas: [{ client: unscoped }] }),
@@ -217,7 +260,10 @@ test('bad options and a missing directory fail with one line naming the fix', as
   );
   assert.throws(() => new DirectoryReplicator(root, { pattern: '*.db', monitorInterval: 'soon', replicas: [{ client }] }), ConfigError);
   const missing = new DirectoryReplicator(path.join(root, 'nope'), { pattern: '*.db', replicas: [{ client }] });
-  await assert.rejects(missing.start(), (e: unknown) => e instanceof ConfigError && /nope: it does not exist: create it or fix dir/.test(e.message));
+  await assert.rejects(
+    missing.start(),
+    (e: unknown) => e instanceof ConfigError && /nope: it does not exist: create it or fix dir/.test(e.message),
+  );
 });
 
 test('links: a symbolic link is skipped with its reason; two hard links of one database get one replicator', async () => {
@@ -226,16 +272,25 @@ test('links: a symbolic link is skipped with its reason; two hard links of one d
   makeDb(path.join(dir, 'a.db'), 2);
   fs.symlinkSync(path.join(dir, 'a.db'), path.join(dir, 'link.db'));
   fs.linkSync(path.join(dir, 'a.db'), path.join(dir, 'hard.db'));
-  const d = new DirectoryReplicator(dir, { pattern: '*.db', replicas: [{ client: new FileReplicaClient({ path: path.join(root, 'backup') }) }] });
+  const d = new DirectoryReplicator(dir, {
+    pattern: '*.db',
+    replicas: [{ client: new FileReplicaClient({ path: path.join(root, 'backup') }) }],
+  });
   const seen = record(d);
   await d.start();
   try {
     const replicated = d.databases().map((x) => x.relPath);
     assert.equal(replicated.length, 1, `one replicator for the two hard links: ${replicated.join(',')}`);
     const skipped = seen.filter((e) => e.name === 'database-skipped');
-    assert.deepEqual(skipped.find((e) => e.relPath === 'link.db')?.reason, 'a symbolic link (SQLite writes its -wal beside the target): replicate the target instead');
+    assert.deepEqual(
+      skipped.find((e) => e.relPath === 'link.db')?.reason,
+      'a symbolic link (SQLite writes its -wal beside the target): replicate the target instead',
+    );
     const other = replicated[0] === 'a.db' ? 'hard.db' : 'a.db';
-    assert.match(skipped.find((e) => e.relPath === other)?.reason ?? '', new RegExp(`^the same file as ${replicated[0]!.replace('.', '\\.')} \\(a hard link\\)`));
+    assert.match(
+      skipped.find((e) => e.relPath === other)?.reason ?? '',
+      new RegExp(`^the same file as ${replicated[0]!.replace('.', '\\.')} \\(a hard link\\)`),
+    );
   } finally {
     await d.stop();
   }
@@ -253,7 +308,10 @@ test('a database that cannot start (another walship replicates it) is reported o
   const app = openApp(path.join(dir, 'a.db'));
   try {
     await second.start();
-    assert.deepEqual(seen.map((e) => e.name), ['database-error']);
+    assert.deepEqual(
+      seen.map((e) => e.name),
+      ['database-error'],
+    );
     assert.equal(second.status().failed[0]?.error.name, 'LockedError', String(second.status().failed[0]?.error));
     // Commits change the file's size and mtime and fire the watch: no new attempt, no new report.
     for (let i = 0; i < 15; i++) {
@@ -274,7 +332,11 @@ test('stop() during start() leaves nothing running', async () => {
   const root = await tempDir();
   const dir = path.join(root, 'tenants');
   makeDb(path.join(dir, 'a.db'), 2);
-  const d = new DirectoryReplicator(dir, { pattern: '*.db', watch: true, replicas: [{ client: new FileReplicaClient({ path: path.join(root, 'backup') }) }] });
+  const d = new DirectoryReplicator(dir, {
+    pattern: '*.db',
+    watch: true,
+    replicas: [{ client: new FileReplicaClient({ path: path.join(root, 'backup') }) }],
+  });
   const started = d.start();
   await d.stop();
   await started;

@@ -93,7 +93,10 @@ interface LogLine {
 }
 
 function captureLogger(lines: LogLine[]): Logger {
-  const log = (level: string) => (message: string, fields: LogFields = {}) => void lines.push({ level, message, fields });
+  const log =
+    (level: string) =>
+    (message: string, fields: LogFields = {}) =>
+      void lines.push({ level, message, fields });
   return { debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') };
 }
 
@@ -129,7 +132,11 @@ async function assertRestoresIdentical(client: FileReplicaClient, outDir: string
   assert.ok(integrityOk(out), 'restored database passes integrity_check');
   const restored = rows(out) as Array<{ id: number }>;
   assert.equal(restored.length, app.committed, 'every committed row is restored');
-  assert.deepEqual(restored.map((x) => x.id), Array.from({ length: app.committed }, (_, i) => i + 1), 'ids contiguous from 1');
+  assert.deepEqual(
+    restored.map((x) => x.id),
+    Array.from({ length: app.committed }, (_, i) => i + 1),
+    'ids contiguous from 1',
+  );
   assert.ok(app.committed >= acked && acked > 0, `acknowledged ${acked} of ${app.committed} rows`);
   assert.deepEqual(restored, app.rows(), 'restored rows equal the database');
 }
@@ -220,7 +227,9 @@ function count(app: App): number {
   return (app.db.prepare('SELECT count(*) AS n FROM t').get() as { n: number }).n;
 }
 
-test('replica directory on a full file system: clear error, app unaffected, catch-up after space is freed', { timeout: 25_000 }, async (t) => {
+test('replica directory on a full file system: clear error, app unaffected, catch-up after space is freed', {
+  timeout: 25_000,
+}, async (t) => {
   if (!haveTmpfs(t)) return;
   const replicaDir = path.join(base, 'replica-fs', 'replica');
   const make = (dbPath: string) => {
@@ -247,7 +256,10 @@ test('replica directory on a full file system: clear error, app unaffected, catc
     assert.equal(err.retryable, true, 'a full disk is retried');
     assert.equal((err.cause as NodeJS.ErrnoException | undefined)?.code, 'ENOSPC');
     const named = /^file replica: cannot write (\S+): /.exec(err.message)?.[1];
-    assert.ok(named?.startsWith(`${replicaDir}${path.sep}generations${path.sep}${s.generation}${path.sep}`), `names the replica file: ${err.message}`);
+    assert.ok(
+      named?.startsWith(`${replicaDir}${path.sep}generations${path.sep}${s.generation}${path.sep}`),
+      `names the replica file: ${err.message}`,
+    );
     assert.ok(/\.(wal|snapshot)\.lz4$/.test(named ?? ''), `names the object, not its temporary file: ${err.message}`);
     assert.ok(err.message.endsWith(`: ${ENOSPC_TEXT}`), `says the problem and what to do: ${err.message}`);
     assert.ok(!err.message.includes('\n'), 'one line');
@@ -261,15 +273,25 @@ test('replica directory on a full file system: clear error, app unaffected, catc
       return true;
     });
     assert.equal(count(app), app.committed, 'every application commit is in the database');
-    assert.deepEqual(s.errors.checkpoint.map((e) => e.message), [], 'checkpoints unaffected (the meta dir is elsewhere)');
-    assert.deepEqual(s.errors.sync.map((e) => e.message), [], 'monitoring unaffected');
+    assert.deepEqual(
+      s.errors.checkpoint.map((e) => e.message),
+      [],
+      'checkpoints unaffected (the meta dir is elsewhere)',
+    );
+    assert.deepEqual(
+      s.errors.sync.map((e) => e.message),
+      [],
+      'monitoring unaffected',
+    );
     // Free the space: runScenario's sync() retries the replica at once; it catches up from the
     // WAL and the kept tails.
     s.free();
   });
 });
 
-test('meta directory on a full file system: clear error, app and replica unaffected, checkpoints resume after space is freed', { timeout: 25_000 }, async (t) => {
+test('meta directory on a full file system: clear error, app and replica unaffected, checkpoints resume after space is freed', {
+  timeout: 25_000,
+}, async (t) => {
   if (!haveTmpfs(t)) return;
   const metaPath = path.join(base, 'meta-fs', 'meta');
   const stateJson = path.join(metaPath, 'state.json');
@@ -321,8 +343,16 @@ test('meta directory on a full file system: clear error, app and replica unaffec
     assert.ok(explicit instanceof Error, 'checkpoint() rejects while the meta dir is full');
     assert.equal(explicit.message, `cannot write walship state to ${stateJson}: ${ENOSPC_TEXT}`);
     assert.equal(count(app), app.committed, 'every application commit is in the database');
-    assert.deepEqual(s.errors.replica.map((e) => e.message), [], 'the replica (elsewhere) is unaffected');
-    assert.deepEqual(s.errors.sync.map((e) => e.message), [], 'monitoring unaffected');
+    assert.deepEqual(
+      s.errors.replica.map((e) => e.message),
+      [],
+      'the replica (elsewhere) is unaffected',
+    );
+    assert.deepEqual(
+      s.errors.sync.map((e) => e.message),
+      [],
+      'monitoring unaffected',
+    );
 
     // Free the space: the next checkpoint restarts the WAL and records it.
     s.free();

@@ -19,7 +19,9 @@ import { rows } from './support/replica-check.js';
 const salts = (dbPath: string): string => fs.readFileSync(`${dbPath}-wal`).subarray(16, 24).toString('hex');
 
 /** Blocks this thread without using the CPU (the worker keeps one core to itself). */
-const blockThread = (ms: number): void => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms) as unknown as void;
+const blockThread = (ms: number): void => {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+};
 
 async function withDb(t: { after: (fn: () => Promise<void>) => void }) {
   const dir = await tempDir('walship-worker-');
@@ -37,7 +39,13 @@ for (const thread of ['worker', 'inline'] as const) {
   test(`${thread}: WAL restarts happen while the application's thread is blocked only off-thread`, { timeout: 60_000 }, async (t) => {
     const { dbPath, app, client } = await withDb(t);
     // A forced restart at 50 pages happens without waiting for uploads (none is due: 10 s).
-    const rep = new Replicator(dbPath, { replicas: [{ client, syncInterval: '10s' }], monitorInterval: '50ms', minCheckpointPageCount: 20, maxCheckpointPageCount: 50, thread });
+    const rep = new Replicator(dbPath, {
+      replicas: [{ client, syncInterval: '10s' }],
+      monitorInterval: '50ms',
+      minCheckpointPageCount: 20,
+      maxCheckpointPageCount: 50,
+      thread,
+    });
     const restarts: Array<{ lockHeldMs?: number; restarted?: boolean }> = [];
     rep.on('checkpoint', (e) => restarts.push(e));
     await rep.start();
@@ -126,5 +134,8 @@ test("an application's own object stage runs on its thread; LZ4 in the worker", 
 });
 
 test('thread: a bad value is a ConfigError naming it', () => {
-  assert.throws(() => new Replicator('/tmp/x.db', { replicas: [], thread: 'gpu' as never }), /invalid thread: "gpu": expected "worker" or "inline"/);
+  assert.throws(
+    () => new Replicator('/tmp/x.db', { replicas: [], thread: 'gpu' as never }),
+    /invalid thread: "gpu": expected "worker" or "inline"/,
+  );
 });

@@ -26,7 +26,9 @@ function openBank(dbPath: string): Database.Database {
   db.pragma('journal_mode = wal');
   db.pragma('busy_timeout = 5000');
   db.pragma('wal_autocheckpoint = 0');
-  db.exec('CREATE TABLE IF NOT EXISTS acct (id INTEGER PRIMARY KEY, bal INTEGER NOT NULL); CREATE TABLE IF NOT EXISTS log (id INTEGER PRIMARY KEY, v TEXT)');
+  db.exec(
+    'CREATE TABLE IF NOT EXISTS acct (id INTEGER PRIMARY KEY, bal INTEGER NOT NULL); CREATE TABLE IF NOT EXISTS log (id INTEGER PRIMARY KEY, v TEXT)',
+  );
   if ((db.prepare('SELECT COUNT(*) AS n FROM acct').get() as { n: number }).n === 0) {
     const ins = db.prepare('INSERT INTO acct (id, bal) VALUES (?, ?)');
     db.transaction(() => {
@@ -101,7 +103,14 @@ function primaryIn(dir: string, opts: PrimaryOptions = {}) {
     new Replicator(dbPath, {
       monitorInterval: opts.intervalMs ?? 25,
       ...(opts.minCheckpointPageCount ? { minCheckpointPageCount: opts.minCheckpointPageCount } : {}),
-      replicas: [{ name: 'file', client, syncInterval: opts.intervalMs ?? 25, ...(opts.snapshotInterval ? { snapshotInterval: opts.snapshotInterval } : {}) }],
+      replicas: [
+        {
+          name: 'file',
+          client,
+          syncInterval: opts.intervalMs ?? 25,
+          ...(opts.snapshotInterval ? { snapshotInterval: opts.snapshotInterval } : {}),
+        },
+      ],
     });
   const app = opts.bank ? openBank(dbPath) : openApp(dbPath);
   return { dbPath, replicaDir, client, app, rep: replicator(), replicator, out: path.join(dir, 'follower.db') };
@@ -185,7 +194,14 @@ test('a reader in another process sees only whole transactions while the followe
       const pos = await rep.sync({ timeout: 10_000 });
       await follower.waitFor(pos, { timeoutMs: 20_000 });
       await reader.waitFor(/^\{/, 30_000);
-      const r = JSON.parse(reader.lines.find((l) => l.startsWith('{'))!) as { reads: number; errors: number; badSums: number; wentBack: number; maxLog: number; firstError?: string };
+      const r = JSON.parse(reader.lines.find((l) => l.startsWith('{'))!) as {
+        reads: number;
+        errors: number;
+        badSums: number;
+        wentBack: number;
+        maxLog: number;
+        firstError?: string;
+      };
       await exited(reader);
       assert.equal(r.errors, 0, `reader errors: ${r.firstError}`);
       assert.equal(r.badSums, 0);
@@ -193,7 +209,10 @@ test('a reader in another process sees only whole transactions while the followe
       assert.ok(r.reads > 50, `only ${r.reads} reads`);
       assert.ok(r.maxLog > 20, 'the reader saw the follower advance');
       const gen = pos.generation;
-      assert.ok(follower.status().pos!.index >= firstIndex + 2, `the follower crossed WAL restarts (index ${firstIndex} → ${follower.status().pos!.index})`);
+      assert.ok(
+        follower.status().pos!.index >= firstIndex + 2,
+        `the follower crossed WAL restarts (index ${firstIndex} → ${follower.status().pos!.index})`,
+      );
       assert.ok((await client.snapshots(gen)).length >= 2, 'snapshots were taken while following');
       assert.equal(logCount(out), (app.prepare('SELECT COUNT(*) AS n FROM log').get() as { n: number }).n);
       assert.equal(balanceSum(out), TOTAL);
@@ -303,7 +322,10 @@ test('kill -9 of a follower mid-write leaves a consistent database; a new follow
         // Each batch pauses 150 ms between writing its pages and its commit, with `mark` present
         // meanwhile. Rounds 0–2 kill inside a batch (once `mark` appears), rounds 3–5 at a moment
         // that moves each round (inside a batch or between two).
-        const child = spawnScript('follow-child.ts', [out, replicaDir], { WALSHIP_TEST_APPLY_DELAY_MS: '150', WALSHIP_TEST_APPLY_MARK: mark });
+        const child = spawnScript('follow-child.ts', [out, replicaDir], {
+          WALSHIP_TEST_APPLY_DELAY_MS: '150',
+          WALSHIP_TEST_APPLY_MARK: mark,
+        });
         await child.waitFor(/^following$/, 30_000);
         const inside = round < 3;
         const until = Date.now() + (inside ? 20_000 : 150 + round * 70);
@@ -341,7 +363,7 @@ test('kill -9 of a follower mid-write leaves a consistent database; a new follow
         assert.deepEqual(
           fs.readdirSync(dir).filter((n) => n.includes('walship-follow-') && !n.includes(String(process.pid))),
           [],
-          'the killed followers\' temporary files are gone',
+          "the killed followers' temporary files are gone",
         );
         assert.equal(logCount(out), (app.prepare('SELECT COUNT(*) AS n FROM log').get() as { n: number }).n);
         assert.equal(integrity(out), 'ok');
@@ -416,15 +438,23 @@ test('output checks: an existing database is not replaced without overwrite; bad
       await f.stop();
       assert.equal(query<{ n: number }>(out, 'SELECT COUNT(*) AS n FROM t').n, 3);
       await assert.rejects(f.waitFor({ generation: 'ffffffffffffffff', index: 0, offset: 0 }), { code: 'WALSHIP_FOLLOW_STOPPED' });
-      assert.throws(() => new Follower(out, { replicas: [] }), { code: 'WALSHIP_FOLLOW_INVALID', message: 'at least one replica is required to follow' });
+      assert.throws(() => new Follower(out, { replicas: [] }), {
+        code: 'WALSHIP_FOLLOW_INVALID',
+        message: 'at least one replica is required to follow',
+      });
       assert.throws(() => new Follower(out, { replicas: [{ name: 'file', client }], intervalMs: 0 }), {
         code: 'WALSHIP_FOLLOW_INVALID',
         message: 'invalid intervalMs 0: expected a positive number of milliseconds',
       });
-      assert.throws(() => new Follower('', { replicas: [{ name: 'file', client }] }), { code: 'WALSHIP_FOLLOW_INVALID', message: 'output path required' });
+      assert.throws(() => new Follower('', { replicas: [{ name: 'file', client }] }), {
+        code: 'WALSHIP_FOLLOW_INVALID',
+        message: 'output path required',
+      });
       const g = new Follower(out, { replicas: [{ name: 'file', client }], intervalMs: 20 });
       await g.start();
-      await assert.rejects(g.waitFor({ generation: 'ffffffffffffffff', index: 0, offset: 0 }, { timeoutMs: 50 }), { code: 'WALSHIP_FOLLOW_TIMEOUT' });
+      await assert.rejects(g.waitFor({ generation: 'ffffffffffffffff', index: 0, offset: 0 }, { timeoutMs: 50 }), {
+        code: 'WALSHIP_FOLLOW_TIMEOUT',
+      });
       await g.stop();
     } finally {
       await rep.stop();
@@ -543,7 +573,12 @@ test('one follower per output: a second follower and a replicator of the output 
       const second = new Follower(out, { replicas: [{ name: 'file', client }] });
       await assert.rejects(second.start(), (err: Error & { code?: string }) => {
         assert.equal(err.code, 'WALSHIP_LOCKED');
-        assert.match(err.message, new RegExp(`^cannot follow into ${out.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: another walship is following or replicating it \\(pid ${process.pid} on `));
+        assert.match(
+          err.message,
+          new RegExp(
+            `^cannot follow into ${out.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: another walship is following or replicating it \\(pid ${process.pid} on `,
+          ),
+        );
         return true;
       });
       const promoting = new Replicator(out, { replicas: [{ name: 'file', client }] });
@@ -557,7 +592,10 @@ test('one follower per output: a second follower and a replicator of the output 
       await third.stop();
       await assert.rejects(starting, { code: 'WALSHIP_FOLLOW_STOPPED' });
       assert.equal(third.status().state, 'stopped');
-      assert.deepEqual(fs.readdirSync(dir).filter((n) => n.includes('walship-follow-') || n.includes('walship-restore-')), []);
+      assert.deepEqual(
+        fs.readdirSync(dir).filter((n) => n.includes('walship-follow-') || n.includes('walship-restore-')),
+        [],
+      );
       const fourth = new Follower(out, { replicas: [{ name: 'file', client }] });
       await fourth.start();
       await fourth.stop();
@@ -594,10 +632,14 @@ test('a segment re-shipped with other bounds below the position is read past the
       assert.ok(later.length >= 1);
       const decoded: Buffer[] = [];
       for (const sg of [last, ...later]) {
-        for await (const c of decodeObject(await client.walSegmentReader({ generation: a.generation, index: sg.index, offset: sg.offset }))) decoded.push(c as Buffer);
+        for await (const c of decodeObject(await client.walSegmentReader({ generation: a.generation, index: sg.index, offset: sg.offset })))
+          decoded.push(c as Buffer);
       }
       await client.deleteWALSegments(later.map((sg) => ({ generation: a.generation, index: sg.index, offset: sg.offset })));
-      await client.writeWALSegment({ generation: a.generation, index: last.index, offset: last.offset }, encodeObject(Readable.from([Buffer.concat(decoded)])));
+      await client.writeWALSegment(
+        { generation: a.generation, index: last.index, offset: last.offset },
+        encodeObject(Readable.from([Buffer.concat(decoded)])),
+      );
       delete faults.hideWal;
       await follower.waitFor(b, { timeoutMs: 10_000 });
       assert.equal(query<{ n: number }>(out, 'SELECT COUNT(*) AS n FROM t').n, 50);
@@ -608,4 +650,3 @@ test('a segment re-shipped with other bounds below the position is read past the
       app.close();
     }
   }));
-

@@ -25,7 +25,10 @@ test('a tie on the latest time goes to the generation that began later, whatever
   const wanted: unknown[][] = [];
   const gens: string[] = [];
   // Two generations of two different databases replicated to one replica, one after the other.
-  for (const [k, n] of [[0, 30], [1, 70]] as const) {
+  for (const [k, n] of [
+    [0, 30],
+    [1, 70],
+  ] as const) {
     const dbPath = path.join(dir, `db${k}`, 'app.db');
     await fs.mkdir(path.dirname(dbPath));
     const app = openApp(dbPath);
@@ -47,7 +50,8 @@ test('a tie on the latest time goes to the generation that began later, whatever
   const t = Math.floor(Date.now() / 1000) - 60;
   const oldFiles = await filesUnder(path.join(genDir, oldName));
   assert.ok(oldFiles.length >= 2, 'the old generation has a snapshot and wal');
-  for (const [i, f] of oldFiles.entries()) await fs.utimes(f, t - 5 + (i === oldFiles.length - 1 ? 5 : 0), t - 5 + (i === oldFiles.length - 1 ? 5 : 0));
+  for (const [i, f] of oldFiles.entries())
+    await fs.utimes(f, t - 5 + (i === oldFiles.length - 1 ? 5 : 0), t - 5 + (i === oldFiles.length - 1 ? 5 : 0));
   for (const f of await filesUnder(path.join(genDir, newName))) await fs.utimes(f, t, t);
 
   const target = await calcRestoreTarget({ replicas: [{ name: 'r', client }] });

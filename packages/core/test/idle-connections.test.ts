@@ -21,7 +21,9 @@ async function fdsOn(file: string): Promise<number> {
 }
 
 for (const thread of ['worker', 'inline'] as const) {
-  test(`[${thread}] an idle database closes every connection but the pin's, and replicates on when writes resume`, { timeout: 120_000 }, async (t) => {
+  test(`[${thread}] an idle database closes every connection but the pin's, and replicates on when writes resume`, {
+    timeout: 120_000,
+  }, async (t) => {
     const dir = await fs.realpath(await tempDir());
     const dbPath = path.join(dir, 'app.db');
     const walPath = `${dbPath}-wal`;
@@ -46,10 +48,17 @@ for (const thread of ['worker', 'inline'] as const) {
     const busy = (await fdsOn(walPath)) - appFds;
     // The -wal descriptors walship holds: its WAL reader, and one per SQLite connection that read.
     assert.ok(busy >= 3, `walship holds ${busy} descriptors on the -wal while working (its reader and at least two connections)`);
-    await until(async () => (await fdsOn(walPath)) - appFds <= 2, SHED_IDLE_MS + 15_000, 'the idle database to close its spare connections');
+    await until(
+      async () => (await fdsOn(walPath)) - appFds <= 2,
+      SHED_IDLE_MS + 15_000,
+      'the idle database to close its spare connections',
+    );
     const shedAfter = Date.now() - committedAt;
     t.diagnostic(`${busy} -wal descriptors while working, 2 (reader + pin) ${shedAfter} ms after the last commit`);
-    assert.ok(shedAfter >= SHED_IDLE_MS - 50, `connections closed only once the database was idle for ${SHED_IDLE_MS} ms (${shedAfter} ms after the last commit)`);
+    assert.ok(
+      shedAfter >= SHED_IDLE_MS - 50,
+      `connections closed only once the database was idle for ${SHED_IDLE_MS} ms (${shedAfter} ms after the last commit)`,
+    );
 
     // The pin still holds the WAL: the application's checkpoints cannot restart it behind walship.
     const header = async () => (await fs.readFile(walPath)).subarray(16, 24).toString('hex');

@@ -52,7 +52,9 @@ function byOtherProcess(dbPath: string): () => Promise<number> {
   const script = `const D=require('better-sqlite3');const d=new D(${JSON.stringify(dbPath)});d.pragma('busy_timeout=5000');d.prepare("INSERT INTO t(v) VALUES ('other')").run();console.log(Date.now());d.close()`;
   return () =>
     new Promise((resolve, reject) =>
-      execFile(process.execPath, ['-e', script], { cwd: import.meta.dirname }, (err, stdout) => (err ? reject(err) : resolve(Number(stdout.trim())))),
+      execFile(process.execPath, ['-e', script], { cwd: import.meta.dirname }, (err, stdout) =>
+        err ? reject(err) : resolve(Number(stdout.trim())),
+      ),
     );
 }
 
@@ -82,10 +84,15 @@ for (const thread of ['worker', 'inline'] as const) {
     const stored = await listing(replicaDir);
     const windowMs = 3000;
     await sleep(windowMs);
-    t.diagnostic(`${scans} scans and ${ops} storage requests in ${windowMs} ms idle (polling every 50 ms would scan ~${windowMs / 50} times)`);
+    t.diagnostic(
+      `${scans} scans and ${ops} storage requests in ${windowMs} ms idle (polling every 50 ms would scan ~${windowMs / 50} times)`,
+    );
     assert.equal(ops, 0, 'no storage requests while idle');
     assert.deepEqual(await listing(replicaDir), stored, 'nothing written to the replica while idle');
-    assert.ok(scans <= windowMs / 500 + 2, `${scans} scans in ${windowMs} ms idle: the monitor polls instead of waiting for the -wal watch`);
+    assert.ok(
+      scans <= windowMs / 500 + 2,
+      `${scans} scans in ${windowMs} ms idle: the monitor polls instead of waiting for the -wal watch`,
+    );
     const ms = await shipTime(rep, inProcess(app));
     assert.ok(ms < 1000, `a commit after idle shipped in ${ms} ms`);
   });
@@ -98,7 +105,11 @@ for (const thread of ['worker', 'inline'] as const) {
     const app = openApp(dbPath);
     // monitorInterval 1 s (the default): the idle safety-net poll is 10 s; the watch has a commit
     // scanned at once when the monitor's last scan is more than monitorInterval old.
-    const opts = { monitorInterval: 1000, thread, replicas: [{ client: new FileReplicaClient({ path: path.join(dir, 'r') }), syncInterval: 50 }] };
+    const opts = {
+      monitorInterval: 1000,
+      thread,
+      replicas: [{ client: new FileReplicaClient({ path: path.join(dir, 'r') }), syncInterval: 50 }],
+    };
     const rep = new Replicator(dbPath, opts as ReplicatorOptions);
     t.after(async () => {
       await rep.stop({ timeout: 2000 }).catch(() => {});
@@ -113,7 +124,9 @@ for (const thread of ['worker', 'inline'] as const) {
     const same = await shipTime(rep, inProcess(app));
     await sleep(2300);
     const other = await shipTime(rep, byOtherProcess(dbPath));
-    t.diagnostic(`shipped ${same} ms after a commit by this process, ${other} ms after one by another process (the next poll was up to 10 s away)`);
+    t.diagnostic(
+      `shipped ${same} ms after a commit by this process, ${other} ms after one by another process (the next poll was up to 10 s away)`,
+    );
     // Typically 20-100 ms. Never more than about monitorInterval (a scan that found commits holds
     // the next back that long); the bound leaves room for a loaded machine, and is far below the
     // 10 s a missed notification costs.
@@ -130,7 +143,11 @@ test('the watch is what ships a commit: with WALSHIP_WAL_WATCH=0 the monitor pol
   const app = openApp(dbPath);
   const before = process.env.WALSHIP_WAL_WATCH;
   process.env.WALSHIP_WAL_WATCH = '0'; // read when the inline replicator starts its watch
-  const rep = new Replicator(dbPath, { monitorInterval: 50, thread: 'inline', replicas: [{ client: new FileReplicaClient({ path: path.join(dir, 'r') }), syncInterval: 50 }] } as ReplicatorOptions);
+  const rep = new Replicator(dbPath, {
+    monitorInterval: 50,
+    thread: 'inline',
+    replicas: [{ client: new FileReplicaClient({ path: path.join(dir, 'r') }), syncInterval: 50 }],
+  } as ReplicatorOptions);
   t.after(async () => {
     if (before === undefined) delete process.env.WALSHIP_WAL_WATCH;
     else process.env.WALSHIP_WAL_WATCH = before;
@@ -153,7 +170,12 @@ test('one shared watch per directory; stop() closes it; a database created after
   const dir = await tempDir();
   const names = ['a.db', 'b.db', 'c.db'];
   const reps = names.map(
-    (n) => new Replicator(path.join(dir, n), { monitorInterval: 50, thread: 'inline', replicas: [{ client: new FileReplicaClient({ path: path.join(dir, `${n}-r`) }), syncInterval: 50 }] } as ReplicatorOptions),
+    (n) =>
+      new Replicator(path.join(dir, n), {
+        monitorInterval: 50,
+        thread: 'inline',
+        replicas: [{ client: new FileReplicaClient({ path: path.join(dir, `${n}-r`) }), syncInterval: 50 }],
+      } as ReplicatorOptions),
   );
   const apps: ReturnType<typeof openApp>[] = [];
   t.after(async () => {

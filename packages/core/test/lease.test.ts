@@ -313,7 +313,10 @@ test('lease requests: none at idle, one conditional write per TTL/2 under consta
     // renewal before the first snapshot (which waits 1.1 s after the replica's creation).
     assert.equal(counts.read, 1);
     assert.ok(counts.write >= 2 && counts.write <= 3, `lease writes at start: ${counts.write}`);
-    assert.ok(w.log.lines.every((l) => !/ignores conditional writes/.test(l.message)), 'the file store enforces the precondition');
+    assert.ok(
+      w.log.lines.every((l) => !/ignores conditional writes/.test(l.message)),
+      'the file store enforces the precondition',
+    );
     const started = { ...counts };
 
     await new Promise((r) => setTimeout(r, 1600)); // 1.6 TTL of idle
@@ -362,7 +365,9 @@ test('an upload that lasts longer than half the TTL renews the lease meanwhile',
 
 test('a store that ignores preconditions is noticed at start; a takeover is still caught by reading before each renewal', async () => {
   const base = await tempDir('walship-lease-replica-');
-  const { client, counts, plant } = countingClient(new FileReplicaClient({ path: path.join(base, 'replica') }), { ignorePreconditions: true });
+  const { client, counts, plant } = countingClient(new FileReplicaClient({ path: path.join(base, 'replica') }), {
+    ignorePreconditions: true,
+  });
   const w = await writer(client, { leaseTtl: 1000 });
   try {
     await w.rep.start();
@@ -378,9 +383,19 @@ test('a store that ignores preconditions is noticed at start; a takeover is stil
     const now = Date.now();
     plant(
       JSON.stringify({
-        walship: 'lease', format: 1, owner: 'ffffffffffffffff', instance: 'eeeeeeeeeeeeeeee', host: 'other-host', pid: 1,
-        db: '/elsewhere/app.db', replica: 'file', generation: '', acquiredAt: new Date(now).toISOString(),
-        renewedAt: new Date(now).toISOString(), expiresAt: new Date(now + 60_000).toISOString(), ttlMs: 60_000,
+        walship: 'lease',
+        format: 1,
+        owner: 'ffffffffffffffff',
+        instance: 'eeeeeeeeeeeeeeee',
+        host: 'other-host',
+        pid: 1,
+        db: '/elsewhere/app.db',
+        replica: 'file',
+        generation: '',
+        acquiredAt: new Date(now).toISOString(),
+        renewedAt: new Date(now).toISOString(),
+        expiresAt: new Date(now + 60_000).toISOString(),
+        ttlMs: 60_000,
       }),
     );
     await new Promise((r) => setTimeout(r, 600));

@@ -35,7 +35,10 @@ function appRows(app: Database.Database): unknown[] {
 function newestShadow(lsMeta: string, generation: string): { index: number; size: number } | undefined {
   const dir = path.join(lsMeta, 'generations', generation, 'wal');
   if (!fs.existsSync(dir)) return undefined;
-  const names = fs.readdirSync(dir).filter((n) => /^[0-9a-f]{8}\.wal$/.test(n)).sort();
+  const names = fs
+    .readdirSync(dir)
+    .filter((n) => /^[0-9a-f]{8}\.wal$/.test(n))
+    .sort();
   const last = names[names.length - 1];
   return last ? { index: parseInt(last.slice(0, 8), 16), size: fs.statSync(path.join(dir, last)).size } : undefined;
 }
@@ -74,7 +77,10 @@ async function replicatedByLitestream(t: TestContext, bin: string, shared = fals
   t.after(() => app.close());
   insertRows(app, 100);
   const config = path.join(dir, 'litestream.yml');
-  fs.writeFileSync(config, `dbs:\n  - path: ${dbPath}\n${sharedMeta ? `    meta-path: ${sharedMeta}\n` : ''}    replicas:\n      - type: file\n        path: ${replicaDir}\n        sync-interval: 100ms\n`);
+  fs.writeFileSync(
+    config,
+    `dbs:\n  - path: ${dbPath}\n${sharedMeta ? `    meta-path: ${sharedMeta}\n` : ''}    replicas:\n      - type: file\n        path: ${replicaDir}\n        sync-interval: 100ms\n`,
+  );
   const ls = replicateWithLitestream(bin, config);
   const client = new FileReplicaClient({ path: replicaDir });
   try {
@@ -82,10 +88,19 @@ async function replicatedByLitestream(t: TestContext, bin: string, shared = fals
     // More than Litestream's min-checkpoint-page-count (1000 pages): it checkpoints and the WAL
     // restarts, so the generation continues at a later index than 0.
     insertRows(app, 100, 45_000);
-    await until(async () => (newestShadow(lsMeta, (await client.generations())[0]!)?.index ?? 0) >= 1, 30_000, 'litestream to restart the wal');
+    await until(
+      async () => (newestShadow(lsMeta, (await client.generations())[0]!)?.index ?? 0) >= 1,
+      30_000,
+      'litestream to restart the wal',
+    );
     insertRows(app, 10);
     // Litestream copies new frames to its shadow WAL at its next monitor tick (1 s), then ships them.
-    await until(async () => (await litestreamCaughtUp(client, lsMeta)) && (newestShadow(lsMeta, (await client.generations())[0]!)?.size ?? 0) > 32 + 4096 * 2, 30_000, 'litestream to replicate the last rows');
+    await until(
+      async () =>
+        (await litestreamCaughtUp(client, lsMeta)) && (newestShadow(lsMeta, (await client.generations())[0]!)?.size ?? 0) > 32 + 4096 * 2,
+      30_000,
+      'litestream to replicate the last rows',
+    );
   } finally {
     const code = await ls.stop();
     assert.equal(code, 0, `litestream exited ${code}: ${ls.output()}`);
@@ -98,11 +113,17 @@ async function replicatedByLitestream(t: TestContext, bin: string, shared = fals
 
 function recordingLogger(): Logger & { lines: string[] } {
   const lines: string[] = [];
-  const at = (level: string) => (message: string, fields?: Record<string, unknown>) => lines.push(`${level} ${message} ${JSON.stringify(fields ?? {})}`);
+  const at = (level: string) => (message: string, fields?: Record<string, unknown>) =>
+    lines.push(`${level} ${message} ${JSON.stringify(fields ?? {})}`);
   return { lines, debug: () => {}, info: at('info'), warn: at('warn'), error: at('error') };
 }
 
-function walship(s: Setup): { rep: Replicator; generations: { generation: string; reason: string }[]; continued: { generation: string; index: number }[]; log: ReturnType<typeof recordingLogger> } {
+function walship(s: Setup): {
+  rep: Replicator;
+  generations: { generation: string; reason: string }[];
+  continued: { generation: string; index: number }[];
+  log: ReturnType<typeof recordingLogger>;
+} {
   const log = recordingLogger();
   const rep = new Replicator(s.dbPath, {
     monitorInterval: 25,
@@ -129,76 +150,84 @@ async function bothRestore(bin: string, s: Setup, expected: unknown[], tag: stri
 }
 
 for (const shared of [false, true]) {
-test(`walship continues the generation Litestream v0.3.13 was replicating: no new snapshot, both tools restore it, and going back to Litestream starts a new generation (${shared ? 'one meta-path for both' : 'default meta directories'})`, async (t) => {
-  const bin = litestreamBin(t);
-  if (!bin) return;
-  const s = await replicatedByLitestream(t, bin, shared);
-  const snapshotsBefore = await s.client.snapshots(s.generation);
-  assert.equal(snapshotsBefore.length, 1);
-  // Written while neither tool runs: past Litestream's shadow end, in the same WAL.
-  insertRows(s.app, 50);
-
-  const w = walship(s);
-  try {
-    await w.rep.start();
-    await w.rep.sync({ timeout: 20_000 });
-    assert.deepEqual(w.generations, [], `no new generation (${JSON.stringify(w.generations)})`);
-    assert.equal(w.continued.length, 1, 'the litestream-continued event');
-    assert.equal(w.continued[0]!.generation, s.generation);
-    assert.equal(w.rep.status().generation, s.generation);
-    assert.ok(w.log.lines.some((l) => l.startsWith('info continuing litestream generation')), w.log.lines.join('\n'));
+  test(`walship continues the generation Litestream v0.3.13 was replicating: no new snapshot, both tools restore it, and going back to Litestream starts a new generation (${shared ? 'one meta-path for both' : 'default meta directories'})`, async (t) => {
+    const bin = litestreamBin(t);
+    if (!bin) return;
+    const s = await replicatedByLitestream(t, bin, shared);
+    const snapshotsBefore = await s.client.snapshots(s.generation);
+    assert.equal(snapshotsBefore.length, 1);
+    // Written while neither tool runs: past Litestream's shadow end, in the same WAL.
     insertRows(s.app, 50);
-    await w.rep.sync({ timeout: 20_000 });
-  } finally {
-    await w.rep.stop();
-  }
-  assert.deepEqual(await s.client.generations(), [s.generation], 'still one generation on the replica');
-  assert.deepEqual(
-    (await s.client.snapshots(s.generation)).map((x) => x.index),
-    snapshotsBefore.map((x) => x.index),
-    'no snapshot was written',
-  );
-  if (s.sharedMeta) {
-    // walship's own `generation` file replaced Litestream's; the newest shadow WAL is gone.
-    assert.equal(newestShadow(s.lsMeta, s.generation), undefined, 'the newest shadow wal is retired');
-  } else {
-    assert.equal(fs.existsSync(path.join(s.lsMeta, 'generation')), false, "Litestream's generation file is retired");
-  }
-  const expected = appRows(s.app);
-  assert.equal(expected.length, 310);
-  assert.ok(w.continued[0]!.index >= 1, `continued at wal index ${w.continued[0]!.index}`);
-  await bothRestore(bin, s, expected, 'continued');
 
-  // A restart of walship continues from its own state now. (A Litestream `generation` file still
-  // naming the generation — walship killed before it retired it — is removed at that start.)
-  const lsGenerationFile = path.join(s.lsMeta, 'generation');
-  if (!s.sharedMeta) fs.writeFileSync(lsGenerationFile, `${s.generation}\n`);
-  const again = walship(s);
-  try {
-    await again.rep.start();
+    const w = walship(s);
+    try {
+      await w.rep.start();
+      await w.rep.sync({ timeout: 20_000 });
+      assert.deepEqual(w.generations, [], `no new generation (${JSON.stringify(w.generations)})`);
+      assert.equal(w.continued.length, 1, 'the litestream-continued event');
+      assert.equal(w.continued[0]!.generation, s.generation);
+      assert.equal(w.rep.status().generation, s.generation);
+      assert.ok(
+        w.log.lines.some((l) => l.startsWith('info continuing litestream generation')),
+        w.log.lines.join('\n'),
+      );
+      insertRows(s.app, 50);
+      await w.rep.sync({ timeout: 20_000 });
+    } finally {
+      await w.rep.stop();
+    }
+    assert.deepEqual(await s.client.generations(), [s.generation], 'still one generation on the replica');
+    assert.deepEqual(
+      (await s.client.snapshots(s.generation)).map((x) => x.index),
+      snapshotsBefore.map((x) => x.index),
+      'no snapshot was written',
+    );
+    if (s.sharedMeta) {
+      // walship's own `generation` file replaced Litestream's; the newest shadow WAL is gone.
+      assert.equal(newestShadow(s.lsMeta, s.generation), undefined, 'the newest shadow wal is retired');
+    } else {
+      assert.equal(fs.existsSync(path.join(s.lsMeta, 'generation')), false, "Litestream's generation file is retired");
+    }
+    const expected = appRows(s.app);
+    assert.equal(expected.length, 310);
+    assert.ok(w.continued[0]!.index >= 1, `continued at wal index ${w.continued[0]!.index}`);
+    await bothRestore(bin, s, expected, 'continued');
+
+    // A restart of walship continues from its own state now. (A Litestream `generation` file still
+    // naming the generation — walship killed before it retired it — is removed at that start.)
+    const lsGenerationFile = path.join(s.lsMeta, 'generation');
+    if (!s.sharedMeta) fs.writeFileSync(lsGenerationFile, `${s.generation}\n`);
+    const again = walship(s);
+    try {
+      await again.rep.start();
+      insertRows(s.app, 10);
+      await again.rep.sync({ timeout: 20_000 });
+      assert.deepEqual(again.generations, []);
+      assert.deepEqual(again.continued, []);
+    } finally {
+      await again.rep.stop();
+    }
+    if (!s.sharedMeta)
+      assert.equal(fs.existsSync(lsGenerationFile), false, "a leftover Litestream generation file naming walship's generation is removed");
+    await bothRestore(bin, s, appRows(s.app), 'restarted');
+
+    // Going back: Litestream does not continue what walship wrote; it begins a new generation.
     insertRows(s.app, 10);
-    await again.rep.sync({ timeout: 20_000 });
-    assert.deepEqual(again.generations, []);
-    assert.deepEqual(again.continued, []);
-  } finally {
-    await again.rep.stop();
-  }
-  if (!s.sharedMeta) assert.equal(fs.existsSync(lsGenerationFile), false, "a leftover Litestream generation file naming walship's generation is removed");
-  await bothRestore(bin, s, appRows(s.app), 'restarted');
-
-  // Going back: Litestream does not continue what walship wrote; it begins a new generation.
-  insertRows(s.app, 10);
-  const ls = replicateWithLitestream(bin, s.config);
-  try {
-    await until(async () => (await s.client.generations()).length === 2 && (await litestreamCaughtUp2(s)), 30_000, 'litestream to begin a new generation');
-  } finally {
-    assert.equal(await ls.stop(), 0, ls.output());
-  }
-  assert.match(ls.output(), /new generation/);
-  const back = path.join(s.dir, 'litestream-back.db');
-  await restoreWithLitestream(bin, back, [`file://${s.replicaDir}`]);
-  assert.deepEqual(rows(back), appRows(s.app), 'litestream restores its new generation with every row');
-});
+    const ls = replicateWithLitestream(bin, s.config);
+    try {
+      await until(
+        async () => (await s.client.generations()).length === 2 && (await litestreamCaughtUp2(s)),
+        30_000,
+        'litestream to begin a new generation',
+      );
+    } finally {
+      assert.equal(await ls.stop(), 0, ls.output());
+    }
+    assert.match(ls.output(), /new generation/);
+    const back = path.join(s.dir, 'litestream-back.db');
+    await restoreWithLitestream(bin, back, [`file://${s.replicaDir}`]);
+    assert.deepEqual(rows(back), appRows(s.app), 'litestream restores its new generation with every row');
+  });
 }
 
 test('a WAL restarted after Litestream stopped cannot be continued: a new generation, and the reason says why', async (t) => {
@@ -222,8 +251,14 @@ test('a WAL restarted after Litestream stopped cannot be continued: a new genera
   assert.deepEqual(w.continued, []);
   assert.equal(w.generations.length, 1, JSON.stringify(w.generations));
   assert.notEqual(w.generations[0]!.generation, s.generation);
-  assert.match(w.generations[0]!.reason, new RegExp(`^litestream generation ${s.generation} cannot be continued: the wal was restarted after litestream stopped`));
-  assert.ok(fs.existsSync(path.join(s.dir, '.app.db-litestream', 'generation')), "a generation walship did not take over stays Litestream's");
+  assert.match(
+    w.generations[0]!.reason,
+    new RegExp(`^litestream generation ${s.generation} cannot be continued: the wal was restarted after litestream stopped`),
+  );
+  assert.ok(
+    fs.existsSync(path.join(s.dir, '.app.db-litestream', 'generation')),
+    "a generation walship did not take over stays Litestream's",
+  );
   await bothRestore(bin, s, appRows(s.app), 'rejected');
 });
 

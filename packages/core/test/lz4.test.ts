@@ -346,7 +346,10 @@ describe('LZ4 frame decoder reads frames written by the lz4 CLI', { skip: lz4Ski
     const random = randomBytes(300_000);
     for (const flags of [['-B4'], ['-BD', '-B4']]) {
       const frame = lz4Cli(['-c', '-q', ...flags], random);
-      assert.ok(parseFrame(frame).blocks.every((b) => b.word >>> 31 === 1), 'all blocks stored');
+      assert.ok(
+        parseFrame(frame).blocks.every((b) => b.word >>> 31 === 1),
+        'all blocks stored',
+      );
       for (const blockDecoder of DECODERS) assert.ok((await decode(frame, blockDecoder)).equals(random));
     }
   });
@@ -506,15 +509,32 @@ describe('LZ4 frame decoder', () => {
     // 'abc' + 100-byte match at offset 3 (long overlap), 70-byte match at offset 1 (run),
     // 'pq' + 9-byte match at offset 2 (short overlap), then the literals 'xyz1'.
     const block = Buffer.from([
-      0x3f, 0x61, 0x62, 0x63, 0x03, 0x00, 100 - 19,
-      0x0f, 0x01, 0x00, 70 - 19,
-      0x25, 0x70, 0x71, 0x02, 0x00,
-      0x40, 0x78, 0x79, 0x7a, 0x31,
+      0x3f,
+      0x61,
+      0x62,
+      0x63,
+      0x03,
+      0x00,
+      100 - 19,
+      0x0f,
+      0x01,
+      0x00,
+      70 - 19,
+      0x25,
+      0x70,
+      0x71,
+      0x02,
+      0x00,
+      0x40,
+      0x78,
+      0x79,
+      0x7a,
+      0x31,
     ]);
     const word = Buffer.alloc(4);
     word.writeUInt32LE(block.length);
     const frame = Buffer.concat([lz4FrameHeader(65536, false), word, block, Buffer.alloc(4)]);
-    const want = 'abc' + 'abc'.repeat(34).slice(0, 100) + 'a'.repeat(70) + 'pq' + 'pqpqpqpqp' + 'xyz1';
+    const want = `abc${'abc'.repeat(34).slice(0, 100)}${'a'.repeat(70)}pqpqpqpqpqpxyz1`;
     for (const blockDecoder of DECODERS) assert.equal((await decode(frame, blockDecoder)).toString(), want);
   });
 });

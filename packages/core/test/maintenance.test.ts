@@ -16,16 +16,46 @@ class OutageClient implements ReplicaClient {
   #check(): void {
     if (this.down) throw new BackendError('connection refused (simulated outage)', { retryable: true });
   }
-  async generations() { this.#check(); return this.inner.generations(); }
-  async deleteGeneration(g: string) { this.#check(); return this.inner.deleteGeneration(g); }
-  async snapshots(g: string) { this.#check(); return this.inner.snapshots(g); }
-  async writeSnapshot(g: string, i: number, body: Readable) { this.#check(); return this.inner.writeSnapshot(g, i, body); }
-  async snapshotReader(g: string, i: number) { this.#check(); return this.inner.snapshotReader(g, i); }
-  async deleteSnapshot(g: string, i: number) { this.#check(); return this.inner.deleteSnapshot(g, i); }
-  async walSegments(g: string) { this.#check(); return this.inner.walSegments(g); }
-  async writeWALSegment(p: Pos, body: Readable) { this.#check(); return this.inner.writeWALSegment(p, body); }
-  async walSegmentReader(p: Pos) { this.#check(); return this.inner.walSegmentReader(p); }
-  async deleteWALSegments(ps: readonly Pos[]) { this.#check(); return this.inner.deleteWALSegments(ps); }
+  async generations() {
+    this.#check();
+    return this.inner.generations();
+  }
+  async deleteGeneration(g: string) {
+    this.#check();
+    return this.inner.deleteGeneration(g);
+  }
+  async snapshots(g: string) {
+    this.#check();
+    return this.inner.snapshots(g);
+  }
+  async writeSnapshot(g: string, i: number, body: Readable) {
+    this.#check();
+    return this.inner.writeSnapshot(g, i, body);
+  }
+  async snapshotReader(g: string, i: number) {
+    this.#check();
+    return this.inner.snapshotReader(g, i);
+  }
+  async deleteSnapshot(g: string, i: number) {
+    this.#check();
+    return this.inner.deleteSnapshot(g, i);
+  }
+  async walSegments(g: string) {
+    this.#check();
+    return this.inner.walSegments(g);
+  }
+  async writeWALSegment(p: Pos, body: Readable) {
+    this.#check();
+    return this.inner.writeWALSegment(p, body);
+  }
+  async walSegmentReader(p: Pos) {
+    this.#check();
+    return this.inner.walSegmentReader(p);
+  }
+  async deleteWALSegments(ps: readonly Pos[]) {
+    this.#check();
+    return this.inner.deleteWALSegments(ps);
+  }
 }
 
 async function spillFiles(metaPath: string): Promise<string[]> {
@@ -65,11 +95,15 @@ test('one failing replica never stops the others, and catches up when it comes b
   }
   // Writes are over; give the monitor (30 ms) time to see the last commit before comparing.
   await new Promise((r) => setTimeout(r, 300));
-  await until(() => {
-    const s = rep.status();
-    const g = s.replicas.find((r) => r.name === 'good')!;
-    return g.pos.generation === s.pos.generation && g.pos.index === s.pos.index && g.pos.offset === s.pos.offset;
-  }, 15_000, 'good replica caught up');
+  await until(
+    () => {
+      const s = rep.status();
+      const g = s.replicas.find((r) => r.name === 'good')!;
+      return g.pos.generation === s.pos.generation && g.pos.index === s.pos.index && g.pos.offset === s.pos.offset;
+    },
+    15_000,
+    'good replica caught up',
+  );
   const st = rep.status().replicas.find((r) => r.name === 'flaky')!;
   assert.ok(errors > 0, 'the outage was reported');
   assert.match(st.lastError ?? '', /simulated outage/);
@@ -127,11 +161,15 @@ test('kept WAL tails are pruned once every replica has them', async (t) => {
   // load the monitor may restart the WAL in between, and the replicas then need that index's
   // tail until their next sync — hence the loop.)
   let restarts = 0;
-  await until(async () => {
-    await rep.sync();
-    if (await rep.checkpoint()) restarts++;
-    return (await spillFiles(metaPath)).length === 0;
-  }, 20_000, 'kept tails pruned after every replica synced');
+  await until(
+    async () => {
+      await rep.sync();
+      if (await rep.checkpoint()) restarts++;
+      return (await spillFiles(metaPath)).length === 0;
+    },
+    20_000,
+    'kept tails pruned after every replica synced',
+  );
   assert.ok(restarts >= 1, 'a controlled restart happened');
   assert.ok(rep.pos.index > start.index, `the WAL was restarted (index ${start.index} → ${rep.pos.index})`);
   await rep.stop();
@@ -179,7 +217,10 @@ test('with no replicas the WAL stays within minCheckpointPageCount and the meta 
   const written = [...ends.values()].reduce((a, b) => a + b, 0);
   t.diagnostic(`largest -wal ${maxWal} bytes (bound ${bound}); ${written} bytes of WAL written; ${restarts} restarts`);
   assert.ok(written >= 8 * bound, `wrote ${written} bytes of WAL, ${Math.round(written / bound)}× the bound`);
-  assert.ok(maxWal <= bound, `the WAL stayed within ${minPages} + ${3 * pagesPerWrite} pages: at most ${maxWal} bytes (bound ${bound}) after ${written} bytes of WAL writes`);
+  assert.ok(
+    maxWal <= bound,
+    `the WAL stayed within ${minPages} + ${3 * pagesPerWrite} pages: at most ${maxWal} bytes (bound ${bound}) after ${written} bytes of WAL writes`,
+  );
   assert.ok(restarts >= 5, `the WAL was restarted ${restarts} times`);
   assert.deepEqual(await spillFiles(path.join(dir, '.app.db-walship')), []);
 });
@@ -234,8 +275,14 @@ test('snapshot-interval takes snapshots; retention deletes old generations, snap
   assert.ok(snaps.length >= 1 && snaps.length < snapshots, `old snapshots deleted (${snaps.length} of ${snapshots} left)`);
   const minIndex = snaps[0]!.index;
   const segs = await client.walSegments(now.generation);
-  assert.ok(segs.every((s) => s.index >= minIndex), 'no WAL below the oldest kept snapshot');
-  assert.ok(segs.some((s) => s.index === minIndex), 'the oldest kept snapshot still has its WAL');
+  assert.ok(
+    segs.every((s) => s.index >= minIndex),
+    'no WAL below the oldest kept snapshot',
+  );
+  assert.ok(
+    segs.some((s) => s.index === minIndex),
+    'the oldest kept snapshot still has its WAL',
+  );
   const out = await rebuildLikeLitestream(client, path.join(dir, 'rebuild'));
   assert.deepEqual(rows(out), rows(dbPath));
   app.close();
@@ -248,7 +295,12 @@ test('a kept WAL tail cut short (a power loss before its fsync) costs a new snap
   const flaky = new OutageClient(new FileReplicaClient({ path: path.join(dir, 'flaky') }));
   flaky.down = false;
   const app = openApp(dbPath);
-  const opts = { metaPath, monitorInterval: 20, minCheckpointPageCount: 10_000, replicas: [{ name: 'flaky', client: flaky, syncInterval: 20 }] };
+  const opts = {
+    metaPath,
+    monitorInterval: 20,
+    minCheckpointPageCount: 10_000,
+    replicas: [{ name: 'flaky', client: flaky, syncInterval: 20 }],
+  };
   const rep = new Replicator(dbPath, opts);
   await rep.start();
   insertRows(app, 10, 500);
@@ -297,7 +349,12 @@ test('a replica slower than the writer does not hold off forced restarts: the WA
   });
   const app = openApp(dbPath);
   const maxPages = 60;
-  const rep = new Replicator(dbPath, { monitorInterval: 20, minCheckpointPageCount: 20, maxCheckpointPageCount: maxPages, replicas: [{ client: slow, syncInterval: 20 }] });
+  const rep = new Replicator(dbPath, {
+    monitorInterval: 20,
+    minCheckpointPageCount: 20,
+    maxCheckpointPageCount: maxPages,
+    replicas: [{ client: slow, syncInterval: 20 }],
+  });
   let restartsDuringUploads = 0;
   rep.on('checkpoint', (e) => {
     if (e.restarted && inflight > 0) restartsDuringUploads++;
@@ -313,7 +370,10 @@ test('a replica slower than the writer does not hold off forced restarts: the WA
   }
   const pageBytes = 4096 + 24;
   assert.ok(restartsDuringUploads >= 1, 'the WAL was restarted while an upload was in flight');
-  assert.ok(maxWal <= 3 * maxPages * pageBytes, `largest -wal ${maxWal} bytes, bound ${3 * maxPages * pageBytes} (${written} bytes of rows written)`);
+  assert.ok(
+    maxWal <= 3 * maxPages * pageBytes,
+    `largest -wal ${maxWal} bytes, bound ${3 * maxPages * pageBytes} (${written} bytes of rows written)`,
+  );
   await rep.sync({ timeout: 60_000 });
   await rep.stop();
   const out = await rebuildLikeLitestream(inner, path.join(dir, 'rebuild'));

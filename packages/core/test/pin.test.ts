@@ -22,7 +22,9 @@ function appCheckpointsAndWrites(app: Database.Database): { busy: number; log: n
   return r;
 }
 
-async function setup(t: { after: (fn: () => Promise<void>) => void }): Promise<{ dbPath: string; app: Database.Database; conns: DbConnections }> {
+async function setup(t: {
+  after: (fn: () => Promise<void>) => void;
+}): Promise<{ dbPath: string; app: Database.Database; conns: DbConnections }> {
   const dir = await tempDir('walship-pin-');
   const dbPath = path.join(dir, 'app.db');
   const app = openApp(dbPath);

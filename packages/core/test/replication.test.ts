@@ -80,7 +80,7 @@ test('many WAL indexes under small checkpoint thresholds rebuild exactly', async
   app.close();
 });
 
-test('restarting walship continues the same generation without a new snapshot', async (t) => {
+test('restarting walship continues the same generation without a new snapshot', async () => {
   const f = await fixture();
   const app = openApp(f.dbPath);
   let rep = replicator(f);
@@ -266,7 +266,7 @@ test('a lagging replica is served its unsent WAL from kept tails across forced r
   });
   await rep.start();
   const slowStatus = () => rep.status().replicas.find((r) => r.name === 'slow')!;
-  await until(() => slowStatus().lastSyncAt !== undefined, 20_000, 'the slow replica\'s first sync');
+  await until(() => slowStatus().lastSyncAt !== undefined, 20_000, "the slow replica's first sync");
   const slowStart = slowStatus().pos;
   const deadline = Date.now() + 20_000;
   while (rep.pos.index < slowStart.index + 3) {
@@ -284,7 +284,10 @@ test('a lagging replica is served its unsent WAL from kept tails across forced r
     assert.ok(fromKeptTails.has(i), `index ${i} reached the slow replica from a kept tail (${[...fromKeptTails].join(', ')})`);
   }
   assert.ok((await walByIndex(slow, gen)).size >= 3, 'the slow replica holds every index');
-  for (const [c, name] of [[f.client, 'fast'], [slow, 'slow']] as const) {
+  for (const [c, name] of [
+    [f.client, 'fast'],
+    [slow, 'slow'],
+  ] as const) {
     const out = await rebuildLikeLitestream(c, path.join(f.dir, `rebuild-${name}`));
     assert.deepEqual(rows(out), rows(f.dbPath), `${name} replica`);
   }
@@ -314,8 +317,17 @@ test('bad options are rejected with ConfigError', async () => {
   assert.throws(() => new Replicator(f.dbPath, {} as never), { code: 'WALSHIP_CONFIG' });
   assert.throws(() => new Replicator(f.dbPath, { replicas: [{ client: f.client }, { client: f.client }] }), /duplicate replica name/);
   assert.throws(() => new Replicator(f.dbPath, { replicas: [{ client: f.client, syncInterval: '5 minutes' }] }), /invalid sync-interval/);
-  assert.throws(() => new Replicator(f.dbPath, { replicas: [{ client: f.client }], 'bogus-key': 1 } as never), /unknown database option "bogus-key"/);
-  const kebab = new Replicator(f.dbPath, { replicas: [{ client: f.client, 'sync-interval': '2s' } as never], 'monitor-interval': '100ms' } as never);
+  assert.throws(
+    () => new Replicator(f.dbPath, { replicas: [{ client: f.client }], 'bogus-key': 1 } as never),
+    /unknown database option "bogus-key"/,
+  );
+  const kebab = new Replicator(f.dbPath, {
+    replicas: [{ client: f.client, 'sync-interval': '2s' } as never],
+    'monitor-interval': '100ms',
+  } as never);
   assert.equal(kebab.status().replicas[0]!.syncIntervalMs, 2000);
-  await assert.rejects(new Replicator(path.join(f.dir, 'missing', 'x.db'), { replicas: [{ client: f.client }] }).start(), /database directory does not exist/);
+  await assert.rejects(
+    new Replicator(path.join(f.dir, 'missing', 'x.db'), { replicas: [{ client: f.client }] }).start(),
+    /database directory does not exist/,
+  );
 });

@@ -99,7 +99,10 @@ describe('restore: kill -9', () => {
     const c = spawnScript('restore-verify-child.ts', [fx.replicaDir, output]);
     await c.waitFor(/^sqlite-open$/, 60_000);
     const seen = strayFiles(outDir);
-    assert.ok(seen.some((n) => n.endsWith('-shm')) && seen.some((n) => n.endsWith('-wal')), `killed while SQLite had it open: ${seen.join(', ')}`);
+    assert.ok(
+      seen.some((n) => n.endsWith('-shm')) && seen.some((n) => n.endsWith('-wal')),
+      `killed while SQLite had it open: ${seen.join(', ')}`,
+    );
     assert.notDeepEqual(janitorPids(outDir), [], 'a janitor watches the restore');
     c.kill('SIGKILL');
     await exited(c);

@@ -22,9 +22,11 @@ function damaged(gen: string, mutate: (genDir: string) => void, faults?: Faults)
   };
 }
 
-const segFile = (genDir: string, p: { index: number; offset: number }) => path.join(genDir, 'wal', `${hex8(p.index)}_${hex8(p.offset)}.wal.lz4`);
+const segFile = (genDir: string, p: { index: number; offset: number }) =>
+  path.join(genDir, 'wal', `${hex8(p.index)}_${hex8(p.offset)}.wal.lz4`);
 const snapFile = (genDir: string, index: number) => path.join(genDir, 'snapshots', `${hex8(index)}.snapshot.lz4`);
-const pointsOf = (gen: string, index?: number) => S.fx.points.filter((p) => p.generation === gen && (index === undefined || p.index === index));
+const pointsOf = (gen: string, index?: number) =>
+  S.fx.points.filter((p) => p.generation === gen && (index === undefined || p.index === index));
 
 function flipMiddle(file: string): void {
   const b = fs.readFileSync(file);
@@ -57,7 +59,14 @@ async function expectDamaged(p: Promise<unknown>): Promise<DamageReport> {
 async function checkDamage(
   c: { replicas: RestoreReplica[]; out: string },
   opts: { generation?: string; index?: number },
-  expect: { kind: string | string[]; index: number; offset?: number; offsetIn?: [number, number]; restorable?: FixturePoint | { snapshotOnly: { index: number; dump: string; time: Date } }; snapshotIndex?: number },
+  expect: {
+    kind: string | string[];
+    index: number;
+    offset?: number;
+    offsetIn?: [number, number];
+    restorable?: FixturePoint | { snapshotOnly: { index: number; dump: string; time: Date } };
+    snapshotIndex?: number;
+  },
 ): Promise<DamageReport> {
   const errOut = c.out.replace('restored.db', 'failed.db');
   let failMessage = '';
@@ -71,7 +80,11 @@ async function checkDamage(
   assert.ok(kinds.includes(report.kind), `kind ${report.kind} in ${kinds.join('|')}: ${failMessage}`);
   assert.equal(report.index, expect.index, failMessage);
   if (expect.offset !== undefined) assert.equal(report.offset, expect.offset, failMessage);
-  if (expect.offsetIn) assert.ok(report.offset >= expect.offsetIn[0] && report.offset < expect.offsetIn[1], `${report.offset} in [${expect.offsetIn}): ${failMessage}`);
+  if (expect.offsetIn)
+    assert.ok(
+      report.offset >= expect.offsetIn[0] && report.offset < expect.offsetIn[1],
+      `${report.offset} in [${expect.offsetIn}): ${failMessage}`,
+    );
   assert.equal(report.replicaName, 'file');
   assert.ok(!fs.existsSync(errOut), 'no output after a failed restore');
   assert.deepEqual(strayFiles(path.dirname(errOut)), []);
@@ -82,7 +95,10 @@ async function checkDamage(
     return report;
   }
   assert.ok(report.restorable, `restorable point expected: ${failMessage}`);
-  assert.match(failMessage, /latest restorable point is [0-9a-f]{16}\/[0-9a-f]{8}:\d+ \(\d{4}-.*Z, snapshot [0-9a-f]{8}\); restore up to it with partial: true/);
+  assert.match(
+    failMessage,
+    /latest restorable point is [0-9a-f]{16}\/[0-9a-f]{8}:\d+ \(\d{4}-.*Z, snapshot [0-9a-f]{8}\); restore up to it with partial: true/,
+  );
   const r = expect.restorable;
   let expectedPos: { index: number; offset: number };
   let expectedTime: Date;
@@ -118,7 +134,11 @@ describe('restore: damaged replicas', () => {
     const segs = pointsOf(S.genA, idx);
     const gone = segs[1]!;
     const c = damaged(S.genA, (g) => fs.rmSync(segFile(g, gone)));
-    const rep = await checkDamage(c, { generation: S.genA }, { kind: 'missing-segment', index: idx, offset: gone.offset, restorable: segs[0]!, snapshotIndex: 3 });
+    const rep = await checkDamage(
+      c,
+      { generation: S.genA },
+      { kind: 'missing-segment', index: idx, offset: gone.offset, restorable: segs[0]!, snapshotIndex: 3 },
+    );
     assert.equal(rep.object, `wal/${hex8(idx)}_${hex8(gone.offset)}.wal.lz4`);
     assert.equal(rep.generation, S.genA);
   });
@@ -126,7 +146,11 @@ describe('restore: damaged replicas', () => {
   test('missing initial segment (offset 0) of an index', async () => {
     const first = pointsOf(S.genA, 4)[0]!;
     const c = damaged(S.genA, (g) => fs.rmSync(segFile(g, first)));
-    await checkDamage(c, { generation: S.genA }, { kind: 'missing-segment', index: 4, offset: 0, restorable: S.fx.lastPointOfIndex(S.genA, 3)! });
+    await checkDamage(
+      c,
+      { generation: S.genA },
+      { kind: 'missing-segment', index: 4, offset: 0, restorable: S.fx.lastPointOfIndex(S.genA, 3)! },
+    );
   });
 
   test('missing index between the snapshot and later indexes', async () => {
@@ -136,7 +160,11 @@ describe('restore: damaged replicas', () => {
       fs.rmSync(snapFile(g, 3));
       for (const p of pointsOf(S.genA, 2)) fs.rmSync(segFile(g, p));
     });
-    const rep = await checkDamage(c, { generation: S.genA }, { kind: 'missing-index', index: 2, offset: 0, restorable: S.fx.lastPointOfIndex(S.genA, 1)!, snapshotIndex: 1 });
+    const rep = await checkDamage(
+      c,
+      { generation: S.genA },
+      { kind: 'missing-index', index: 2, offset: 0, restorable: S.fx.lastPointOfIndex(S.genA, 1)!, snapshotIndex: 1 },
+    );
     assert.match(rep.detail, /WAL index 00000002 has no segments/);
   });
 
@@ -155,7 +183,12 @@ describe('restore: damaged replicas', () => {
           kind: ['corrupt-segment', 'invalid-wal'],
           index: bad.index,
           offsetIn: [bad.offset, bad.end],
-          restorable: prev && prev.index === bad.index ? prev : prev && bad.offset === 0 ? prev : { snapshotOnly: { index: 0, dump: snap.dump, time: snap.createdAt } },
+          restorable:
+            prev && prev.index === bad.index
+              ? prev
+              : prev && bad.offset === 0
+                ? prev
+                : { snapshotOnly: { index: 0, dump: snap.dump, time: snap.createdAt } },
         },
       );
     }
@@ -164,7 +197,11 @@ describe('restore: damaged replicas', () => {
   test('truncated segment object (cut in half, and empty)', async () => {
     const segs = pointsOf(S.genA, 4);
     const c = damaged(S.genA, (g) => truncateHalf(segFile(g, segs[1]!)));
-    const rep = await checkDamage(c, { generation: S.genA }, { kind: 'truncated-segment', index: 4, offset: segs[1]!.offset, restorable: segs[0]! });
+    const rep = await checkDamage(
+      c,
+      { generation: S.genA },
+      { kind: 'truncated-segment', index: 4, offset: segs[1]!.offset, restorable: segs[0]! },
+    );
     assert.match(rep.detail, /truncated LZ4 frame/);
     const c2 = damaged(S.genA, (g) => fs.truncateSync(segFile(g, segs[2]!), 0));
     await checkDamage(c2, { generation: S.genA }, { kind: 'truncated-segment', index: 4, offset: segs[2]!.offset, restorable: segs[1]! });
@@ -196,7 +233,13 @@ describe('restore: damaged replicas', () => {
     await checkDamage(
       c,
       { generation: S.genA, index: 1 },
-      { kind: ['corrupt-segment', 'invalid-wal'], index: 1, offsetIn: [idx1[1]!.offset, idx1[1]!.end], restorable: idx1[0]!, snapshotIndex: 0 },
+      {
+        kind: ['corrupt-segment', 'invalid-wal'],
+        index: 1,
+        offsetIn: [idx1[1]!.offset, idx1[1]!.end],
+        restorable: idx1[0]!,
+        snapshotIndex: 0,
+      },
     );
     // Without the older snapshot nothing consistent can be restored.
     const c2 = damaged(S.genA, (g) => {
@@ -265,7 +308,10 @@ describe('restore: transient storage errors', () => {
     assert.equal(r.status, 'restored');
     assertRestored(c.out, S.fx.lastPoint(S.genA)!.dump);
     const fc = c.replicas[0]!.client as FaultyClient;
-    assert.ok([...fc.opens.values()].every((v) => v >= 3), 'every object was opened at least 3 times');
+    assert.ok(
+      [...fc.opens.values()].every((v) => v >= 3),
+      'every object was opened at least 3 times',
+    );
   });
 
   test('a permanent backend error fails the restore as it is, leaving nothing behind', async () => {

@@ -70,7 +70,11 @@ test('a damaged replica gives way to the other replica holding the same point; t
   assert.equal(res.skippedReplicas![0]!.replicaName, first.replicaName);
   assert.match(res.skippedReplicas![0]!.reason, /^restore failed: /);
   assert.deepEqual(rows(out), f.expected, 'every row');
-  assert.deepEqual(fs.readdirSync(f.dir).filter((n) => n.includes('walship-restore')), [], 'no temp files left');
+  assert.deepEqual(
+    fs.readdirSync(f.dir).filter((n) => n.includes('walship-restore')),
+    [],
+    'no temp files left',
+  );
 
   // Pinned to the damaged replica, there is nothing to fall back on: the damage is the error.
   await assert.rejects(

@@ -107,7 +107,10 @@ describe('restore: bounded memory paths', () => {
     ].entries()) {
       const o = path.join(base, 'out', `m${i}.db`);
       const applied: Array<Record<string, unknown>> = [];
-      const logger = { ...silentLogger, debug: (m: string, f?: Record<string, unknown>) => void (m === 'applied wal' && applied.push(f ?? {})) };
+      const logger = {
+        ...silentLogger,
+        debug: (m: string, f?: Record<string, unknown>) => void (m === 'applied wal' && applied.push(f ?? {})),
+      };
       const r = await restoreWith({ outputPath: o, replicas, parallelism: i + 1, logger }, internals);
       assert.equal(r.status, 'restored');
       const spilled = applied.reduce((s, f) => s + Number(f.pagesSpilled), 0);
@@ -119,7 +122,10 @@ describe('restore: bounded memory paths', () => {
     // Every intermediate point too, with the smallest budgets.
     for (const p of fx.points) {
       const o = path.join(base, 'out', `p${p.index}-${p.offset}.db`);
-      await restoreWith({ outputPath: o, replicas, timestamp: p.createdAt, verify: 'none' }, { committedBytes: 16 * 4096, pendingBytes: 16 * 4096 });
+      await restoreWith(
+        { outputPath: o, replicas, timestamp: p.createdAt, verify: 'none' },
+        { committedBytes: 16 * 4096, pendingBytes: 16 * 4096 },
+      );
       assert.equal(sqliteDump(o), p.dump);
     }
   });

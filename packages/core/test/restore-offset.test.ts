@@ -66,7 +66,10 @@ test('offset restores exactly to each commit boundary of an index, also inside a
   const segments = (await client.walSegments(generation)).filter((s) => s.index === index);
   const starts = new Set(segments.map((s) => s.offset));
   // At least one boundary lies strictly inside a stored segment object.
-  assert.ok(commits.some((c) => !starts.has(c.offset)), `segments start at ${[...starts].join(',')}; commits end at ${commits.map((c) => c.offset).join(',')}`);
+  assert.ok(
+    commits.some((c) => !starts.has(c.offset)),
+    `segments start at ${[...starts].join(',')}; commits end at ${commits.map((c) => c.offset).join(',')}`,
+  );
   for (const c of commits) {
     const o = out();
     const r = await restore({ outputPath: o, replicas: [{ name: 'file', client }], index, offset: c.offset });
@@ -123,10 +126,20 @@ test('an offset past the end of the index restores to its end', async () => {
 });
 
 test('offset is validated: it needs index, and a non-negative integer', async () => {
-  const invalid = (re: RegExp) => (err: unknown) => err instanceof RestoreError && err.code === 'WALSHIP_RESTORE_INVALID' && re.test(err.message);
-  await assert.rejects(restore({ outputPath: out(), replicas: [{ name: 'file', client }], offset: commits[0]!.offset }), invalid(/cannot specify offset without index/));
-  await assert.rejects(restore({ outputPath: out(), replicas: [{ name: 'file', client }], index, offset: -1 }), invalid(/invalid offset -1/));
-  await assert.rejects(restore({ outputPath: out(), replicas: [{ name: 'file', client }], index, offset: 1.5 }), invalid(/invalid offset 1\.5/));
+  const invalid = (re: RegExp) => (err: unknown) =>
+    err instanceof RestoreError && err.code === 'WALSHIP_RESTORE_INVALID' && re.test(err.message);
+  await assert.rejects(
+    restore({ outputPath: out(), replicas: [{ name: 'file', client }], offset: commits[0]!.offset }),
+    invalid(/cannot specify offset without index/),
+  );
+  await assert.rejects(
+    restore({ outputPath: out(), replicas: [{ name: 'file', client }], index, offset: -1 }),
+    invalid(/invalid offset -1/),
+  );
+  await assert.rejects(
+    restore({ outputPath: out(), replicas: [{ name: 'file', client }], index, offset: 1.5 }),
+    invalid(/invalid offset 1\.5/),
+  );
   await assert.rejects(
     restore({ outputPath: out(), replicas: [{ name: 'file', client }], index, offset: 32, timestamp: new Date() }),
     (err: unknown) => err instanceof RestoreError && err.code === 'WALSHIP_RESTORE_INVALID',

@@ -18,7 +18,8 @@ import { assertRestored, copyDir, sharedStandardFixture } from './helpers/restor
 
 const S = sharedStandardFixture('restore-two-writers');
 
-const segFile = (genDir: string, p: { index: number; offset: number }) => path.join(genDir, 'wal', `${hex8(p.index)}_${hex8(p.offset)}.wal.lz4`);
+const segFile = (genDir: string, p: { index: number; offset: number }) =>
+  path.join(genDir, 'wal', `${hex8(p.index)}_${hex8(p.offset)}.wal.lz4`);
 const raw = (file: string): Buffer => execFileSync(LZ4, ['-dc', file], { maxBuffer: 1 << 28 });
 
 /** Replaces the object at `at`'s key with `data` (keeping its time), as a second writer would. */
@@ -90,7 +91,7 @@ test('generations written at the same time by two databases: the newest is resto
   // Consecutive generations of one database are not flagged.
   const plain = await restore({ outputPath: path.join(c.root, 'plain.db'), replicas: [{ name: 'r', client: c.client }] });
   assert.equal(plain.generation, S.genB);
-  assert.equal(plain.concurrentGenerations, undefined, 'one database\'s generations follow each other');
+  assert.equal(plain.concurrentGenerations, undefined, "one database's generations follow each other");
   // A second database starts shipping to the same replica while S.genB is still being written.
   const gens = await listGenerations([{ name: 'r', client: c.client }]);
   const b = gens.find((x) => x.generation === S.genB)!;
@@ -105,5 +106,9 @@ test('generations written at the same time by two databases: the newest is resto
   const res = await restore({ outputPath: c.out, replicas: [{ name: 'r', client: c.client }] });
   assert.equal(res.generation, genC, 'the newest generation');
   assertRestored(c.out, other.lastPoint()!.dump);
-  assert.deepEqual(res.concurrentGenerations?.map((x) => x.generation), [S.genB], 'the generation written beside it is named');
+  assert.deepEqual(
+    res.concurrentGenerations?.map((x) => x.generation),
+    [S.genB],
+    'the generation written beside it is named',
+  );
 });

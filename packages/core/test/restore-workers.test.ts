@@ -53,7 +53,10 @@ describe('restore with decode workers', () => {
   test('points in time (one worker)', async () => {
     for (const p of fx.points.filter((_, i) => i % 4 === 1)) {
       const o = out();
-      await restoreWith({ outputPath: o, replicas: replicasOf(fx.replicaDir), timestamp: p.createdAt, verify: 'none' }, { workers: 1, workerThresholdBytes: 0 });
+      await restoreWith(
+        { outputPath: o, replicas: replicasOf(fx.replicaDir), timestamp: p.createdAt, verify: 'none' },
+        { workers: 1, workerThresholdBytes: 0 },
+      );
       assert.equal(sqliteDump(o), p.dump);
     }
   });
@@ -61,9 +64,24 @@ describe('restore with decode workers', () => {
   test('corrupt, truncated and missing segments give the same reports', async () => {
     const segs = fx.points.filter((p) => p.generation === genA && p.index === 4);
     const cases: Array<{ name: string; mutate: (g: string) => void; kinds: string[]; offset: number }> = [
-      { name: 'flip', mutate: (g) => flip(path.join(g, 'wal', `${hex8(4)}_${hex8(segs[1]!.offset)}.wal.lz4`)), kinds: ['corrupt-segment', 'invalid-wal'], offset: segs[1]!.offset },
-      { name: 'truncate', mutate: (g) => fs.truncateSync(path.join(g, 'wal', `${hex8(4)}_${hex8(segs[1]!.offset)}.wal.lz4`), 100), kinds: ['truncated-segment'], offset: segs[1]!.offset },
-      { name: 'missing', mutate: (g) => fs.rmSync(path.join(g, 'wal', `${hex8(4)}_${hex8(segs[1]!.offset)}.wal.lz4`)), kinds: ['missing-segment'], offset: segs[1]!.offset },
+      {
+        name: 'flip',
+        mutate: (g) => flip(path.join(g, 'wal', `${hex8(4)}_${hex8(segs[1]!.offset)}.wal.lz4`)),
+        kinds: ['corrupt-segment', 'invalid-wal'],
+        offset: segs[1]!.offset,
+      },
+      {
+        name: 'truncate',
+        mutate: (g) => fs.truncateSync(path.join(g, 'wal', `${hex8(4)}_${hex8(segs[1]!.offset)}.wal.lz4`), 100),
+        kinds: ['truncated-segment'],
+        offset: segs[1]!.offset,
+      },
+      {
+        name: 'missing',
+        mutate: (g) => fs.rmSync(path.join(g, 'wal', `${hex8(4)}_${hex8(segs[1]!.offset)}.wal.lz4`)),
+        kinds: ['missing-segment'],
+        offset: segs[1]!.offset,
+      },
     ];
     for (const c of cases) {
       const root = path.join(dir, `dmg-${c.name}`);

@@ -127,7 +127,13 @@ describe('restore: target selection and contents', () => {
       const segs = fx.points
         .filter((p) => p.generation === c.gen && p.index >= c.snapshotIndex && (c.index === undefined || p.index <= c.index))
         .map((p) => ({ index: p.index, offset: p.offset }));
-      await litestreamWayRestore({ replicaDir: fx.replicaDir, generation: c.gen, snapshotIndex: c.snapshotIndex, segments: segs, outputPath: theirs });
+      await litestreamWayRestore({
+        replicaDir: fx.replicaDir,
+        generation: c.gen,
+        snapshotIndex: c.snapshotIndex,
+        segments: segs,
+        outputPath: theirs,
+      });
       assert.equal(sqliteDump(ours), sqliteDump(theirs));
     }
   });
@@ -193,7 +199,10 @@ describe('restore: inspection API', () => {
   test('listGenerations: bounds, lag, counts, sizes; sorted', async () => {
     const now = new Date(fx.now.getTime() + 5000);
     const gens = await listGenerations(replicas, { now });
-    assert.deepEqual(gens.map((g) => g.generation), [genA, genB].sort());
+    assert.deepEqual(
+      gens.map((g) => g.generation),
+      [genA, genB].sort(),
+    );
     for (const g of gens) {
       const objs = [
         ...fx.snapshots.filter((s) => s.generation === g.generation).map((s) => s.createdAt.getTime()),
@@ -268,7 +277,10 @@ describe('restore: output handling and options', () => {
   test('ifReplicaExists: empty replica → skipped-no-backups; without it → NO_BACKUPS', async () => {
     const empty: RestoreReplica[] = [{ name: 'e', client: new FileReplicaClient({ path: path.join(dir, 'empty-replica') }) }];
     assert.deepEqual(await restore({ outputPath: out(), replicas: empty, ifReplicaExists: true }), { status: 'skipped-no-backups' });
-    await assert.rejects(restore({ outputPath: out(), replicas: empty }), { code: 'WALSHIP_RESTORE_NO_BACKUPS', message: 'no matching backups found' });
+    await assert.rejects(restore({ outputPath: out(), replicas: empty }), {
+      code: 'WALSHIP_RESTORE_NO_BACKUPS',
+      message: 'no matching backups found',
+    });
     assert.equal(await calcRestoreTarget({ replicas: empty }), undefined);
   });
 

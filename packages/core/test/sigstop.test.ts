@@ -48,12 +48,21 @@ function timedLines(child: ChildProcess): Array<{ at: number; line: string }> {
 }
 
 /** Resolves once `n` lines matching `re` arrived after time `since`; rejects at the deadline or if the child exits. */
-async function linesAfter(child: ChildProcess, lines: Array<{ at: number; line: string }>, re: RegExp, since: number, n: number, ms: number, what: string): Promise<number> {
+async function linesAfter(
+  child: ChildProcess,
+  lines: Array<{ at: number; line: string }>,
+  re: RegExp,
+  since: number,
+  n: number,
+  ms: number,
+  what: string,
+): Promise<number> {
   const deadline = Date.now() + ms;
   for (;;) {
     const hits = lines.filter((l) => l.at > since && re.test(l.line));
     if (hits.length >= n) return hits[n - 1]!.at;
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${what}: the child exited (${child.exitCode ?? child.signalCode})`);
+    if (child.exitCode !== null || child.signalCode !== null)
+      throw new Error(`${what}: the child exited (${child.exitCode ?? child.signalCode})`);
     if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
     await sleep(20);
   }
@@ -63,7 +72,9 @@ async function walSize(dbPath: string): Promise<number> {
   return (await fs.stat(`${dbPath}-wal`).catch(() => ({ size: 0 }))).size;
 }
 
-test(`SIGSTOP/SIGCONT of the replicator under load (${ROUNDS} × ${STOP_MS} ms): the application never blocks, the replica catches up`, { timeout: 120_000 }, async (t) => {
+test(`SIGSTOP/SIGCONT of the replicator under load (${ROUNDS} × ${STOP_MS} ms): the application never blocks, the replica catches up`, {
+  timeout: 120_000,
+}, async (t) => {
   const dir = await tempDir('walship-sigstop-');
   const dbPath = path.join(dir, 'app.db');
   const replicaDir = path.join(dir, 'replica');
@@ -114,8 +125,14 @@ test(`SIGSTOP/SIGCONT of the replicator under load (${ROUNDS} × ${STOP_MS} ms):
         );
         assert.equal(syncsWhileStopped, 0, `round ${round}: the replicator was really stopped`);
         assert.equal(writer.exitCode, null, `round ${round}: the application is still running`);
-        assert.ok(c1 - c0 >= (RATE * STOP_MS) / 1000 / 4, `round ${round}: the application kept committing while the replicator was stopped (${c1 - c0} rows)`);
-        assert.ok(gap <= MAX_GAP_MS, `round ${round}: the application was never blocked for more than ${MAX_GAP_MS} ms (longest pause ${gap} ms)`);
+        assert.ok(
+          c1 - c0 >= (RATE * STOP_MS) / 1000 / 4,
+          `round ${round}: the application kept committing while the replicator was stopped (${c1 - c0} rows)`,
+        );
+        assert.ok(
+          gap <= MAX_GAP_MS,
+          `round ${round}: the application was never blocked for more than ${MAX_GAP_MS} ms (longest pause ${gap} ms)`,
+        );
       }
       // Caught up after SIGCONT: a sync that began after the first post-SIGCONT sync completed
       // covers every row committed while the replicator was stopped.
@@ -128,8 +145,15 @@ test(`SIGSTOP/SIGCONT of the replicator under load (${ROUNDS} × ${STOP_MS} ms):
       const got = (rows(out, 'SELECT id FROM t ORDER BY id') as Array<{ id: number }>).map((r) => r.id);
       await fs.rm(out, { force: true });
       t.diagnostic(`round ${round}: caught up ${caughtUpAt - contAt} ms after SIGCONT; the replica then restored ${got.length} rows`);
-      assert.ok(got.length >= lastCommitted(contAt), `round ${round}: the replica holds the ${lastCommitted(contAt)} rows committed before SIGCONT (has ${got.length})`);
-      assert.deepEqual(got, Array.from({ length: got.length }, (_, i) => i + 1), `round ${round}: restored ids contiguous`);
+      assert.ok(
+        got.length >= lastCommitted(contAt),
+        `round ${round}: the replica holds the ${lastCommitted(contAt)} rows committed before SIGCONT (has ${got.length})`,
+      );
+      assert.deepEqual(
+        got,
+        Array.from({ length: got.length }, (_, i) => i + 1),
+        `round ${round}: restored ids contiguous`,
+      );
     }
 
     await sleep(1000);

@@ -46,7 +46,10 @@ function bytes(data: Buffer, maxRead = Infinity): ByteSource & { reads: number }
   return src;
 }
 
-async function collect(body: Readable, recycle: 'no' | 'release' | 'keep' = 'no'): Promise<{ data: Buffer; buffers: Set<ArrayBufferLike>; chunks: number }> {
+async function collect(
+  body: Readable,
+  recycle: 'no' | 'release' | 'keep' = 'no',
+): Promise<{ data: Buffer; buffers: Set<ArrayBufferLike>; chunks: number }> {
   const release = recycle === 'no' ? undefined : chunkRecycler(body);
   const parts: Buffer[] = [];
   const buffers = new Set<ArrayBufferLike>();
@@ -177,7 +180,10 @@ describe('walship LZ4 block compressor', () => {
       if (end > 1) {
         const guard = Buffer.alloc(end + 16, 0xee);
         assert.equal(encodeLz4Block(src, 0, len, guard, 0, end - 1, table), -1);
-        assert.ok(guard.subarray(end - 1).every((b) => b === 0xee), 'nothing written at or past the limit');
+        assert.ok(
+          guard.subarray(end - 1).every((b) => b === 0xee),
+          'nothing written at or past the limit',
+        );
       }
     }
   });

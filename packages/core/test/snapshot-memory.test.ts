@@ -78,7 +78,9 @@ describe('snapshot memory', { skip: process.platform !== 'linux' ? 'reads /proc/
     test(`peak RSS of a 256 MiB snapshot grows by less than 40 MiB (engine ${thread === 'inline' ? 'on the calling thread' : 'in the worker'})`, async (t) => {
       const r = await snapshotInChild(thread, path.join(dir, `replica-${thread}`));
       const growth = r.hwmAfter - r.rssBefore;
-      t.diagnostic(`RSS before ${mib(r.rssBefore)}, peak after ${mib(r.hwmAfter)} (+${mib(growth)}); snapshot ${mib(r.snapshotBytes)} in ${(r.ms / 1000).toFixed(1)} s`);
+      t.diagnostic(
+        `RSS before ${mib(r.rssBefore)}, peak after ${mib(r.hwmAfter)} (+${mib(growth)}); snapshot ${mib(r.snapshotBytes)} in ${(r.ms / 1000).toFixed(1)} s`,
+      );
       assert.ok(r.snapshotBytes > DB_BYTES * 0.9, `a snapshot of the whole database was stored (${r.snapshotBytes} bytes)`);
       assert.ok(growth < BOUND, `peak RSS grew by ${mib(growth)} while snapshotting ${mib(DB_BYTES)} (bound ${mib(BOUND)})`);
     });

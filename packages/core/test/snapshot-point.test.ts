@@ -21,7 +21,15 @@ test("a snapshot's point covers every frame the database file can hold, even whe
   const dbPath = path.join(dir, 'app.db');
   const app = openApp(dbPath);
   insertRows(app, 50);
-  const settings = { metaPath: path.join(dir, '.app.db-walship'), checkpointIntervalMs: 0, minCheckpointPageCount: 1000, maxCheckpointPageCount: 10_000, truncatePageCount: 0, busyTimeoutMs: 1000, logger: silentLogger };
+  const settings = {
+    metaPath: path.join(dir, '.app.db-walship'),
+    checkpointIntervalMs: 0,
+    minCheckpointPageCount: 1000,
+    maxCheckpointPageCount: 10_000,
+    truncatePageCount: 0,
+    busyTimeoutMs: 1000,
+    logger: silentLogger,
+  };
   const engine = new WalEngine(dbPath, settings, () => []);
   assert.ok(await engine.open());
   t.after(async () => {
@@ -59,21 +67,25 @@ test("a generation's first snapshot lands after the WAL it may contain: a replic
   let snapshotEntered!: () => void;
   const entered = new Promise<void>((r) => (snapshotEntered = r));
   const client: ReplicaClient = Object.create(inner, {
-    writeWALSegment: { value: async (pos: Pos, body: Readable) => {
-      const info = await inner.writeWALSegment(pos, body);
-      order.push(`wal ${pos.index}/${pos.offset}`);
-      return info;
-    } },
-    writeSnapshot: { value: async (generation: string, index: number, body: Readable) => {
-      snapshotEntered();
-      await gate;
-      const info = await inner.writeSnapshot(generation, index, body);
-      order.push(`snapshot ${index}`);
-      // A kill -9 right after the snapshot lands: keep the replica as it is now.
-      cut ??= fs.cp(path.join(dir, 'replica'), path.join(dir, 'cut'), { recursive: true });
-      await cut;
-      return info;
-    } },
+    writeWALSegment: {
+      value: async (pos: Pos, body: Readable) => {
+        const info = await inner.writeWALSegment(pos, body);
+        order.push(`wal ${pos.index}/${pos.offset}`);
+        return info;
+      },
+    },
+    writeSnapshot: {
+      value: async (generation: string, index: number, body: Readable) => {
+        snapshotEntered();
+        await gate;
+        const info = await inner.writeSnapshot(generation, index, body);
+        order.push(`snapshot ${index}`);
+        // A kill -9 right after the snapshot lands: keep the replica as it is now.
+        cut ??= fs.cp(path.join(dir, 'replica'), path.join(dir, 'cut'), { recursive: true });
+        await cut;
+        return info;
+      },
+    },
   });
   const rep = new Replicator(dbPath, { thread: 'inline', replicas: [{ client, syncInterval: 10 }] });
   await rep.start();

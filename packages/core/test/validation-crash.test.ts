@@ -77,10 +77,16 @@ if (child) {
       proc.kill('SIGKILL');
       await new Promise((r) => proc.once('exit', r));
       const left = files();
-      assert.ok(left.some((n) => n.startsWith('.validation-') && n.includes('walship-restore')), `the kill left the restore's files behind: ${left.join(', ')}`);
+      assert.ok(
+        left.some((n) => n.startsWith('.validation-') && n.includes('walship-restore')),
+        `the kill left the restore's files behind: ${left.join(', ')}`,
+      );
       assert.ok(!out.includes('mismatch'), out);
 
-      const rep = new Replicator(dbPath, { monitorInterval: 50, replicas: [{ client: new FileReplicaClient({ path: replicaDir }), syncInterval: 50 }] });
+      const rep = new Replicator(dbPath, {
+        monitorInterval: 50,
+        replicas: [{ client: new FileReplicaClient({ path: replicaDir }), syncInterval: 50 }],
+      });
       await rep.start();
       try {
         assert.deepEqual(files(), [], `left after the kill: ${left.join(', ')}`);

@@ -94,7 +94,7 @@ test('an unchanging database validates ok, with the page count, and leaves no fi
   for (const e of before) assert.equal(e.reason, 'the replica has no snapshot of this generation yet', JSON.stringify(e));
   await until(() => f.events.length >= 2, 20_000, 'two validations');
   await f.rep.stop();
-  const pages = (app.pragma('page_count', { simple: true }) as number);
+  const pages = app.pragma('page_count', { simple: true }) as number;
   for (const e of f.events) {
     assert.equal(e.result, 'ok', JSON.stringify(e));
     assert.equal(e.replica, 'file');
@@ -162,14 +162,19 @@ test('under steady write load every validation is ok or skipped with a reason, n
   // And the replica restores to the final state.
   const out = path.join(f.dir, 'restored.db');
   const r = await restore({ outputPath: out, replicas: [{ name: 'file', client: f.client }] });
-  assert.ok(lastUploaded && comparePos(lastUploaded, end) >= 0, `last upload ${JSON.stringify(lastUploaded)} at or past sync()'s ${JSON.stringify(end)}`);
+  assert.ok(
+    lastUploaded && comparePos(lastUploaded, end) >= 0,
+    `last upload ${JSON.stringify(lastUploaded)} at or past sync()'s ${JSON.stringify(end)}`,
+  );
   assert.deepEqual(r.restoredTo, lastUploaded);
   assert.ok(integrityOk(out));
   assert.deepEqual(rows(out), rows(f.dbPath));
 });
 
 /** Waits for the first validation ok, lets `damage` change the replica, then returns the first later non-ok event. */
-async function damagedRun(damage: (f: Fixture, app: Database.Database) => Promise<number[]>): Promise<{ f: Fixture; event: ValidationEvent; pages: number[] }> {
+async function damagedRun(
+  damage: (f: Fixture, app: Database.Database) => Promise<number[]>,
+): Promise<{ f: Fixture; event: ValidationEvent; pages: number[] }> {
   const f = await fixture({ validationInterval: 300 }, { minCheckpointPageCount: 100_000, checkpointInterval: 0 });
   const app = openApp(f.dbPath);
   cleanups.push(() => void app.close());
@@ -186,7 +191,13 @@ async function damagedRun(damage: (f: Fixture, app: Database.Database) => Promis
   await until(() => f.events.slice(seen).some((e) => e.result === 'mismatch'), 20_000, 'a mismatch');
   const event = f.events.slice(seen).find((e) => e.result === 'mismatch')!;
   // Nothing but the damage changed: no skip in between.
-  assert.deepEqual(f.events.slice(seen, f.events.indexOf(event)).map((e) => e.result).filter((r) => r !== 'ok'), []);
+  assert.deepEqual(
+    f.events
+      .slice(seen, f.events.indexOf(event))
+      .map((e) => e.result)
+      .filter((r) => r !== 'ok'),
+    [],
+  );
   await f.rep.stop();
   return { f, event, pages };
 }
@@ -222,7 +233,10 @@ test('a page altered in a WAL segment object (consistent LZ4 frame and WAL check
     // Re-chain the checksums from that frame on, as SQLite would have written them.
     const bigEndian = damaged.readUInt32BE(0) === 0x377f0683;
     const prevAt = at - frameSize;
-    let seed = prevAt >= WAL_HEADER_SIZE ? { s0: damaged.readUInt32BE(prevAt + 16), s1: damaged.readUInt32BE(prevAt + 20) } : { s0: damaged.readUInt32BE(24), s1: damaged.readUInt32BE(28) };
+    let seed =
+      prevAt >= WAL_HEADER_SIZE
+        ? { s0: damaged.readUInt32BE(prevAt + 16), s1: damaged.readUInt32BE(prevAt + 20) }
+        : { s0: damaged.readUInt32BE(24), s1: damaged.readUInt32BE(28) };
     seed = walChecksum(damaged, at, at + 8, bigEndian, seed);
     seed = walChecksum(damaged, at + WAL_FRAME_HEADER_SIZE, at + frameSize, bigEndian, seed);
     damaged.writeUInt32BE(seed.s0, at + 16);
@@ -245,7 +259,8 @@ test('a snapshot object of another database is a mismatch naming the pages that 
     // Pages the WAL after the snapshot rewrites are not the snapshot's: pick two that it does not.
     const inWal = new Set<number>();
     for (const [, wal] of await walByIndex(fx.client, gen)) {
-      for (let at = WAL_HEADER_SIZE; at + WAL_FRAME_HEADER_SIZE + pageSize <= wal.length; at += WAL_FRAME_HEADER_SIZE + pageSize) inWal.add(wal.readUInt32BE(at));
+      for (let at = WAL_HEADER_SIZE; at + WAL_FRAME_HEADER_SIZE + pageSize <= wal.length; at += WAL_FRAME_HEADER_SIZE + pageSize)
+        inWal.add(wal.readUInt32BE(at));
     }
     const candidates: number[] = [];
     for (let p = 2; p <= snap.length / pageSize; p++) if (!inWal.has(p)) candidates.push(p);

@@ -25,7 +25,10 @@ for (const thread of ['worker', 'inline'] as const) {
       let s = rep.status();
       assert.equal(s.waiting, 'database does not exist yet');
       assert.equal(s.generation, '');
-      assert.deepEqual(s.replicas.map((r) => r.healthy), [false]);
+      assert.deepEqual(
+        s.replicas.map((r) => r.healthy),
+        [false],
+      );
 
       const t0 = performance.now();
       const pos = await rep.sync({ timeout: 5000 });
@@ -35,7 +38,10 @@ for (const thread of ['worker', 'inline'] as const) {
       await new Promise((r) => setTimeout(r, 200));
       s = rep.status();
       assert.equal(s.waiting, 'database does not exist yet');
-      assert.deepEqual(s.replicas.map((r) => r.healthy), [false]);
+      assert.deepEqual(
+        s.replicas.map((r) => r.healthy),
+        [false],
+      );
 
       app = openApp(dbPath);
       insertRows(app, 25);

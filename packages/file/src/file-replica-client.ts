@@ -22,7 +22,15 @@ import {
   parseSnapshotFileName,
   parseWalSegmentFileName,
 } from '@walship/core';
-import type { LeaseDirectory, Pos, ReplicaClient, ReplicaClientCapabilities, SnapshotInfo, StoredLease, WALSegmentInfo } from '@walship/core';
+import type {
+  LeaseDirectory,
+  Pos,
+  ReplicaClient,
+  ReplicaClientCapabilities,
+  SnapshotInfo,
+  StoredLease,
+  WALSegmentInfo,
+} from '@walship/core';
 
 /** Options of {@link FileReplicaClient}. */
 export interface FileReplicaClientOptions {

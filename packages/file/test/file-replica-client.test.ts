@@ -101,10 +101,7 @@ describe('atomic writes', () => {
       const dir = kind === 'snapshot' ? c.snapshotsDir(GEN) : c.walDir(GEN);
       const writing = kind === 'snapshot' ? c.writeSnapshot(GEN, 1, body) : c.writeWALSegment(pos, body);
       body.write(Buffer.alloc(4096, 1));
-      await waitFor(
-        async () => (await readdir(dir).catch(() => [] as string[])).some((n) => n.includes('.tmp-')),
-        'the temporary file',
-      );
+      await waitFor(async () => (await readdir(dir).catch(() => [] as string[])).some((n) => n.includes('.tmp-')), 'the temporary file');
       assert.deepEqual(await c.snapshots(GEN), []);
       assert.deepEqual(await c.walSegments(GEN), []);
       await assert.rejects(c.snapshotReader(GEN, 1), NotFoundError);
@@ -148,7 +145,10 @@ describe('atomic writes', () => {
     const bodies = Array.from({ length: 16 }, (_, i) => Buffer.alloc(32 * 1024 + i, i + 1));
     await Promise.all(bodies.map((b) => c.writeSnapshot(GEN, 3, bodyOf(b))));
     const got = await readAll(await c.snapshotReader(GEN, 3));
-    assert.ok(bodies.some((b) => b.equals(got)), 'the stored object is one of the bodies, whole');
+    assert.ok(
+      bodies.some((b) => b.equals(got)),
+      'the stored object is one of the bodies, whole',
+    );
     assert.deepEqual(await readdir(c.snapshotsDir(GEN)), ['00000003.snapshot.lz4']);
   });
 
@@ -198,31 +198,29 @@ describe('errors other than not-found', () => {
 
   // Root ignores permission bits (and CI runs as root), so the checks run in a child process
   // as an unprivileged user: `nobody` via setpriv when we are root, else the current user.
-  test(
-    'permission errors surface as BackendError, not NotFoundError (as an unprivileged user)',
-    { skip: process.platform === 'win32' ? 'POSIX permission bits' : false },
-    async () => {
-      const asRoot = process.getuid?.() === 0;
-      const dir = await mkdtemp(path.join(os.tmpdir(), 'walship-file-perm-'));
-      try {
-        const root = path.join(dir, 'replica');
-        if (asRoot) await chown(dir, NOBODY_UID, NOGROUP_GID);
-        const child = fileURLToPath(new URL('./support/permission-child.ts', import.meta.url));
-        const node = [process.execPath, '--conditions=walship-source', '--import', import.meta.resolve('tsx'), child, root];
-        const argv = asRoot ? ['setpriv', `--reuid=${NOBODY_UID}`, `--regid=${NOGROUP_GID}`, '--clear-groups', '--', ...node] : node;
-        const r = spawnSync(argv[0]!, argv.slice(1), {
-          cwd: dir,
-          encoding: 'utf8',
-          timeout: 120_000,
-          env: { ...process.env, HOME: dir, NODE_OPTIONS: undefined, NODE_TEST_CONTEXT: undefined },
-        });
-        assert.equal(r.error, undefined, `cannot run ${argv[0]}: ${String(r.error)}`);
-        assert.equal(r.status, 0, `permission checks failed in the child:\n${r.stdout}\n${r.stderr}`);
-        const expectedUid = asRoot ? NOBODY_UID : process.getuid!();
-        assert.equal(r.stdout.trim(), `permission-checks-passed 4 uid=${expectedUid}`, r.stderr);
-      } finally {
-        await rm(dir, { recursive: true, force: true });
-      }
-    },
-  );
+  test('permission errors surface as BackendError, not NotFoundError (as an unprivileged user)', {
+    skip: process.platform === 'win32' ? 'POSIX permission bits' : false,
+  }, async () => {
+    const asRoot = process.getuid?.() === 0;
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'walship-file-perm-'));
+    try {
+      const root = path.join(dir, 'replica');
+      if (asRoot) await chown(dir, NOBODY_UID, NOGROUP_GID);
+      const child = fileURLToPath(new URL('./support/permission-child.ts', import.meta.url));
+      const node = [process.execPath, '--conditions=walship-source', '--import', import.meta.resolve('tsx'), child, root];
+      const argv = asRoot ? ['setpriv', `--reuid=${NOBODY_UID}`, `--regid=${NOGROUP_GID}`, '--clear-groups', '--', ...node] : node;
+      const r = spawnSync(argv[0]!, argv.slice(1), {
+        cwd: dir,
+        encoding: 'utf8',
+        timeout: 120_000,
+        env: { ...process.env, HOME: dir, NODE_OPTIONS: undefined, NODE_TEST_CONTEXT: undefined },
+      });
+      assert.equal(r.error, undefined, `cannot run ${argv[0]}: ${String(r.error)}`);
+      assert.equal(r.status, 0, `permission checks failed in the child:\n${r.stdout}\n${r.stderr}`);
+      const expectedUid = asRoot ? NOBODY_UID : process.getuid!();
+      assert.equal(r.stdout.trim(), `permission-checks-passed 4 uid=${expectedUid}`, r.stderr);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -167,7 +167,7 @@ export class GcsReplicaClient implements ReplicaClient {
   }
 
   async generations(): Promise<string[]> {
-    const prefix = layout.generations(this.root) + '/';
+    const prefix = `${layout.generations(this.root)}/`;
     const out = new Set<string>();
     for await (const page of this.#pages(prefix, '/')) {
       for (const p of page.prefixes) {
@@ -179,14 +179,14 @@ export class GcsReplicaClient implements ReplicaClient {
   }
 
   async deleteGeneration(generation: string): Promise<void> {
-    const prefix = layout.generation(this.root, generation) + '/';
+    const prefix = `${layout.generation(this.root, generation)}/`;
     for await (const page of this.#pages(prefix)) {
       await this.#deleteKeys(page.files.map((f) => f.name));
     }
   }
 
   async snapshots(generation: string): Promise<SnapshotInfo[]> {
-    const prefix = layout.snapshots(this.root, generation) + '/';
+    const prefix = `${layout.snapshots(this.root, generation)}/`;
     const out: SnapshotInfo[] = [];
     for await (const page of this.#pages(prefix)) {
       for (const f of page.files) {
@@ -214,7 +214,7 @@ export class GcsReplicaClient implements ReplicaClient {
   }
 
   async walSegments(generation: string): Promise<WALSegmentInfo[]> {
-    const prefix = layout.wal(this.root, generation) + '/';
+    const prefix = `${layout.wal(this.root, generation)}/`;
     const out: WALSegmentInfo[] = [];
     for await (const page of this.#pages(prefix)) {
       for (const f of page.files) {
@@ -417,7 +417,7 @@ export class GcsReplicaClient implements ReplicaClient {
     const url = this.#url(key);
     const startedAt = new Date();
     const file = this.#bucket.file(key);
-    const iterator = (body[Symbol.asyncIterator]() as AsyncIterator<unknown>);
+    const iterator = body[Symbol.asyncIterator]() as AsyncIterator<unknown>;
     const head: Buffer[] = [];
     let headBytes = 0;
     let ended = false;

@@ -29,15 +29,25 @@ test('parseUrl: malformed URLs throw ConfigError', () => {
     ['gcs://bkt/%zz', /^invalid gcs replica url/],
   ];
   for (const [url, re] of bad) {
-    assert.throws(() => gcsBackend.parseUrl(url), (e: unknown) => e instanceof ConfigError && e.code === 'WALSHIP_CONFIG' && re.test(e.message), url);
+    assert.throws(
+      () => gcsBackend.parseUrl(url),
+      (e: unknown) => e instanceof ConfigError && e.code === 'WALSHIP_CONFIG' && re.test(e.message),
+      url,
+    );
   }
 });
 
 test('createClient: bucket required, with Litestream message', () => {
   for (const config of [{}, { bucket: '' }, { path: 'db' }]) {
-    assert.throws(() => gcsBackend.createClient(config, env), (e: unknown) => e instanceof ConfigError && e.message === 'bucket required for gcs replica');
+    assert.throws(
+      () => gcsBackend.createClient(config, env),
+      (e: unknown) => e instanceof ConfigError && e.message === 'bucket required for gcs replica',
+    );
   }
-  assert.throws(() => gcsBackend.createClient({ bucket: 5 }, env), (e: unknown) => e instanceof ConfigError && /bucket must be a string/.test(e.message));
+  assert.throws(
+    () => gcsBackend.createClient({ bucket: 5 }, env),
+    (e: unknown) => e instanceof ConfigError && /bucket must be a string/.test(e.message),
+  );
   assert.throws(() => gcsBackend.createClient({ bucket: 'b', endpoint: 'ftp://x' }, env), ConfigError);
 });
 
@@ -52,7 +62,10 @@ test('createClient: builds a client from merged URL keys without network I/O', (
 });
 
 test('createClient: endpoint key, then STORAGE_EMULATOR_HOST from the context', () => {
-  const a = gcsBackend.createClient({ bucket: 'b', endpoint: 'http://127.0.0.1:1234/' }, { env: { STORAGE_EMULATOR_HOST: 'http://127.0.0.1:9' } });
+  const a = gcsBackend.createClient(
+    { bucket: 'b', endpoint: 'http://127.0.0.1:1234/' },
+    { env: { STORAGE_EMULATOR_HOST: 'http://127.0.0.1:9' } },
+  );
   assert.equal((a as GcsReplicaClient).storage.apiEndpoint, 'http://127.0.0.1:1234');
   const b = gcsBackend.createClient({ bucket: 'b' }, { env: { STORAGE_EMULATOR_HOST: 'http://127.0.0.1:4443' } });
   assert.equal((b as GcsReplicaClient).storage.apiEndpoint, 'http://127.0.0.1:4443');

@@ -85,7 +85,10 @@ if (!server.ok) {
       assert.equal(snaps[0]!.size, 4);
       assert.equal(snaps[0]!.createdAt.getTime(), s.createdAt.getTime());
       const segs = await c.walSegments(GEN);
-      assert.deepEqual(segs.map((x) => [x.index, x.offset, x.size]), [[2, 4152, 5]]);
+      assert.deepEqual(
+        segs.map((x) => [x.index, x.offset, x.size]),
+        [[2, 4152, 5]],
+      );
     });
 
     test('empty root puts generations/ at the bucket root; nested paths are cleaned', async () => {
@@ -147,8 +150,14 @@ if (!server.ok) {
       const segs = await c.walSegments(GEN);
       assert.equal(segs.length, 20);
       const snaps = (await c.snapshots(GEN)).sort((x, y) => x.index - y.index);
-      assert.deepEqual(snaps.map((s) => s.index), [0, 1, 2, 3, 4, 5, 6, 7, 8, 16]);
-      assert.deepEqual(snaps.slice(0, 9).map((s) => s.size), [0, 1, 2, 3, 4, 5, 6, 7, 8]);
+      assert.deepEqual(
+        snaps.map((s) => s.index),
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 16],
+      );
+      assert.deepEqual(
+        snaps.slice(0, 9).map((s) => s.size),
+        [0, 1, 2, 3, 4, 5, 6, 7, 8],
+      );
     });
   });
 
@@ -168,10 +177,17 @@ if (!server.ok) {
         [() => c.snapshotReader('', 0), 'cannot determine snapshot path: generation required'],
         [() => c.deleteSnapshot('', 0), 'cannot determine snapshot path: generation required'],
         [() => c.walSegments(''), 'cannot determine wal path: generation required'],
-        [() => c.writeWALSegment({ generation: '', index: 0, offset: 0 }, Readable.from([])), 'cannot determine wal segment path: generation required'],
+        [
+          () => c.writeWALSegment({ generation: '', index: 0, offset: 0 }, Readable.from([])),
+          'cannot determine wal segment path: generation required',
+        ],
         [() => c.walSegmentReader({ generation: '', index: 0, offset: 0 }), 'cannot determine wal segment path: generation required'],
         [
-          () => c.deleteWALSegments([{ generation: GEN, index: 0, offset: 0 }, { generation: '', index: 0, offset: 0 }]),
+          () =>
+            c.deleteWALSegments([
+              { generation: GEN, index: 0, offset: 0 },
+              { generation: '', index: 0, offset: 0 },
+            ]),
           'cannot determine wal segment path: generation required',
         ],
       ];
@@ -184,7 +200,10 @@ if (!server.ok) {
       const c = client();
       await c.writeWALSegment({ generation: GEN, index: 0, offset: 0 }, Readable.from([Buffer.from('w')]));
       await assert.rejects(
-        c.deleteWALSegments([{ generation: GEN, index: 0, offset: 0 }, { generation: '', index: 0, offset: 0 }]),
+        c.deleteWALSegments([
+          { generation: GEN, index: 0, offset: 0 },
+          { generation: '', index: 0, offset: 0 },
+        ]),
         InvalidArgumentError,
       );
       assert.equal((await c.walSegments(GEN)).length, 1);
@@ -194,7 +213,10 @@ if (!server.ok) {
       const c = client({ endpoint: 'http://127.0.0.1:9', retry: { autoRetry: false } });
       await assert.rejects(c.generations(), (e: unknown) => e instanceof BackendError && e.retryable && /gs:\/\//.test(e.message));
       await assert.rejects(c.snapshotReader(GEN, 0), (e: unknown) => e instanceof BackendError && e.retryable);
-      await assert.rejects(c.writeSnapshot(GEN, 0, Readable.from([Buffer.from('x')])), (e: unknown) => e instanceof BackendError && e.retryable);
+      await assert.rejects(
+        c.writeSnapshot(GEN, 0, Readable.from([Buffer.from('x')])),
+        (e: unknown) => e instanceof BackendError && e.retryable,
+      );
     });
   });
 
@@ -264,7 +286,10 @@ if (!server.ok) {
       const c = client({ singleRequestThreshold: 100_000 });
       for (const size of [100_000, 100_001, 64 * 1024, 64 * 1024 + 1]) {
         const data = randomBytes(size);
-        const info = await c.writeWALSegment({ generation: GEN, index: 1, offset: size }, Readable.from([data.subarray(0, 5000), data.subarray(5000)]));
+        const info = await c.writeWALSegment(
+          { generation: GEN, index: 1, offset: size },
+          Readable.from([data.subarray(0, 5000), data.subarray(5000)]),
+        );
         assert.equal(info.size, size);
         const back = await readAll(await c.walSegmentReader({ generation: GEN, index: 1, offset: size }));
         assert.ok(back.equals(data));
@@ -274,12 +299,19 @@ if (!server.ok) {
     test('concurrent writes and reads', async () => {
       const c = client();
       await Promise.all(
-        Array.from({ length: 16 }, (_, i) => c.writeWALSegment({ generation: GEN, index: i, offset: 0 }, Readable.from([Buffer.from(`seg-${i}`)]))),
+        Array.from({ length: 16 }, (_, i) =>
+          c.writeWALSegment({ generation: GEN, index: i, offset: 0 }, Readable.from([Buffer.from(`seg-${i}`)])),
+        ),
       );
       const bodies = await Promise.all(
-        Array.from({ length: 16 }, async (_, i) => (await readAll(await c.walSegmentReader({ generation: GEN, index: i, offset: 0 }))).toString()),
+        Array.from({ length: 16 }, async (_, i) =>
+          (await readAll(await c.walSegmentReader({ generation: GEN, index: i, offset: 0 }))).toString(),
+        ),
       );
-      assert.deepEqual(bodies, Array.from({ length: 16 }, (_, i) => `seg-${i}`));
+      assert.deepEqual(
+        bodies,
+        Array.from({ length: 16 }, (_, i) => `seg-${i}`),
+      );
     });
   });
 
@@ -312,7 +344,10 @@ if (!server.ok) {
       proxy.failNext(100, 403);
       await assert.rejects(c.generations(), (e: unknown) => e instanceof BackendError && !e.retryable);
       await assert.rejects(c.snapshotReader(GEN, 1), (e: unknown) => e instanceof BackendError && !e.retryable);
-      await assert.rejects(c.writeSnapshot(GEN, 1, Readable.from([Buffer.from('x')])), (e: unknown) => e instanceof BackendError && !e.retryable);
+      await assert.rejects(
+        c.writeSnapshot(GEN, 1, Readable.from([Buffer.from('x')])),
+        (e: unknown) => e instanceof BackendError && !e.retryable,
+      );
       proxy.failNext(0, 503);
     });
   });
@@ -324,7 +359,10 @@ if (!server.ok) {
       assert.equal(c.type, 'gcs');
       await c.writeSnapshot(GEN, 1, Readable.from([Buffer.from('via env')]));
       const [files] = await raw.bucket(bucket).getFiles();
-      assert.deepEqual(files.map((f) => f.name), [`p/generations/${GEN}/snapshots/00000001.snapshot.lz4`]);
+      assert.deepEqual(
+        files.map((f) => f.name),
+        [`p/generations/${GEN}/snapshots/00000001.snapshot.lz4`],
+      );
     });
 
     test('an explicit endpoint key wins over STORAGE_EMULATOR_HOST', async () => {
@@ -335,7 +373,10 @@ if (!server.ok) {
       );
       await c.writeWALSegment({ generation: GEN, index: 0, offset: 0 }, Readable.from([Buffer.from('w')]));
       const [files] = await raw.bucket(bucket).getFiles();
-      assert.deepEqual(files.map((f) => f.name), [`x/y/generations/${GEN}/wal/00000000_00000000.wal.lz4`]);
+      assert.deepEqual(
+        files.map((f) => f.name),
+        [`x/y/generations/${GEN}/wal/00000000_00000000.wal.lz4`],
+      );
     });
   });
 }

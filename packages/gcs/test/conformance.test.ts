@@ -85,7 +85,10 @@ if (!server.ok) {
     { prefix: 'gcs: ', options: {}, root: () => `walship/run-${++n}` },
     // Forced single-request uploads, as used against services without resumable uploads,
     // with a small threshold so the streamed single-request path is exercised too; at the bucket root.
-    { prefix: 'gcs (resumable: false): ', options: { resumable: false, singleRequestThreshold: 1024 * 1024 }, root: () => '',
+    {
+      prefix: 'gcs (resumable: false): ',
+      options: { resumable: false, singleRequestThreshold: 1024 * 1024 },
+      root: () => '',
       // Listing does not depend on the upload mode and the 1,100-object runs take ~40 s; the
       // first variant covers them (generations pagination still runs here, at the bucket root).
       skip: ['pagination: WAL segments', 'pagination: snapshots'],

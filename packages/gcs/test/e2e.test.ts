@@ -12,7 +12,11 @@ import { emulatorForTests, uniqueBucket } from './helpers/emulator.js';
 function tableDigest(db: Database.Database): { count: number; digest: string } {
   const h = createHash('sha256');
   let count = 0;
-  for (const row of db.prepare('SELECT id, name, payload FROM items ORDER BY id').iterate() as Iterable<{ id: number; name: string; payload: Buffer }>) {
+  for (const row of db.prepare('SELECT id, name, payload FROM items ORDER BY id').iterate() as Iterable<{
+    id: number;
+    name: string;
+    payload: Buffer;
+  }>) {
     h.update(`${row.id}|${row.name}|`).update(row.payload);
     count++;
   }
@@ -71,8 +75,14 @@ if (!server.ok) {
     // What landed in the bucket, seen through the raw SDK.
     const [files] = await emu.storage().bucket(bucket).getFiles({ prefix: 'db/generations/' });
     const names = files.map((f) => f.name);
-    assert.ok(names.some((n) => /^db\/generations\/[0-9a-f]{16}\/snapshots\/[0-9a-f]{8}\.snapshot\.lz4$/.test(n)), names.join('\n'));
-    assert.ok(names.some((n) => /^db\/generations\/[0-9a-f]{16}\/wal\/[0-9a-f]{8}_[0-9a-f]{8}\.wal\.lz4$/.test(n)), names.join('\n'));
+    assert.ok(
+      names.some((n) => /^db\/generations\/[0-9a-f]{16}\/snapshots\/[0-9a-f]{8}\.snapshot\.lz4$/.test(n)),
+      names.join('\n'),
+    );
+    assert.ok(
+      names.some((n) => /^db\/generations\/[0-9a-f]{16}\/wal\/[0-9a-f]{8}_[0-9a-f]{8}\.wal\.lz4$/.test(n)),
+      names.join('\n'),
+    );
     const big = files.find((f) => f.name.endsWith('.snapshot.lz4'));
     assert.ok(Number(big!.metadata.size) > 8 * 1024 * 1024, `snapshot is ${big!.metadata.size} bytes`);
   });

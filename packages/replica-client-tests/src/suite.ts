@@ -2,15 +2,7 @@ import assert from 'node:assert/strict';
 import type { Readable } from 'node:stream';
 import { ageStage, decodeObject, encodeObject, generateAgeIdentity, InvalidArgumentError, lz4Stage, NotFoundError } from '@walship/core';
 import type { Pos, ReplicaClient, SnapshotInfo, WALSegmentInfo } from '@walship/core';
-import {
-  bodyOf,
-  digestStream,
-  failingBody,
-  generatedBody,
-  generatedBodyDigest,
-  pseudoRandomBytes,
-  readAll,
-} from './bodies.js';
+import { bodyOf, digestStream, failingBody, generatedBody, generatedBodyDigest, pseudoRandomBytes, readAll } from './bodies.js';
 import { describeStoreKeys, snapshotKey, sortedStoreKeys, walSegmentKey } from './keys.js';
 import type { ReplicaClientSuiteOptions, StoreBackdoor, StoredObjectInfo } from './types.js';
 
@@ -287,9 +279,7 @@ function compareRows(a: { generation: string; index: number; offset?: number }, 
 
 function snapRows(list: unknown, label: string): SnapRow[] {
   assert.ok(Array.isArray(list), `${label}: snapshots() must resolve to an array`);
-  return (list as SnapshotInfo[])
-    .map((s) => ({ generation: s.generation, index: s.index, size: s.size }))
-    .sort(compareRows);
+  return (list as SnapshotInfo[]).map((s) => ({ generation: s.generation, index: s.index, size: s.size })).sort(compareRows);
 }
 
 function walRows(list: unknown, label: string): WalRow[] {
@@ -532,7 +522,11 @@ define('snapshots: lists one generation with sizes and creation times', async (c
   ]);
   await putSnapshot(ctx, GEN_B, 5, Buffer.from('zz'));
   await putSegment(ctx, { generation: GEN_A, index: 7, offset: 0 }, Buffer.from('wal'));
-  assert.deepEqual(snapRows(await client.snapshots(GEN_A), GEN_A).map((r) => r.index), [5, 10, 12], 'only snapshots are listed');
+  assert.deepEqual(
+    snapRows(await client.snapshots(GEN_A), GEN_A).map((r) => r.index),
+    [5, 10, 12],
+    'only snapshots are listed',
+  );
   const listB = await client.snapshots(GEN_B);
   assert.deepEqual(snapRows(listB, GEN_B), [{ generation: GEN_B, index: 5, size: 2 }]);
   await assertListedTimes(store, listB, (s: SnapshotInfo) => snapshotKey(s.generation, s.index), `snapshots(${GEN_B})`);
@@ -627,9 +621,7 @@ define('wal segments: ignores foreign objects', async (ctx) => {
   }
   await store.writeKey(`generations/${GEN_A}/00000003_00000000.wal.lz4`, body); // outside wal/
   await store.writeKey(`generations/${GEN_A}/snapshots/00000004_00000000.wal.lz4`, body); // in snapshots/
-  assert.deepEqual(walRows(await client.walSegments(GEN_A), GEN_A), [
-    { generation: GEN_A, index: 1, offset: 32, size: 3 },
-  ]);
+  assert.deepEqual(walRows(await client.walSegments(GEN_A), GEN_A), [{ generation: GEN_A, index: 1, offset: 32, size: 3 }]);
 });
 
 define('listing: walSegments({ fromIndex }) holds every segment of that index and later ones', async (ctx) => {
@@ -668,7 +660,11 @@ define("layout: objects land at Litestream's keys", async (ctx) => {
     [`generations/${GEN_A}/wal/000003e8_000003e9.wal.lz4`, seg1],
     [`generations/${GEN_B}/wal/00000001_00000020.wal.lz4`, segB],
   ];
-  await assertKeys(ctx.store, expected.map(([k]) => k), 'layout');
+  await assertKeys(
+    ctx.store,
+    expected.map(([k]) => k),
+    'layout',
+  );
   for (const [key, data] of expected) await assertStored(ctx.store, key, data, 'layout');
 });
 
@@ -677,9 +673,7 @@ define("layout: objects planted at Litestream's keys are listed and read", async
   await store.writeKey(walSegmentKey({ generation: GEN_A, index: 7, offset: 32 }), Buffer.from('hello'));
   assert.deepEqual(await listGenerations(client), [GEN_A]);
   assert.deepEqual(snapRows(await client.snapshots(GEN_A), GEN_A), [{ generation: GEN_A, index: 7, size: 3 }]);
-  assert.deepEqual(walRows(await client.walSegments(GEN_A), GEN_A), [
-    { generation: GEN_A, index: 7, offset: 32, size: 5 },
-  ]);
+  assert.deepEqual(walRows(await client.walSegments(GEN_A), GEN_A), [{ generation: GEN_A, index: 7, offset: 32, size: 5 }]);
   assert.equal((await readSnapshot(client, GEN_A, 7)).toString(), 'abc');
   assert.equal((await readSegment(client, { generation: GEN_A, index: 7, offset: 32 })).toString(), 'hello');
   await client.deleteSnapshot(GEN_A, 7);
@@ -822,22 +816,14 @@ define('write: failing body keeps the previous object', async (ctx) => {
 define('readers: missing objects throw NotFoundError', async (ctx) => {
   const { client } = ctx;
   await assertNotFound('snapshotReader on an empty root', () => client.snapshotReader(GEN_A, 1));
-  await assertNotFound('walSegmentReader on an empty root', () =>
-    client.walSegmentReader({ generation: GEN_A, index: 1, offset: 0 }),
-  );
+  await assertNotFound('walSegmentReader on an empty root', () => client.walSegmentReader({ generation: GEN_A, index: 1, offset: 0 }));
   await putSnapshot(ctx, GEN_A, 1, Buffer.from('snap'));
   await putSegment(ctx, { generation: GEN_A, index: 1, offset: 0 }, Buffer.from('seg'));
   await assertNotFound('snapshotReader of another index', () => client.snapshotReader(GEN_A, 2));
   await assertNotFound('snapshotReader of another generation', () => client.snapshotReader(GEN_B, 1));
-  await assertNotFound('walSegmentReader of another offset', () =>
-    client.walSegmentReader({ generation: GEN_A, index: 1, offset: 32 }),
-  );
-  await assertNotFound('walSegmentReader of another index', () =>
-    client.walSegmentReader({ generation: GEN_A, index: 2, offset: 0 }),
-  );
-  await assertNotFound('walSegmentReader of another generation', () =>
-    client.walSegmentReader({ generation: GEN_B, index: 1, offset: 0 }),
-  );
+  await assertNotFound('walSegmentReader of another offset', () => client.walSegmentReader({ generation: GEN_A, index: 1, offset: 32 }));
+  await assertNotFound('walSegmentReader of another index', () => client.walSegmentReader({ generation: GEN_A, index: 2, offset: 0 }));
+  await assertNotFound('walSegmentReader of another generation', () => client.walSegmentReader({ generation: GEN_B, index: 1, offset: 0 }));
 });
 
 define('invalid arguments: empty generation', async (ctx) => {
@@ -847,17 +833,18 @@ define('invalid arguments: empty generation', async (ctx) => {
   const zero = { generation: '', index: 0, offset: 0 };
   const seg = 'cannot determine wal segment path: generation required';
   const snap = 'cannot determine snapshot path: generation required';
-  await assertInvalidArgument('deleteGeneration("")', () => client.deleteGeneration(''),
-    'cannot determine generation path: generation required');
-  await assertInvalidArgument('snapshots("")', () => client.snapshots(''),
-    'cannot determine snapshots path: generation required');
+  await assertInvalidArgument(
+    'deleteGeneration("")',
+    () => client.deleteGeneration(''),
+    'cannot determine generation path: generation required',
+  );
+  await assertInvalidArgument('snapshots("")', () => client.snapshots(''), 'cannot determine snapshots path: generation required');
   const body1 = bodyOf(Buffer.from('x'));
   await assertInvalidArgument('writeSnapshot("")', () => client.writeSnapshot('', 1, body1), snap);
   body1.destroy();
   await assertInvalidArgument('snapshotReader("")', () => client.snapshotReader('', 1), snap);
   await assertInvalidArgument('deleteSnapshot("")', () => client.deleteSnapshot('', 1), snap);
-  await assertInvalidArgument('walSegments("")', () => client.walSegments(''),
-    'cannot determine wal path: generation required');
+  await assertInvalidArgument('walSegments("")', () => client.walSegments(''), 'cannot determine wal path: generation required');
   const body2 = bodyOf(Buffer.from('x'));
   await assertInvalidArgument('writeWALSegment(zero pos)', () => client.writeWALSegment(zero, body2), seg);
   body2.destroy();
@@ -941,12 +928,16 @@ define('delete: WAL segments across generations', async (ctx) => {
     'deleteWALSegments across generations (one missing)',
     client.deleteWALSegments([a1, b2, a3, { generation: GEN_B, index: 9, offset: 9 }]),
   );
-  assert.deepEqual(walRows(await client.walSegments(GEN_A), GEN_A).map(({ size: _, ...p }) => p), [a2]);
-  assert.deepEqual(walRows(await client.walSegments(GEN_B), GEN_B).map(({ size: _, ...p }) => p), [b1]);
+  assert.deepEqual(
+    walRows(await client.walSegments(GEN_A), GEN_A).map(({ size: _, ...p }) => p),
+    [a2],
+  );
+  assert.deepEqual(
+    walRows(await client.walSegments(GEN_B), GEN_B).map(({ size: _, ...p }) => p),
+    [b1],
+  );
   for (const p of [a1, a3, b2]) {
-    await assertNotFound(`walSegmentReader(${p.generation}/${p.index}/${p.offset}) after delete`, () =>
-      client.walSegmentReader(p),
-    );
+    await assertNotFound(`walSegmentReader(${p.generation}/${p.index}/${p.offset}) after delete`, () => client.walSegmentReader(p));
   }
   await assertKeys(store, [walSegmentKey(a2), walSegmentKey(b1), snapshotKey(GEN_A, 1)], 'after deleteWALSegments');
 });
@@ -986,27 +977,26 @@ define('concurrency: parallel writes and reads', async (ctx) => {
       const i = k + offset;
       const generation = i % 2 === 0 ? GEN_A : GEN_B;
       const kind = i % 4 < 2 ? 'snapshot' : 'segment';
-      return { kind, pos: { generation, index: i, offset: kind === 'segment' ? i * 4096 : 0 }, data: pseudoRandomBytes(`c${i}`, 1000 + i * 997) };
+      return {
+        kind,
+        pos: { generation, index: i, offset: kind === 'segment' ? i * 4096 : 0 },
+        data: pseudoRandomBytes(`c${i}`, 1000 + i * 997),
+      };
     });
   const write = (it: Item) =>
-    it.kind === 'snapshot'
-      ? putSnapshot(ctx, it.pos.generation, it.pos.index, it.data)
-      : putSegment(ctx, it.pos, it.data);
+    it.kind === 'snapshot' ? putSnapshot(ctx, it.pos.generation, it.pos.index, it.data) : putSegment(ctx, it.pos, it.data);
   const check = async (it: Item) => {
     const got = it.kind === 'snapshot' ? await readSnapshot(client, it.pos.generation, it.pos.index) : await readSegment(client, it.pos);
-    assert.ok(got.equals(it.data), `concurrent read of ${it.kind} ${it.pos.generation}/${it.pos.index}/${it.pos.offset} returned other bytes`);
+    assert.ok(
+      got.equals(it.data),
+      `concurrent read of ${it.kind} ${it.pos.generation}/${it.pos.index}/${it.pos.offset} returned other bytes`,
+    );
   };
   const first = items(0);
   const second = items(N);
   await Promise.all(first.map(write));
   // Reads of the first batch, writes of the second batch and listings, all at once.
-  await Promise.all([
-    ...first.map(check),
-    ...second.map(write),
-    client.generations(),
-    client.snapshots(GEN_A),
-    client.walSegments(GEN_B),
-  ]);
+  await Promise.all([...first.map(check), ...second.map(write), client.generations(), client.snapshots(GEN_A), client.walSegments(GEN_B)]);
   await Promise.all(second.map(check));
   const all = [...first, ...second];
   const keyOf = (it: Item) => (it.kind === 'snapshot' ? snapshotKey(it.pos.generation, it.pos.index) : walSegmentKey(it.pos));
@@ -1015,12 +1005,18 @@ define('concurrency: parallel writes and reads', async (ctx) => {
     const snaps = await client.snapshots(generation);
     assert.deepEqual(
       snapRows(snaps, generation),
-      mine.filter((it) => it.kind === 'snapshot').map((it) => ({ generation, index: it.pos.index, size: it.data.length })).sort(compareRows),
+      mine
+        .filter((it) => it.kind === 'snapshot')
+        .map((it) => ({ generation, index: it.pos.index, size: it.data.length }))
+        .sort(compareRows),
     );
     const segs = await client.walSegments(generation);
     assert.deepEqual(
       walRows(segs, generation),
-      mine.filter((it) => it.kind === 'segment').map((it) => ({ ...it.pos, size: it.data.length })).sort(compareRows),
+      mine
+        .filter((it) => it.kind === 'segment')
+        .map((it) => ({ ...it.pos, size: it.data.length }))
+        .sort(compareRows),
     );
     await assertListedTimes(store, snaps, (s: SnapshotInfo) => snapshotKey(s.generation, s.index), `concurrent snapshots(${generation})`);
     await assertListedTimes(store, segs, (s: WALSegmentInfo) => walSegmentKey(s), `concurrent walSegments(${generation})`);
@@ -1048,7 +1044,10 @@ define('pagination: snapshots', async (ctx) => {
   await mapLimit(indexes, concurrencyOf(client), (i) => client.writeSnapshot(GEN_A, i, bodyOf(Buffer.from(String(i)))));
   const rows = snapRows(await client.snapshots(GEN_A), GEN_A);
   assert.equal(rows.length, n, `snapshots must list all ${n} snapshots (more than one listing page)`);
-  assert.deepEqual(rows, indexes.map((i) => ({ generation: GEN_A, index: i, size: String(i).length })));
+  assert.deepEqual(
+    rows,
+    indexes.map((i) => ({ generation: GEN_A, index: i, size: String(i).length })),
+  );
   await client.deleteGeneration(GEN_A);
   assert.deepEqual(await client.snapshots(GEN_A), [], `deleteGeneration must delete all ${n} snapshots`);
   await assertKeys(store, [], `after deleting a generation of ${n} snapshots`);
@@ -1073,23 +1072,18 @@ define('close: idempotent', async ({ client }) => {
 // leases (optional: clients that declare `capabilities.leases`)
 
 /** The client's lease methods, or undefined when it does not declare lease support. */
-function leaseOf(client: ReplicaClient):
-  | { read: NonNullable<ReplicaClient['readLease']>; write: NonNullable<ReplicaClient['writeLease']> }
-  | undefined {
+function leaseOf(
+  client: ReplicaClient,
+): { read: NonNullable<ReplicaClient['readLease']>; write: NonNullable<ReplicaClient['writeLease']> } | undefined {
   if (client.capabilities?.leases !== true) return undefined;
   return { read: () => client.readLease!(), write: (body, v) => client.writeLease!(body, v) };
 }
 
 function leaseBody(tag: string): string {
-  return JSON.stringify({ walship: 'lease', test: tag, at: new Date().toISOString() }) + '\n';
+  return `${JSON.stringify({ walship: 'lease', test: tag, at: new Date().toISOString() })}\n`;
 }
 
-async function assertLease(
-  lease: NonNullable<ReturnType<typeof leaseOf>>,
-  body: string,
-  version: string,
-  label: string,
-): Promise<void> {
+async function assertLease(lease: NonNullable<ReturnType<typeof leaseOf>>, body: string, version: string, label: string): Promise<void> {
   const got = await lease.read();
   assert.ok(got, `${label}: readLease() must return the lease`);
   assert.equal(got.body, body, `${label}: readLease() must return the stored body`);
@@ -1137,9 +1131,16 @@ define('lease: round trip beside generations, invisible to listings', async (ctx
   const leaseKeys = keys.filter((k) => !k.startsWith('generations/'));
   assert.ok(leaseKeys.length > 0, `the lease must be stored under the root, outside generations/ (${await describeStoreKeys(store)})`);
   for (const k of leaseKeys) {
-    assert.ok(k === 'walship-lease.json' || k.startsWith('walship-lease/'), `unexpected key ${k}: the lease goes to walship-lease.json or walship-lease/`);
+    assert.ok(
+      k === 'walship-lease.json' || k.startsWith('walship-lease/'),
+      `unexpected key ${k}: the lease goes to walship-lease.json or walship-lease/`,
+    );
   }
-  assert.deepEqual(keys.filter((k) => k.startsWith('generations/')), [snapshotKey(GEN_A, 1)], 'nothing of the lease under generations/');
+  assert.deepEqual(
+    keys.filter((k) => k.startsWith('generations/')),
+    [snapshotKey(GEN_A, 1)],
+    'nothing of the lease under generations/',
+  );
 });
 
 define('lease precondition: create-if-absent refuses an existing lease', async ({ client }) => {
@@ -1184,7 +1185,11 @@ define('lease precondition: concurrent replacements, exactly one wins', async ({
   const bodies = Array.from({ length: 6 }, (_, i) => leaseBody(`replace-${i}`));
   const results = await Promise.all(bodies.map((b) => lease.write(b, v1)));
   const winners = results.map((v, i) => ({ v, i })).filter((r) => r.v !== null);
-  assert.equal(winners.length, 1, `exactly one of ${bodies.length} concurrent replacements of one version must succeed, ${winners.length} did`);
+  assert.equal(
+    winners.length,
+    1,
+    `exactly one of ${bodies.length} concurrent replacements of one version must succeed, ${winners.length} did`,
+  );
   const w = winners[0]!;
   assertVersion(w.v, 'winner');
   await assertLease(lease, bodies[w.i]!, w.v, 'the winner');
@@ -1266,7 +1271,10 @@ define('scoped: invalid sub-paths throw InvalidArgumentError; sub-paths are clea
       threw = err;
     }
     assert.ok(!returned, `scoped(${JSON.stringify(bad)}) must throw InvalidArgumentError, but returned a client`);
-    assert.ok(threw instanceof InvalidArgumentError, `scoped(${JSON.stringify(bad)}): expected InvalidArgumentError, got ${describeError(threw)}`);
+    assert.ok(
+      threw instanceof InvalidArgumentError,
+      `scoped(${JSON.stringify(bad)}): expected InvalidArgumentError, got ${describeError(threw)}`,
+    );
     assert.equal(threw.code, 'WALSHIP_INVALID_ARGUMENT', `scoped(${JSON.stringify(bad)}): InvalidArgumentError code`);
   }
   const data = Buffer.from('cleaned');
@@ -1398,11 +1406,7 @@ export function replicaClientSuite(options: ReplicaClientSuiteOptions): void {
   if (typeof options?.test !== 'function') throw new InvalidArgumentError('replicaClientSuite: test must be a function');
   if (typeof options.create !== 'function') throw new InvalidArgumentError('replicaClientSuite: create must be a function');
   const largeObjectBytes = positiveInteger(options.largeObjectBytes, DEFAULT_LARGE_OBJECT_BYTES, 'largeObjectBytes');
-  const paginationObjectCount = positiveInteger(
-    options.paginationObjectCount,
-    DEFAULT_PAGINATION_OBJECT_COUNT,
-    'paginationObjectCount',
-  );
+  const paginationObjectCount = positiveInteger(options.paginationObjectCount, DEFAULT_PAGINATION_OBJECT_COUNT, 'paginationObjectCount');
   const skip = new Set(options.skip ?? []);
   for (const name of skip) {
     if (!replicaClientTestNames.includes(name)) {

@@ -234,7 +234,8 @@ export class MemoryReplicaClient implements ReplicaClient {
     let data = obj.data;
     const cached = this.cache.get(key);
     if (this.faults.sharedBufferUnderConcurrency && cached) data = cached;
-    if (this.faults.framedLargeBodies && data.length >= 1024 * 1024 + 4 && data.subarray(0, 4).toString() === 'FRM1') data = data.subarray(4);
+    if (this.faults.framedLargeBodies && data.length >= 1024 * 1024 + 4 && data.subarray(0, 4).toString() === 'FRM1')
+      data = data.subarray(4);
     return Readable.from([data], { objectMode: false });
   }
 

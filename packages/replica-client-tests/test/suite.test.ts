@@ -54,7 +54,10 @@ test('a conforming client passes every test', async () => {
   }
   assert.equal(stats.created, tests.size);
   assert.equal(stats.cleaned, tests.size, 'cleanup after every test');
-  assert.ok(stats.clients.every((c) => c.closed >= 1), 'close after every test');
+  assert.ok(
+    stats.clients.every((c) => c.closed >= 1),
+    'close after every test',
+  );
 });
 
 describe('the suite catches contract violations', () => {
@@ -62,54 +65,80 @@ describe('the suite catches contract violations', () => {
     ['uppercase generation names', { uppercaseGenerations: true }, ['generations: ignores invalid names and plain objects']],
     ['readers throwing plain ENOENT errors', { plainNotFound: true }, ['readers: missing objects throw NotFoundError']],
     ['deletes of missing objects failing', { throwOnMissingDelete: true }, ['delete: snapshot, and deletes of missing objects succeed']],
-    ['partial objects left by a failing body', { keepPartialWrite: true }, [
-      'write: failing body rejects and leaves no object',
-      'write: failing body keeps the previous object',
-    ]],
-    ['listings that stop after one page', { pageLimit: 100 }, [
-      'pagination: WAL segments',
-      'pagination: snapshots',
-      'pagination: generations',
-    ]],
+    [
+      'partial objects left by a failing body',
+      { keepPartialWrite: true },
+      ['write: failing body rejects and leaves no object', 'write: failing body keeps the previous object'],
+    ],
+    [
+      'listings that stop after one page',
+      { pageLimit: 100 },
+      ['pagination: WAL segments', 'pagination: snapshots', 'pagination: generations'],
+    ],
     ['deleting before validating every position', { deleteBeforeValidate: true }, ['invalid arguments: empty generation']],
-    ['deleteGeneration by a prefix without a slash', { prefixDelete: true }, ['delete: generation removes everything under it and nothing else']],
+    [
+      'deleteGeneration by a prefix without a slash',
+      { prefixDelete: true },
+      ['delete: generation removes everything under it and nothing else'],
+    ],
     ['synchronous throws', { syncThrow: true }, ['invalid arguments: empty generation']],
     ['offsets truncated to 32 bits', { truncateOffsets: true }, ['offsets above 4 GiB']],
-    ['bogus creation times', { epochCreatedAt: true }, [
-      'snapshots: lists one generation with sizes and creation times',
-      'round trip: small bodies',
-    ]],
-    ['createdAt = the listing time', { listingTimeCreatedAt: true }, [
-      'snapshots: lists one generation with sizes and creation times',
-      'wal segments: lists one generation with offsets, sizes and creation times',
-    ]],
-    ['createdAt = the write time cached by the client', { cachedWriteTimes: true }, [
-      'snapshots: lists one generation with sizes and creation times',
-      'wal segments: lists one generation with offsets, sizes and creation times',
-    ]],
-    ['createdAt truncated to minutes', { minuteCreatedAt: true }, [
-      'snapshots: lists one generation with sizes and creation times',
-      'wal segments: lists one generation with offsets, sizes and creation times',
-    ]],
-    ['large bodies stored framed (readers strip the frame)', { framedLargeBodies: true }, [
-      'round trip: large snapshot streamed',
-      'round trip: many-chunk WAL segment',
-    ]],
-    ['concurrent writes storing other bytes (reads served from a cache)', { sharedBufferUnderConcurrency: true }, [
-      'concurrency: parallel writes and reads',
-    ]],
+    [
+      'bogus creation times',
+      { epochCreatedAt: true },
+      ['snapshots: lists one generation with sizes and creation times', 'round trip: small bodies'],
+    ],
+    [
+      'createdAt = the listing time',
+      { listingTimeCreatedAt: true },
+      [
+        'snapshots: lists one generation with sizes and creation times',
+        'wal segments: lists one generation with offsets, sizes and creation times',
+      ],
+    ],
+    [
+      'createdAt = the write time cached by the client',
+      { cachedWriteTimes: true },
+      [
+        'snapshots: lists one generation with sizes and creation times',
+        'wal segments: lists one generation with offsets, sizes and creation times',
+      ],
+    ],
+    [
+      'createdAt truncated to minutes',
+      { minuteCreatedAt: true },
+      [
+        'snapshots: lists one generation with sizes and creation times',
+        'wal segments: lists one generation with offsets, sizes and creation times',
+      ],
+    ],
+    [
+      'large bodies stored framed (readers strip the frame)',
+      { framedLargeBodies: true },
+      ['round trip: large snapshot streamed', 'round trip: many-chunk WAL segment'],
+    ],
+    [
+      'concurrent writes storing other bytes (reads served from a cache)',
+      { sharedBufferUnderConcurrency: true },
+      ['concurrency: parallel writes and reads'],
+    ],
     ['snapshots listed from other folders', { deepListing: true }, ['snapshots: ignores foreign objects']],
     ["messages other than Litestream's", { wrongMessage: true }, ['invalid arguments: empty generation']],
-    ['lease preconditions ignored', { ignoreLeasePreconditions: true }, [
-      'lease precondition: create-if-absent refuses an existing lease',
-      'lease precondition: a stale version is refused',
-      'lease precondition: concurrent creates, exactly one wins',
-      'lease precondition: concurrent replacements, exactly one wins',
-    ]],
-    ['lease preconditions checked, then written (not atomic)', { racyLeaseWrites: true }, [
-      'lease precondition: concurrent creates, exactly one wins',
-      'lease precondition: concurrent replacements, exactly one wins',
-    ]],
+    [
+      'lease preconditions ignored',
+      { ignoreLeasePreconditions: true },
+      [
+        'lease precondition: create-if-absent refuses an existing lease',
+        'lease precondition: a stale version is refused',
+        'lease precondition: concurrent creates, exactly one wins',
+        'lease precondition: concurrent replacements, exactly one wins',
+      ],
+    ],
+    [
+      'lease preconditions checked, then written (not atomic)',
+      { racyLeaseWrites: true },
+      ['lease precondition: concurrent creates, exactly one wins', 'lease precondition: concurrent replacements, exactly one wins'],
+    ],
     ['lease stored under generations/', { leaseInGenerations: true }, ['lease: round trip beside generations, invisible to listings']],
     ['lease methods without capabilities.leases', { undeclaredLeases: true }, ['lease: capability matches the methods']],
   ];
@@ -161,7 +190,12 @@ describe('options', () => {
           const store: MemoryStore = new Map();
           return {
             client: new MemoryReplicaClient(store, faults),
-            store: { ...memoryBackdoor(store), cleanup: async () => { throw new Error('cleanup broke'); } },
+            store: {
+              ...memoryBackdoor(store),
+              cleanup: async () => {
+                throw new Error('cleanup broke');
+              },
+            },
           };
         },
       });

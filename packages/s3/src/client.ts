@@ -292,12 +292,12 @@ export class S3ReplicaClient implements ReplicaClient {
 
   /** Objects directly inside `dir` (delimiter `/`), with their base name; from the first name after `startAfter`, if given. */
   private async listDir(dir: string, startAfter?: string): Promise<Array<Listed & { name: string }>> {
-    const prefix = dir + '/';
+    const prefix = `${dir}/`;
     const out: Array<Listed & { name: string }> = [];
     for await (const page of this.listPages(prefix, '/', startAfter !== undefined ? prefix + startAfter : undefined)) {
       for (const obj of page.Contents ?? []) {
         const key = obj.Key;
-        if (!key || !key.startsWith(prefix)) continue;
+        if (!key?.startsWith(prefix)) continue;
         out.push({
           key,
           name: key.slice(prefix.length),
@@ -385,12 +385,12 @@ export class S3ReplicaClient implements ReplicaClient {
   // ReplicaClient.
 
   async generations(): Promise<string[]> {
-    const prefix = layout.generations(this.path) + '/';
+    const prefix = `${layout.generations(this.path)}/`;
     const names: string[] = [];
     for await (const page of this.listPages(prefix, '/')) {
       for (const cp of page.CommonPrefixes ?? []) {
         const p = cp.Prefix;
-        if (!p || !p.startsWith(prefix)) continue;
+        if (!p?.startsWith(prefix)) continue;
         const name = p.slice(prefix.length).replace(/\/$/, '');
         if (isGenerationName(name)) names.push(name);
       }
@@ -405,7 +405,7 @@ export class S3ReplicaClient implements ReplicaClient {
       for await (const page of this.listPages(prefix, undefined)) {
         for (const obj of page.Contents ?? []) {
           const key = obj.Key;
-          if (!key || !key.startsWith(prefix)) continue;
+          if (!key?.startsWith(prefix)) continue;
           const slash = key.indexOf('/', prefix.length);
           if (slash < 0) continue;
           const name = key.slice(prefix.length, slash);
@@ -418,7 +418,7 @@ export class S3ReplicaClient implements ReplicaClient {
   }
 
   async deleteGeneration(generation: string): Promise<void> {
-    const prefix = layout.generation(this.path, generation) + '/';
+    const prefix = `${layout.generation(this.path, generation)}/`;
     // Delete page by page: memory stays bounded for generations with many segments.
     for await (const page of this.listPages(prefix, undefined)) {
       const keys = (page.Contents ?? []).map((o) => o.Key).filter((k): k is string => !!k);
@@ -594,7 +594,7 @@ export class S3ReplicaClient implements ReplicaClient {
     for await (const page of this.listPages(prefix, '/')) {
       for (const cp of page.CommonPrefixes ?? []) {
         const p = cp.Prefix;
-        if (!p || !p.startsWith(prefix)) continue;
+        if (!p?.startsWith(prefix)) continue;
         const name = p.slice(prefix.length).replace(/\/$/, '');
         if (name !== '' && !name.includes('/')) names.push(name);
       }
@@ -638,4 +638,3 @@ export function deleteOutputError(errors: readonly S3DeleteError[]): BackendErro
       : `${errors.length} errors occurred deleting objects, ${key}: ${code} - (${msg} (and ${errors.length - 1} others)`;
   return new BackendError(message, { retryable, cause: errors });
 }
-

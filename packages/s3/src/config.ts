@@ -111,7 +111,7 @@ export function parseS3Url(url: string): Record<string, unknown> {
     throw new ConfigError(`invalid s3 replica url: ${JSON.stringify(url)} (bad percent-encoding)`);
   }
   // Go: strings.TrimPrefix(path.Clean(u.Path), "/"); an empty result means "." (the root).
-  const path = joinKey('/' + rawPath).replace(/^\//, '');
+  const path = joinKey(`/${rawPath}`).replace(/^\//, '');
   const host = parseHost(authority);
   const out: Record<string, unknown> = {};
   if (host.bucket !== '') out['bucket'] = host.bucket;
@@ -152,7 +152,5 @@ export function parseChecksumMode(value: unknown, key: string): ChecksumMode | u
     const s = value.trim().toUpperCase();
     if (s === 'WHEN_SUPPORTED' || s === 'WHEN_REQUIRED') return s;
   }
-  throw new ConfigError(
-    `invalid ${key} for s3 replica: ${JSON.stringify(value)} (use when_supported or when_required)`,
-  );
+  throw new ConfigError(`invalid ${key} for s3 replica: ${JSON.stringify(value)} (use when_supported or when_required)`);
 }

@@ -109,14 +109,13 @@ export function describeError(err: unknown): string {
  * when `notFound` is given, otherwise `BackendError` with `retryable` set from the S3 error code
  * and HTTP status. walship errors pass through unchanged.
  */
-export function toWalshipError(
-  err: unknown,
-  what: string,
-  opts: { notFound?: boolean } = {},
-): Error {
+export function toWalshipError(err: unknown, what: string, opts: { notFound?: boolean } = {}): Error {
   if (err instanceof NotFoundError || err instanceof BackendError) return err;
-  if ((err as { code?: unknown } | null)?.code !== undefined && typeof (err as { code: unknown }).code === 'string' &&
-      ((err as { code: string }).code.startsWith('WALSHIP_'))) {
+  if (
+    (err as { code?: unknown } | null)?.code !== undefined &&
+    typeof (err as { code: unknown }).code === 'string' &&
+    (err as { code: string }).code.startsWith('WALSHIP_')
+  ) {
     return err as Error;
   }
   if (opts.notFound && isNoSuchKey(err)) {

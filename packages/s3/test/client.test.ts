@@ -195,7 +195,16 @@ function suite(name: string, result: ServerResult): void {
     const limit = 64;
     for (let i = 0; i < positions.length; i += limit) {
       await Promise.all(
-        positions.slice(i, i + limit).map((p) => writeObject(raw, bucket, `db/generations/${p.generation}/wal/${p.index.toString(16).padStart(8, '0')}_00000000.wal.lz4`, Buffer.from('w'))),
+        positions
+          .slice(i, i + limit)
+          .map((p) =>
+            writeObject(
+              raw,
+              bucket,
+              `db/generations/${p.generation}/wal/${p.index.toString(16).padStart(8, '0')}_00000000.wal.lz4`,
+              Buffer.from('w'),
+            ),
+          ),
       );
     }
     const bad = await rejection(client.deleteWALSegments([...positions, { generation: '', index: 1, offset: 0 }]));
@@ -204,7 +213,9 @@ function suite(name: string, result: ServerResult): void {
     assert.equal((await listAllKeys(raw, bucket)).length, 1003, 'nothing deleted when a position is invalid');
     const extra = { generation: GEN, index: 99999, offset: 0 }; // missing: ignored
     await client.deleteWALSegments([...positions.slice(0, 1002), extra]);
-    assert.deepEqual(await listAllKeys(raw, bucket), [`db/generations/${GEN2}/wal/${(1002).toString(16).padStart(8, '0')}_00000000.wal.lz4`]);
+    assert.deepEqual(await listAllKeys(raw, bucket), [
+      `db/generations/${GEN2}/wal/${(1002).toString(16).padStart(8, '0')}_00000000.wal.lz4`,
+    ]);
   });
 
   test(`${name}: deleteGeneration leaves a generation sharing the name prefix alone`, async () => {
@@ -222,7 +233,7 @@ function suite(name: string, result: ServerResult): void {
     // A multi-chunk stream, the case s3rver silently corrupts under WHEN_SUPPORTED.
     await client.writeWALSegment({ generation: GEN, index: 1, offset: 0 }, Readable.from([body.subarray(0, 1000), body.subarray(1000)]));
     const stored = await readObject(raw, bucket, `db/generations/${GEN}/wal/00000001_00000000.wal.lz4`);
-    assert.ok(stored && stored.equals(body), 'stored bytes equal the body');
+    assert.ok(stored?.equals(body), 'stored bytes equal the body');
   });
 
   test(`${name}: region lookup happens lazily on first use (GetBucketLocation)`, async () => {
@@ -247,7 +258,13 @@ function suite(name: string, result: ServerResult): void {
   });
 
   test(`${name}: unreachable endpoint is a retryable BackendError`, async () => {
-    const client = new S3ReplicaClient({ bucket: 'b', endpoint: 'http://127.0.0.1:1', accessKeyId: 'a', secretAccessKey: 'b', maxAttempts: 1 });
+    const client = new S3ReplicaClient({
+      bucket: 'b',
+      endpoint: 'http://127.0.0.1:1',
+      accessKeyId: 'a',
+      secretAccessKey: 'b',
+      maxAttempts: 1,
+    });
     clients.push(client);
     const e = await rejection(client.snapshots(GEN));
     assert.ok(e instanceof BackendError);

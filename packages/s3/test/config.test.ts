@@ -35,21 +35,18 @@ test('parseHost: provider host table (Litestream ParseHost)', () => {
       'foo.nyc3.digitaloceanspaces.com',
       { bucket: 'foo', region: 'nyc3', endpoint: 'https://nyc3.digitaloceanspaces.com', forcePathStyle: true },
     ],
-    [
-      'foo.s3.fr-par.scw.cloud',
-      { bucket: 'foo', region: 'fr-par', endpoint: 'https://s3.fr-par.scw.cloud', forcePathStyle: true },
-    ],
+    ['foo.s3.fr-par.scw.cloud', { bucket: 'foo', region: 'fr-par', endpoint: 'https://s3.fr-par.scw.cloud', forcePathStyle: true }],
     [
       'foo.us-east-1.linodeobjects.com',
       { bucket: 'foo', region: 'us-east-1', endpoint: 'https://us-east-1.linodeobjects.com', forcePathStyle: true },
     ],
     // Upstream's unescaped dots: `s3` may be followed by any character.
-    ['foo.s3-eu-central-003.backblazeb2.com', { bucket: 'foo', region: 'eu-central-003', endpoint: 'https://s3.eu-central-003.backblazeb2.com', forcePathStyle: true }],
-    // R2 and friends are not detected: the whole host is the bucket (use `endpoint`).
     [
-      'acct.r2.cloudflarestorage.com',
-      { bucket: 'acct.r2.cloudflarestorage.com', region: '', endpoint: '', forcePathStyle: false },
+      'foo.s3-eu-central-003.backblazeb2.com',
+      { bucket: 'foo', region: 'eu-central-003', endpoint: 'https://s3.eu-central-003.backblazeb2.com', forcePathStyle: true },
     ],
+    // R2 and friends are not detected: the whole host is the bucket (use `endpoint`).
+    ['acct.r2.cloudflarestorage.com', { bucket: 'acct.r2.cloudflarestorage.com', region: '', endpoint: '', forcePathStyle: false }],
   ];
   for (const [host, want] of cases) assert.deepEqual(parseHost(host), want, host);
 });
@@ -114,10 +111,13 @@ test('createClient: Litestream config errors', () => {
 test('createClient: precedence of explicit keys, URL and path style', () => {
   const env = {};
   // Explicit keys win over URL-derived ones.
-  assert.deepEqual(
-    resolveS3Options({ url: 's3://foo.localhost:9000/db', region: 'eu-west-3', endpoint: 'http://127.0.0.1:1234' }, env),
-    { bucket: 'foo', path: 'db', region: 'eu-west-3', endpoint: 'http://127.0.0.1:1234', forcePathStyle: true },
-  );
+  assert.deepEqual(resolveS3Options({ url: 's3://foo.localhost:9000/db', region: 'eu-west-3', endpoint: 'http://127.0.0.1:1234' }, env), {
+    bucket: 'foo',
+    path: 'db',
+    region: 'eu-west-3',
+    endpoint: 'http://127.0.0.1:1234',
+    forcePathStyle: true,
+  });
   // force-path-style: default true with an endpoint, explicit false overrides...
   assert.equal(resolveS3Options({ bucket: 'b', endpoint: 'http://x:1' }, env).forcePathStyle, true);
   assert.equal(resolveS3Options({ bucket: 'b', endpoint: 'http://x:1', 'force-path-style': false }, env).forcePathStyle, false);
@@ -200,7 +200,12 @@ test('createClient and idle clients do no network I/O', async () => {
       { env: {} },
     ) as S3ReplicaClient;
     // No endpoint and no region: the region lookup must also wait for the first request.
-    const lazy = new S3ReplicaClient({ bucket: 'b', accessKeyId: 'a', secretAccessKey: 'b', clientConfig: { endpoint: `http://127.0.0.1:${port}` } });
+    const lazy = new S3ReplicaClient({
+      bucket: 'b',
+      accessKeyId: 'a',
+      secretAccessKey: 'b',
+      clientConfig: { endpoint: `http://127.0.0.1:${port}` },
+    });
     await new Promise((r) => setTimeout(r, 300));
     assert.equal(connections, 0, 'no connection before the first call');
     const err = await client.generations().then(

@@ -102,7 +102,7 @@ function register(name: string, result: ServerResult, mode: 'prefix' | 'bucket',
   const shared = uniqueBucketName('conf');
   let sharedReady: Promise<void> | undefined;
   after(async () => {
-    if (sharedReady) await destroyBucket(raw, shared).catch(() => {});
+    if (sharedReady !== undefined) await destroyBucket(raw, shared).catch(() => {});
     raw.destroy();
     await server.stop();
   });

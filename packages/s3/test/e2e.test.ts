@@ -59,8 +59,14 @@ function e2e(name: string, result: ServerResult): void {
       await client.close();
 
       const keys = await listAllKeys(raw, bucket);
-      assert.ok(keys.some((k) => /^app\.db\/generations\/[0-9a-f]{16}\/snapshots\/[0-9a-f]{8}\.snapshot\.lz4$/.test(k)), `a snapshot in ${keys.join(', ')}`);
-      assert.ok(keys.some((k) => /^app\.db\/generations\/[0-9a-f]{16}\/wal\/[0-9a-f]{8}_[0-9a-f]{8}\.wal\.lz4$/.test(k)), 'WAL segments');
+      assert.ok(
+        keys.some((k) => /^app\.db\/generations\/[0-9a-f]{16}\/snapshots\/[0-9a-f]{8}\.snapshot\.lz4$/.test(k)),
+        `a snapshot in ${keys.join(', ')}`,
+      );
+      assert.ok(
+        keys.some((k) => /^app\.db\/generations\/[0-9a-f]{16}\/wal\/[0-9a-f]{8}_[0-9a-f]{8}\.wal\.lz4$/.test(k)),
+        'WAL segments',
+      );
 
       const outputPath = join(dir, 'restored.db');
       const restoreClient = clientFor(server, bucket, { path: 'app.db' });

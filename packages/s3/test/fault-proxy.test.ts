@@ -139,11 +139,13 @@ if (!started.server) {
           const outputPath = join(dir, `during-${n}.db`);
           try {
             const r = await restore({ outputPath, replicas: [{ name: 's3', client: readerClient }], signal: AbortSignal.timeout(10_000) });
-            if (r.status !== 'restored' || r.partial) inFlight.problems.push(`restore ${n}: status ${r.status}${r.partial ? ' (partial)' : ''}`);
+            if (r.status !== 'restored' || r.partial)
+              inFlight.problems.push(`restore ${n}: status ${r.status}${r.partial ? ' (partial)' : ''}`);
             const got = ids(outputPath);
             const gap = firstGap(got);
             if (gap !== undefined) inFlight.problems.push(`restore ${n}: ids not contiguous at ${gap}`);
-            if ((got.at(-1) ?? 0) < ackedAtStart) inFlight.problems.push(`restore ${n}: max id ${got.at(-1)} < acknowledged ${ackedAtStart}`);
+            if ((got.at(-1) ?? 0) < ackedAtStart)
+              inFlight.problems.push(`restore ${n}: max id ${got.at(-1)} < acknowledged ${ackedAtStart}`);
             inFlight.ok++;
           } catch (err) {
             inFlight.failed++;
@@ -192,7 +194,9 @@ if (!started.server) {
       rep = undefined;
       await readerClient.close();
 
-      t.diagnostic(`faults injected: ${proxy.summary()} (of ${proxy.requests} requests, ${proxy.forwarded} forwarded); store down ${downMs} ms`);
+      t.diagnostic(
+        `faults injected: ${proxy.summary()} (of ${proxy.requests} requests, ${proxy.forwarded} forwarded); store down ${downMs} ms`,
+      );
       t.diagnostic(
         `replica errors ${errors.total} (${errors.whileDown} while down; last: ${errors.last}); sync(): ${acked.calls} acknowledged, ${acked.timeouts} timed out; ` +
           `acknowledged id before faults ${acked.before}, during faults ${acked.duringFaults}; ${expected.length} rows; caught up in ${catchUpMs} ms at ${reached.index}/${reached.offset}`,
@@ -215,7 +219,10 @@ if (!started.server) {
           assert.equal(restored.pragma('integrity_check', { simple: true }), 'ok');
           const got = restored.prepare('SELECT id, v FROM t ORDER BY id').all() as Array<{ id: number; v: string }>;
           assert.equal(got.length, expected.length, 'restored row count');
-          assert.ok(got.some((r) => r.id === acked.duringFaults), `the restore holds the last id acknowledged during the faults (${acked.duringFaults})`);
+          assert.ok(
+            got.some((r) => r.id === acked.duringFaults),
+            `the restore holds the last id acknowledged during the faults (${acked.duringFaults})`,
+          );
           assert.equal(firstGap(got.map((r) => r.id)), undefined, 'restored ids contiguous');
           assert.deepEqual(got, expected);
         } finally {
@@ -229,8 +236,10 @@ if (!started.server) {
       for (const k of FAULT_KINDS) assert.ok(proxy.counts[k] > 0, `fault ${k} injected at least once: ${proxy.summary()}`);
       assert.equal(proxy.outages, 1);
       assert.ok(errors.whileDown > 0, 'the replicator saw the store down');
-      assert.ok(acked.duringFaults > acked.before, `sync() acknowledged transactions during the faults (${acked.before} → ${acked.duringFaults})`);
-
+      assert.ok(
+        acked.duringFaults > acked.before,
+        `sync() acknowledged transactions during the faults (${acked.before} → ${acked.duringFaults})`,
+      );
     } finally {
       writing = false;
       acking = false;

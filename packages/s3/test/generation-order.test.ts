@@ -69,7 +69,8 @@ function suite(name: string, result: ServerResult, withLitestream: boolean): voi
   const bin = withLitestream ? litestreamBin() : undefined;
   test(title, { timeout: 240_000 }, async (t) => {
     if (withLitestream && !bin) {
-      if (IS_CI) assert.fail('the Litestream binary is required under CI=true: set LITESTREAM_BIN or provide ../shared/bin/litestream-v0.3.13');
+      if (IS_CI)
+        assert.fail('the Litestream binary is required under CI=true: set LITESTREAM_BIN or provide ../shared/bin/litestream-v0.3.13');
       t.diagnostic('Litestream binary not found (LITESTREAM_BIN or ../shared/bin/litestream-v0.3.13): its half of the check is skipped');
     }
     const raw = rawClient(server);
@@ -102,10 +103,14 @@ function suite(name: string, result: ServerResult, withLitestream: boolean): voi
           assert.equal(generations.at(-1), acked.generation);
 
           // Every object of the new generation is listed as strictly later than every object of the old.
-          const times = async (g: string) => [...(await client.snapshots(g)), ...(await client.walSegments(g))].map((x) => x.createdAt.getTime());
+          const times = async (g: string) =>
+            [...(await client.snapshots(g)), ...(await client.walSegments(g))].map((x) => x.createdAt.getTime());
           const oldLast = Math.max(...(await times(old.generation)));
           const newFirst = Math.min(...(await times(acked.generation)));
-          assert.ok(newFirst > oldLast, `new generation's first object (${new Date(newFirst).toISOString()}) listed after the old one's last (${new Date(oldLast).toISOString()})`);
+          assert.ok(
+            newFirst > oldLast,
+            `new generation's first object (${new Date(newFirst).toISOString()}) listed after the old one's last (${new Date(oldLast).toISOString()})`,
+          );
 
           const want = rowsOf(dbPath);
           const out = join(dir, 'restored.db');

@@ -40,17 +40,35 @@ if (!started.server) {
       };
       const child = spawn(
         process.execPath,
-        ['--conditions=walship-source', '--import', 'tsx', runner, join(dir, 'app.db'), join(here, 'support', 's3-client-module.ts'), dir, String(ROUNDS)],
+        [
+          '--conditions=walship-source',
+          '--import',
+          'tsx',
+          runner,
+          join(dir, 'app.db'),
+          join(here, 'support', 's3-client-module.ts'),
+          dir,
+          String(ROUNDS),
+        ],
         { env, stdio: ['ignore', 'pipe', 'inherit'] },
       );
       let out = '';
       child.stdout.on('data', (d: Buffer) => (out += d.toString()));
       const code = await new Promise<number | null>((r) => child.once('exit', r));
       const line = out.trim().split('\n').at(-1) ?? '';
-      const r = JSON.parse(line) as { ok: boolean; error?: string; rounds: number; maxAcked: number; restoredMax: number; generationEvents: string[] };
+      const r = JSON.parse(line) as {
+        ok: boolean;
+        error?: string;
+        rounds: number;
+        maxAcked: number;
+        restoredMax: number;
+        generationEvents: string[];
+      };
       assert.ok(r.ok, r.error);
       assert.equal(code, 0);
-      t.diagnostic(`rounds ${r.rounds}, acknowledged up to id ${r.maxAcked}, restored ${r.restoredMax} rows, generation events: ${r.generationEvents.join(' | ')}`);
+      t.diagnostic(
+        `rounds ${r.rounds}, acknowledged up to id ${r.maxAcked}, restored ${r.restoredMax} rows, generation events: ${r.generationEvents.join(' | ')}`,
+      );
       assert.ok(r.maxAcked > 0, 'the app acknowledged transactions');
       assert.equal(r.generationEvents.length, 1, `only the first start begins a generation: ${r.generationEvents.join(' | ')}`);
     } finally {

@@ -14,7 +14,16 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import Database from 'better-sqlite3';
 import { decodeObject, type ReplicaClient, Replicator, restore } from '@walship/core';
-import { clientFor, createBucket, destroyBucket, radosgwFromEnv, rawClient, uniqueBucketName, unavailableMode, IS_CI } from './helpers/servers.js';
+import {
+  clientFor,
+  createBucket,
+  destroyBucket,
+  radosgwFromEnv,
+  rawClient,
+  uniqueBucketName,
+  unavailableMode,
+  IS_CI,
+} from './helpers/servers.js';
 import { litestreamBin, writeLitestreamConfig } from './helpers/litestream.js';
 
 const run = promisify(execFile);
@@ -39,7 +48,10 @@ function rowsOf(path: string): unknown[] {
 function newestShadow(dbPath: string, generation: string): { index: number; size: number } | undefined {
   const dir = join(dirname(dbPath), `.app.db-litestream`, 'generations', generation, 'wal');
   if (!existsSync(dir)) return undefined;
-  const last = readdirSync(dir).filter((n) => /^[0-9a-f]{8}\.wal$/.test(n)).sort().at(-1);
+  const last = readdirSync(dir)
+    .filter((n) => /^[0-9a-f]{8}\.wal$/.test(n))
+    .sort()
+    .at(-1);
   return last ? { index: parseInt(last.slice(0, 8), 16), size: statSync(join(dir, last)).size } : undefined;
 }
 
@@ -81,7 +93,8 @@ if (!result.server) {
   test(TITLE, { timeout: 240_000 }, async (t) => {
     const bin = litestreamBin();
     if (!bin) {
-      if (IS_CI) assert.fail('the Litestream binary is required under CI=true: set LITESTREAM_BIN or provide ../shared/bin/litestream-v0.3.13');
+      if (IS_CI)
+        assert.fail('the Litestream binary is required under CI=true: set LITESTREAM_BIN or provide ../shared/bin/litestream-v0.3.13');
       t.skip('Litestream binary not found (LITESTREAM_BIN or ../shared/bin/litestream-v0.3.13)');
       return;
     }
@@ -139,7 +152,11 @@ if (!result.server) {
       assert.deepEqual(generations, [], 'no new generation');
       assert.deepEqual(continued, [generation], "Litestream's generation continued");
       assert.deepEqual(await client.generations(), [generation]);
-      assert.deepEqual((await client.snapshots(generation)).map((s) => s.index), snapshots, 'no snapshot written');
+      assert.deepEqual(
+        (await client.snapshots(generation)).map((s) => s.index),
+        snapshots,
+        'no snapshot written',
+      );
 
       const want = app.prepare('SELECT * FROM t ORDER BY id').all();
       assert.equal(want.length, 300);

@@ -98,17 +98,13 @@ export function sftpOptionsFromConfig(config: ReplicaConfig, context?: BackendCo
   const knownHostsPath = str(config, 'known-hosts-path');
   const insecure = bool(config, 'insecure-ignore-host-key');
   if (hostKey && !parsePublicKey(hostKey)) {
-    throw new ConfigError(
-      'invalid host-key for sftp replica: expected "<type> <base64>", e.g. "ssh-ed25519 AAAA..."',
-    );
+    throw new ConfigError('invalid host-key for sftp replica: expected "<type> <base64>", e.g. "ssh-ed25519 AAAA..."');
   }
   if (hostKey && knownHostsPath) {
     throw new ConfigError('cannot specify host-key & known-hosts-path for sftp replica');
   }
   if (insecure && (hostKey || knownHostsPath)) {
-    throw new ConfigError(
-      `cannot specify insecure-ignore-host-key & ${hostKey ? 'host-key' : 'known-hosts-path'} for sftp replica`,
-    );
+    throw new ConfigError(`cannot specify insecure-ignore-host-key & ${hostKey ? 'host-key' : 'known-hosts-path'} for sftp replica`);
   }
   const keyPath = str(config, 'key-path');
   const keyPassphrase = str(config, 'key-passphrase');

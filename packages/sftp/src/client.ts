@@ -158,10 +158,7 @@ function call<T = void>(fn: (cb: (err: Error | null | undefined, value?: T) => v
  * Sends one SFTP request. ssh2 silently drops requests issued after the channel closed (their
  * callbacks never run), so refuse them here.
  */
-function req<T = void>(
-  sftp: SFTPWrapper,
-  fn: (cb: (err: Error | null | undefined, value?: T) => void) => void,
-): Promise<T> {
+function req<T = void>(sftp: SFTPWrapper, fn: (cb: (err: Error | null | undefined, value?: T) => void) => void): Promise<T> {
   if (!isOpen(sftp)) return Promise.reject(new Error('SFTP channel is closed'));
   return call(fn);
 }
@@ -261,9 +258,7 @@ export class SftpReplicaClient implements ReplicaClient {
     if (options.hostKey !== undefined && options.hostKey !== '') {
       const key = parsePublicKey(options.hostKey);
       if (!key) {
-        throw new InvalidArgumentError(
-          'invalid host-key for sftp replica: expected "<type> <base64>", e.g. "ssh-ed25519 AAAA..."',
-        );
+        throw new InvalidArgumentError('invalid host-key for sftp replica: expected "<type> <base64>", e.g. "ssh-ed25519 AAAA..."');
       }
       this.hostKey = key;
     }
@@ -477,9 +472,7 @@ export class SftpReplicaClient implements ReplicaClient {
 
   private async readdir(dir: string): Promise<FileEntryWithStats[]> {
     try {
-      return await this.attempt('list', dir, (sftp) =>
-        req<FileEntryWithStats[]>(sftp, (cb) => sftp.readdir(dir, cb)),
-      );
+      return await this.attempt('list', dir, (sftp) => req<FileEntryWithStats[]>(sftp, (cb) => sftp.readdir(dir, cb)));
     } catch (err) {
       if (err instanceof NotFoundError) return [];
       throw err;
@@ -519,14 +512,15 @@ export class SftpReplicaClient implements ReplicaClient {
     try {
       await req(sftp, (cb) => sftp.mkdir(dir, cb));
       return;
-    } catch (err) {
+    } catch (first) {
+      let err = first;
       if (isNoSuchFile(err)) {
         await this.mkdirp(sftp, posix.dirname(dir));
         try {
           await req(sftp, (cb) => sftp.mkdir(dir, cb));
           return;
-        } catch (err2) {
-          err = err2;
+        } catch (again) {
+          err = again;
         }
       }
       // OpenSSH answers FAILURE when the directory exists (possibly created concurrently).
@@ -591,11 +585,7 @@ export class SftpReplicaClient implements ReplicaClient {
         }
         if (next.done) break;
         const chunk = next.value;
-        const buf = Buffer.isBuffer(chunk)
-          ? chunk
-          : typeof chunk === 'string'
-            ? Buffer.from(chunk)
-            : Buffer.from(chunk as Uint8Array);
+        const buf = Buffer.isBuffer(chunk) ? chunk : typeof chunk === 'string' ? Buffer.from(chunk) : Buffer.from(chunk as Uint8Array);
         if (buf.length === 0) continue;
         const position = size;
         size += buf.length;
@@ -658,11 +648,7 @@ export class SftpReplicaClient implements ReplicaClient {
    * BackendError) and returned at once; other failures mean the connection is unusable: it is
    * dropped and `fn` is retried on a new one, with exponential backoff, up to `maxRetries`.
    */
-  private async attempt<T>(
-    op: string,
-    path: string,
-    fn: (sftp: SFTPWrapper, conn: Connection) => Promise<T>,
-  ): Promise<T> {
+  private async attempt<T>(op: string, path: string, fn: (sftp: SFTPWrapper, conn: Connection) => Promise<T>): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       let conn: Connection | undefined;
       try {
@@ -721,7 +707,13 @@ export class SftpReplicaClient implements ReplicaClient {
       timer.unref();
     });
     // A polite SSH disconnect; the socket is destroyed whatever happens.
-    await Promise.race([conn.client.end().then(() => undefined, () => undefined), timeout]);
+    await Promise.race([
+      conn.client.end().then(
+        () => undefined,
+        () => undefined,
+      ),
+      timeout,
+    ]);
     clearTimeout(timer);
     (conn.client as unknown as { client: { destroy(): void } }).client.destroy();
   }
@@ -767,7 +759,7 @@ export class SftpReplicaClient implements ReplicaClient {
         verdict =
           `sftp: host key verification failed for ${this.endpoint()}: server offered ${describeKey(blob)}, ` +
           `host-key is ${expected.type} key ${fingerprint(expected.blob)}; ` +
-          'set host-key to the server\'s public key if it really changed';
+          "set host-key to the server's public key if it really changed";
         return false;
       };
     } else {
@@ -807,8 +799,7 @@ export class SftpReplicaClient implements ReplicaClient {
       if (conn) this.drop(conn);
     };
     const client = new SftpClient('walship', { error: onGone, end: onGone, close: onGone });
-    const ssh = (client as unknown as { client: { setNoDelay(v: boolean): void; once(ev: string, fn: () => void): void } })
-      .client;
+    const ssh = (client as unknown as { client: { setNoDelay(v: boolean): void; once(ev: string, fn: () => void): void } }).client;
     ssh.once('connect', () => ssh.setNoDelay(true));
     try {
       const sftp = await client.connect({
@@ -841,10 +832,7 @@ export class SftpReplicaClient implements ReplicaClient {
       if (verdict) throw new FatalConnectError(verdict, err);
       const m = msg(err);
       if (/authentication methods failed/i.test(m)) {
-        throw new FatalConnectError(
-          `sftp: authentication failed for ${o.user}@${this.endpoint()}; check user, password and key-path`,
-          err,
-        );
+        throw new FatalConnectError(`sftp: authentication failed for ${o.user}@${this.endpoint()}; check user, password and key-path`, err);
       }
       if (/privateKey|passphrase|private key/i.test(m)) {
         throw new FatalConnectError(

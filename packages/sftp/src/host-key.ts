@@ -21,7 +21,7 @@ export interface KnownHostEntry {
 
 /** OpenSSH's fingerprint of a key blob: `SHA256:` + unpadded base64 of its SHA-256. */
 export function fingerprint(blob: Buffer): string {
-  return 'SHA256:' + createHash('sha256').update(blob).digest('base64').replace(/=+$/, '');
+  return `SHA256:${createHash('sha256').update(blob).digest('base64').replace(/=+$/, '')}`;
 }
 
 /** Key type stored at the start of an SSH public key blob (`string` = uint32 length + bytes). */
@@ -86,7 +86,7 @@ function globToRegExp(pattern: string): RegExp {
     else if (ch === '?') re += '.';
     else re += ch.replace(/[.+^${}()|[\]\\]/g, '\\$&');
   }
-  return new RegExp(re + '$', 'i');
+  return new RegExp(`${re}$`, 'i');
 }
 
 function hashedMatch(entry: string, name: string): boolean {
@@ -120,9 +120,7 @@ export function hostFieldMatches(hosts: string, name: string): boolean {
 }
 
 /** Outcome of checking a server's host key. */
-export type HostKeyCheck =
-  | { readonly ok: true }
-  | { readonly ok: false; readonly reason: 'unknown' | 'mismatch' | 'revoked' };
+export type HostKeyCheck = { readonly ok: true } | { readonly ok: false; readonly reason: 'unknown' | 'mismatch' | 'revoked' };
 
 /** Checks `blob` against the keys known for `name` (entries already parsed from known_hosts). */
 export function checkKnownHosts(entries: readonly KnownHostEntry[], name: string, blob: Buffer): HostKeyCheck {

@@ -32,7 +32,17 @@ function configError(fn: () => unknown, message: string): void {
 test('backend identity', () => {
   assert.equal(sftpBackend.type, 'sftp');
   assert.deepEqual(sftpBackend.schemes, ['sftp']);
-  for (const k of ['host', 'user', 'password', 'key-path', 'path', 'key-passphrase', 'host-key', 'known-hosts-path', 'insecure-ignore-host-key']) {
+  for (const k of [
+    'host',
+    'user',
+    'password',
+    'key-path',
+    'path',
+    'key-passphrase',
+    'host-key',
+    'known-hosts-path',
+    'insecure-ignore-host-key',
+  ]) {
     assert.ok(sftpBackend.configKeys.includes(k), k);
   }
 });
@@ -123,11 +133,11 @@ test('describe: no credentials', () => {
 
 test('parsePublicKey and fingerprint match ssh-keygen', async () => {
   assert.equal(parsePublicKey('ssh-ed25519'), undefined);
-  assert.equal(parsePublicKey('ssh-rsa ' + ED.split(' ')[1]), undefined, 'type must match the blob');
+  assert.equal(parsePublicKey(`ssh-rsa ${ED.split(' ')[1]}`), undefined, 'type must match the blob');
   const key = parsePublicKey(`${ED} comment here`);
   assert.ok(key);
   assert.equal(key.type, 'ssh-ed25519');
-  const r = spawnSync('ssh-keygen', ['-l', '-E', 'sha256', '-f', '/dev/stdin'], { input: ED + '\n', encoding: 'utf8' });
+  const r = spawnSync('ssh-keygen', ['-l', '-E', 'sha256', '-f', '/dev/stdin'], { input: `${ED}\n`, encoding: 'utf8' });
   if (r.status === 0) assert.equal(fingerprint(key.blob), r.stdout.split(/\s+/)[1]);
   assert.match(fingerprint(key.blob), /^SHA256:[A-Za-z0-9+/]{43}$/);
 });

@@ -76,7 +76,13 @@ describe('default ~/.ssh/known_hosts against a live sshd', { skip }, () => {
   test('also through the backend config the CLI uses (no host-key, no known-hosts-path)', async () => {
     await writeFile(knownHosts(), `${knownHostsLine(server)}\n`);
     const c = sftpBackend.createClient(
-      { type: 'sftp', host: `127.0.0.1:${server.port}`, user: server.user, 'key-path': server.clientKeyPath, path: join(server.dataDir, 'kh-backend') },
+      {
+        type: 'sftp',
+        host: `127.0.0.1:${server.port}`,
+        user: server.user,
+        'key-path': server.clientKeyPath,
+        path: join(server.dataDir, 'kh-backend'),
+      },
       { env: {}, warn: (m) => assert.fail(`unexpected warning: ${m}`) },
     );
     clients.push(c);
@@ -99,7 +105,7 @@ describe('default ~/.ssh/known_hosts against a live sshd', { skip }, () => {
 
   test('the server missing from ~/.ssh/known_hosts, or no such file: refused, naming the file', async () => {
     // An entry for another port only.
-    await writeFile(knownHosts(), knownHostsLine(server).replace(`:${server.port}`, `:${server.port + 1}`) + '\n');
+    await writeFile(knownHosts(), `${knownHostsLine(server).replace(`:${server.port}`, `:${server.port + 1}`)}\n`);
     await assert.rejects(client().generations(), (err: unknown) => {
       assert.ok(err instanceof BackendError);
       assert.equal(err.retryable, false);

@@ -208,7 +208,9 @@ describe('sftp client against OpenSSH sshd', { skip }, () => {
     await client.writeSnapshot(GEN, 9, Readable.from([Buffer.from('ok')]));
   });
 
-  test('large streamed upload and download (20 MB): Nagle off (setNoDelay), intact on the server and read back', { timeout: 120_000 }, async () => {
+  test('large streamed upload and download (20 MB): Nagle off (setNoDelay), intact on the server and read back', {
+    timeout: 120_000,
+  }, async () => {
     const client = makeClient();
     const chunk = Buffer.alloc(64 * 1024);
     for (let i = 0; i < chunk.length; i++) chunk[i] = (i * 31) & 0xff;
@@ -222,7 +224,10 @@ describe('sftp client against OpenSSH sshd', { skip }, () => {
     // Without TCP_NODELAY a streamed put stalls on delayed ACKs (20 MiB: ~12 s instead of ~0.1 s),
     // so the behaviour to check is that the client's connection turns Nagle off.
     const { result: info, calls } = await recordNoDelay(server.port, () => client.writeSnapshot(GEN, 1, Readable.from(gen())));
-    assert.ok(calls.length > 0 && calls.every((v) => v === true), `the SFTP connection must set TCP_NODELAY; setNoDelay calls: ${JSON.stringify(calls)}`);
+    assert.ok(
+      calls.length > 0 && calls.every((v) => v === true),
+      `the SFTP connection must set TCP_NODELAY; setNoDelay calls: ${JSON.stringify(calls)}`,
+    );
     assert.equal(info.size, chunk.length * count);
     // What landed on the server, read from its disk (not through the client under test).
     const onDisk = join(client.root, 'generations', GEN, 'snapshots', '00000001.snapshot.lz4');
@@ -374,7 +379,7 @@ describe('sftp client against OpenSSH sshd', { skip }, () => {
     assert.deepEqual(await makeClient({ hostKey: undefined, knownHostsPath: hashed }).generations(), []);
 
     const unknown = join(server.dir, 'known_hosts_unknown');
-    await writeFile(unknown, knownHostsLine(server).replace(`:${server.port}`, `:${server.port + 1}`) + '\n');
+    await writeFile(unknown, `${knownHostsLine(server).replace(`:${server.port}`, `:${server.port + 1}`)}\n`);
     await assert.rejects(makeClient({ hostKey: undefined, knownHostsPath: unknown }).generations(), (err: unknown) => {
       assert.ok(err instanceof BackendError);
       assert.equal(err.retryable, false);

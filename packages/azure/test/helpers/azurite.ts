@@ -61,7 +61,10 @@ export async function startAzurite(): Promise<AzuriteServer> {
   let port: number;
   try {
     port = await new Promise<number>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`azurite did not start within ${START_TIMEOUT_MS} ms: ${output.trim()}`)), START_TIMEOUT_MS);
+      const timer = setTimeout(
+        () => reject(new Error(`azurite did not start within ${START_TIMEOUT_MS} ms: ${output.trim()}`)),
+        START_TIMEOUT_MS,
+      );
       const onData = (chunk: Buffer): void => {
         output += chunk.toString();
         const m = /successfully listens on https?:\/\/127\.0\.0\.1:(\d+)/.exec(output);

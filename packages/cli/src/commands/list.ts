@@ -25,13 +25,19 @@ export async function databasesCommand(inv: Invocation): Promise<number> {
   const rows: Array<{ path: string; replicas: string[]; pattern?: string }> = [
     ...config.dbs.map((db) => ({ path: db.path, replicas: db.replicas.map((r) => r.name) })),
     // Directory entries: the directory with its pattern (`/data/tenants/*.db`, `…/**/*.db` when recursive).
-    ...config.dirs.map((d) => ({ path: d.dir, pattern: d.recursive ? `**/${d.pattern}` : d.pattern, replicas: d.replicas.map((r) => r.name) })),
+    ...config.dirs.map((d) => ({
+      path: d.dir,
+      pattern: d.recursive ? `**/${d.pattern}` : d.pattern,
+      replicas: d.replicas.map((r) => r.name),
+    })),
   ];
   await closeClients([...config.dbs.flatMap((d) => d.replicas), ...config.dirs.flatMap((d) => d.replicas)]);
   if (boolFlag(inv.args, 'json')) {
-    inv.io.stdout.write(JSON.stringify(rows, null, 2) + '\n');
+    inv.io.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
   } else {
-    inv.io.stdout.write(formatTable([['path', 'replicas'], ...rows.map((r) => [r.pattern ? `${r.path}/${r.pattern}` : r.path, r.replicas.join(',')])]));
+    inv.io.stdout.write(
+      formatTable([['path', 'replicas'], ...rows.map((r) => [r.pattern ? `${r.path}/${r.pattern}` : r.path, r.replicas.join(',')])]),
+    );
   }
   return 0;
 }
@@ -40,7 +46,12 @@ export async function databasesCommand(inv: Invocation): Promise<number> {
  * Runs `fn` for each replica, logging and skipping failures like Litestream; fails (exit 1)
  * only when every replica failed.
  */
-async function perReplica<T>(target: Target, logger: CliLogger, what: string, fn: (replica: RestoreReplica, spec: ReplicaSpec) => Promise<readonly T[]>): Promise<T[]> {
+async function perReplica<T>(
+  target: Target,
+  logger: CliLogger,
+  what: string,
+  fn: (replica: RestoreReplica, spec: ReplicaSpec) => Promise<readonly T[]>,
+): Promise<T[]> {
   const out: T[] = [];
   let failures = 0;
   let lastError = '';
@@ -55,7 +66,9 @@ async function perReplica<T>(target: Target, logger: CliLogger, what: string, fn
     }
   }
   if (failures > 0 && failures === target.replicas.length) {
-    throw new CliError(target.replicas.length === 1 ? `cannot list ${what}: ${lastError}` : `cannot list ${what} of any replica: ${lastError}`);
+    throw new CliError(
+      target.replicas.length === 1 ? `cannot list ${what}: ${lastError}` : `cannot list ${what} of any replica: ${lastError}`,
+    );
   }
   return out;
 }
@@ -90,8 +103,17 @@ async function runListing<T>(inv: Invocation, listing: Listing<T>): Promise<numb
   const target = await resolveTarget(inv, listing.missing);
   const logger = commandLogger(inv, target.config, { stream: 'stderr', warnings: target.warnings });
   try {
-    const rows = await perReplica(target, logger, listing.what, async (replica) => [...(await listing.fetch(replica, target))].sort((a, b) => listing.compare(a, b)));
-    if (boolFlag(inv.args, 'json')) inv.io.stdout.write(JSON.stringify(rows.map((r) => listing.json(r)), null, 2) + '\n');
+    const rows = await perReplica(target, logger, listing.what, async (replica) =>
+      [...(await listing.fetch(replica, target))].sort((a, b) => listing.compare(a, b)),
+    );
+    if (boolFlag(inv.args, 'json'))
+      inv.io.stdout.write(
+        `${JSON.stringify(
+          rows.map((r) => listing.json(r)),
+          null,
+          2,
+        )}\n`,
+      );
     else inv.io.stdout.write(formatTable([listing.header, ...rows.map((r) => listing.cells(r))]));
     return 0;
   } finally {
@@ -103,7 +125,11 @@ const cmp = (a: string | number, b: string | number): number => (a < b ? -1 : a 
 
 /** `walship generations DB|URL`: name, generation, lag, start, end. */
 export function generationsCommand(inv: Invocation): Promise<number> {
-  const now = lastWriteTime(inv.args.positionals[0] !== undefined && !looksLikeUrl(inv.args.positionals[0]) ? absPath(inv.args.positionals[0], inv.io.cwd) : undefined);
+  const now = lastWriteTime(
+    inv.args.positionals[0] !== undefined && !looksLikeUrl(inv.args.positionals[0])
+      ? absPath(inv.args.positionals[0], inv.io.cwd)
+      : undefined,
+  );
   return runListing<GenerationInfo>(inv, {
     missing: 'database path or replica URL required',
     what: 'generations',
@@ -111,7 +137,14 @@ export function generationsCommand(inv: Invocation): Promise<number> {
     compare: (a, b) => cmp(a.generation, b.generation),
     header: ['name', 'generation', 'lag', 'start', 'end'],
     cells: (g) => [g.replicaName, g.generation, formatLag(g.lagMs), formatTime(g.createdAt), formatTime(g.updatedAt)],
-    json: (g) => ({ replica: g.replicaName, generation: g.generation, lag: formatLag(g.lagMs), lagMs: g.lagMs, start: formatTime(g.createdAt), end: formatTime(g.updatedAt) }),
+    json: (g) => ({
+      replica: g.replicaName,
+      generation: g.generation,
+      lag: formatLag(g.lagMs),
+      lagMs: g.lagMs,
+      start: formatTime(g.createdAt),
+      end: formatTime(g.updatedAt),
+    }),
   });
 }
 
@@ -127,7 +160,13 @@ export function snapshotsCommand(inv: Invocation): Promise<number> {
     compare: (a, b) => cmp(a.generation, b.generation) || a.index - b.index,
     header: ['replica', 'generation', 'index', 'size', 'created'],
     cells: (s) => [s.replicaName, s.generation, String(s.index), String(s.size), formatTime(s.createdAt)],
-    json: (s) => ({ replica: s.replicaName, generation: s.generation, index: hex8(s.index), size: s.size, created: formatTime(s.createdAt) }),
+    json: (s) => ({
+      replica: s.replicaName,
+      generation: s.generation,
+      index: hex8(s.index),
+      size: s.size,
+      created: formatTime(s.createdAt),
+    }),
   });
 }
 
@@ -147,6 +186,13 @@ export function walCommand(inv: Invocation): Promise<number> {
     compare: (a, b) => cmp(a.generation, b.generation) || a.index - b.index || a.offset - b.offset,
     header: ['replica', 'generation', 'index', 'offset', 'size', 'created'],
     cells: (s) => [s.replicaName, s.generation, String(s.index), String(s.offset), String(s.size), formatTime(s.createdAt)],
-    json: (s) => ({ replica: s.replicaName, generation: s.generation, index: hex8(s.index), offset: hex8(s.offset), size: s.size, created: formatTime(s.createdAt) }),
+    json: (s) => ({
+      replica: s.replicaName,
+      generation: s.generation,
+      index: hex8(s.index),
+      offset: hex8(s.offset),
+      size: s.size,
+      created: formatTime(s.createdAt),
+    }),
   });
 }

@@ -4,7 +4,17 @@ import { accessSync, constants, statSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { constants as osConstants } from 'node:os';
 import { delimiter, dirname, isAbsolute, join, resolve } from 'node:path';
-import { childLogger, DirectoryReplicator, type DirectoryReplicatorOptions, errorMessage, formatGoDuration, parseGoDuration, type ReplicaOptions, Replicator, type ReplicatorOptions } from '@walship/core';
+import {
+  childLogger,
+  DirectoryReplicator,
+  type DirectoryReplicatorOptions,
+  errorMessage,
+  formatGoDuration,
+  parseGoDuration,
+  type ReplicaOptions,
+  Replicator,
+  type ReplicatorOptions,
+} from '@walship/core';
 import { boolFlag, stringFlag } from '../args.js';
 import { adHocConfig, loadConfig, type Invocation } from '../cli.js';
 import { splitAddr, type CliConfig, type DbSpec, type DirSpec, type ReplicaSpec } from '../config.js';
@@ -56,7 +66,10 @@ export async function replicateCommand(inv: Invocation): Promise<number> {
   const dryRun = boolFlag(args, 'dry-run');
   // -force: every replica takes over a lease another walship still holds (planned failover).
   if (boolFlag(args, 'force')) {
-    const takeover = <T extends { replicas: readonly ReplicaSpec[] }>(e: T): T => ({ ...e, replicas: e.replicas.map((r) => ({ ...r, takeover: true })) });
+    const takeover = <T extends { replicas: readonly ReplicaSpec[] }>(e: T): T => ({
+      ...e,
+      replicas: e.replicas.map((r) => ({ ...r, takeover: true })),
+    });
     config = { ...config, dbs: config.dbs.map(takeover), dirs: config.dirs.map(takeover) };
   }
   const logger = createLogger({
@@ -68,7 +81,7 @@ export async function replicateCommand(inv: Invocation): Promise<number> {
   for (const w of config.warnings) logger.warn(w);
 
   if (dryRun) {
-    io.stdout.write(JSON.stringify(describeConfig(config, { exec, addr, shutdownSyncTimeoutMs }), null, 2) + '\n');
+    io.stdout.write(`${JSON.stringify(describeConfig(config, { exec, addr, shutdownSyncTimeoutMs }), null, 2)}\n`);
     return 0;
   }
 
@@ -152,7 +165,10 @@ function findExecutable(cmd: string, env: Record<string, string | undefined>, cw
   throw new UsageError(`exec: command not found: ${cmd} (not in PATH)`);
 }
 
-function describeConfig(config: CliConfig, overrides: { exec: string | undefined; addr: string | undefined; shutdownSyncTimeoutMs: number }) {
+function describeConfig(
+  config: CliConfig,
+  overrides: { exec: string | undefined; addr: string | undefined; shutdownSyncTimeoutMs: number },
+) {
   const d = (ms: number) => formatGoDuration(ms);
   return {
     config: config.file ?? null,
@@ -178,26 +194,26 @@ function describeConfig(config: CliConfig, overrides: { exec: string | undefined
 function describeSettings(db: Omit<DbSpec, 'path' | 'metaPath'>) {
   const d = (ms: number) => formatGoDuration(ms);
   return {
-      monitorInterval: d(db.monitorIntervalMs),
-      checkpointInterval: d(db.checkpointIntervalMs),
-      minCheckpointPageCount: db.minCheckpointPageCount,
-      maxCheckpointPageCount: db.maxCheckpointPageCount,
-      truncatePageCount: db.truncatePageCount ?? null,
-      busyTimeout: db.busyTimeoutMs !== undefined ? d(db.busyTimeoutMs) : null,
-      replicas: db.replicas.map((r) => ({
-        name: r.name,
-        type: r.type,
-        syncInterval: d(r.syncIntervalMs),
-        retention: d(r.retentionMs),
-        retentionCheckInterval: d(r.retentionCheckIntervalMs),
-        snapshotInterval: d(r.snapshotIntervalMs),
-        validationInterval: d(r.validationIntervalMs),
-        leaseTtl: r.leaseTtlMs !== undefined ? d(r.leaseTtlMs) : null,
-        takeover: r.takeover,
-        // Key counts only: identities are secrets.
-        ...(r.age ? { age: { identities: r.age.identities, recipients: r.age.recipients } } : {}),
-        config: redactValue('', r.config),
-      })),
+    monitorInterval: d(db.monitorIntervalMs),
+    checkpointInterval: d(db.checkpointIntervalMs),
+    minCheckpointPageCount: db.minCheckpointPageCount,
+    maxCheckpointPageCount: db.maxCheckpointPageCount,
+    truncatePageCount: db.truncatePageCount ?? null,
+    busyTimeout: db.busyTimeoutMs !== undefined ? d(db.busyTimeoutMs) : null,
+    replicas: db.replicas.map((r) => ({
+      name: r.name,
+      type: r.type,
+      syncInterval: d(r.syncIntervalMs),
+      retention: d(r.retentionMs),
+      retentionCheckInterval: d(r.retentionCheckIntervalMs),
+      snapshotInterval: d(r.snapshotIntervalMs),
+      validationInterval: d(r.validationIntervalMs),
+      leaseTtl: r.leaseTtlMs !== undefined ? d(r.leaseTtlMs) : null,
+      takeover: r.takeover,
+      // Key counts only: identities are secrets.
+      ...(r.age ? { age: { identities: r.age.identities, recipients: r.age.recipients } } : {}),
+      config: redactValue('', r.config),
+    })),
   };
 }
 
@@ -239,16 +255,16 @@ function databaseOptions(db: Omit<DbSpec, 'path' | 'metaPath'>): ReplicatorOptio
 /** The library's replica options of the config's replicas. */
 function replicaOptions(replicas: readonly ReplicaSpec[]): ReplicaOptions[] {
   return replicas.map((r) => ({
-      client: r.client,
-      name: r.name,
-      syncInterval: r.syncIntervalMs,
-      retention: r.retentionMs,
-      retentionCheckInterval: r.retentionCheckIntervalMs,
-      snapshotInterval: r.snapshotIntervalMs,
-      validationInterval: r.validationIntervalMs,
-      ...(r.leaseTtlMs !== undefined ? { leaseTtl: r.leaseTtlMs } : {}),
-      ...(r.takeover ? { takeover: true } : {}),
-      ...(r.stages ? { stages: r.stages } : {}),
+    client: r.client,
+    name: r.name,
+    syncInterval: r.syncIntervalMs,
+    retention: r.retentionMs,
+    retentionCheckInterval: r.retentionCheckIntervalMs,
+    snapshotInterval: r.snapshotIntervalMs,
+    validationInterval: r.validationIntervalMs,
+    ...(r.leaseTtlMs !== undefined ? { leaseTtl: r.leaseTtlMs } : {}),
+    ...(r.takeover ? { takeover: true } : {}),
+    ...(r.stages ? { stages: r.stages } : {}),
   }));
 }
 
@@ -310,7 +326,9 @@ class ReplicateRun {
       if (this.#shuttingDown) break;
       const replicator = new Replicator(db.path, replicatorOptions(db, logger));
       this.metrics.watch(db.path, replicator, new Map(db.replicas.map((r) => [r.name, r.type])));
-      (replicator as EventEmitter).on('error', (err: unknown) => logger.error('replicator error', { db: db.path, error: errorMessage(err) }));
+      (replicator as EventEmitter).on('error', (err: unknown) =>
+        logger.error('replicator error', { db: db.path, error: errorMessage(err) }),
+      );
       this.#trackReplicaHealth(db.path, db.replicas, replicator);
       this.#replicators.push({ db, replicator });
       try {
@@ -343,7 +361,13 @@ class ReplicateRun {
       } catch {
         // describe is cosmetic.
       }
-      this.logger.info('replicating to', { name: r.name, type: r.type, 'sync-interval': formatGoDuration(r.syncIntervalMs), ...described, ...extra });
+      this.logger.info('replicating to', {
+        name: r.name,
+        type: r.type,
+        'sync-interval': formatGoDuration(r.syncIntervalMs),
+        ...described,
+        ...extra,
+      });
     }
   }
 
@@ -358,11 +382,15 @@ class ReplicateRun {
     const types = new Map(dir.replicas.map((r) => [r.name, r.type]));
     directory.on('database-added', (e) => {
       this.metrics.watch(e.path, e.replicator, types);
-      (e.replicator as EventEmitter).on('error', (err: unknown) => logger.error('replicator error', { db: e.path, error: errorMessage(err) }));
+      (e.replicator as EventEmitter).on('error', (err: unknown) =>
+        logger.error('replicator error', { db: e.path, error: errorMessage(err) }),
+      );
       this.#trackReplicaHealth(e.path, dir.replicas, e.replicator);
     });
     directory.on('database-removed', (e) => {
-      void this.metrics.unwatch(e.replicator).catch((err: unknown) => logger.warn('cannot drop the metrics of a removed database', { db: e.path, error: errorMessage(err) }));
+      void this.metrics
+        .unwatch(e.replicator)
+        .catch((err: unknown) => logger.warn('cannot drop the metrics of a removed database', { db: e.path, error: errorMessage(err) }));
       for (const key of this.#failing.keys()) if (key.startsWith(`${e.path}\0`)) this.#failing.delete(key);
     });
     this.#directories.push({ dir, directory });
@@ -375,7 +403,13 @@ class ReplicateRun {
       this.#cleanup();
       throw new CliError(`cannot start replication of directory ${dir.dir}: ${errorMessage(err)}`, { cause: err });
     }
-    logger.info('initialized dir', { dir: dir.dir, pattern: dir.pattern, recursive: dir.recursive, watch: dir.watch, databases: directory.databases().length });
+    logger.info('initialized dir', {
+      dir: dir.dir,
+      pattern: dir.pattern,
+      recursive: dir.recursive,
+      watch: dir.watch,
+      databases: directory.databases().length,
+    });
     this.#logReplicas(dir.replicas, { 'path-suffix': '<relative path of each database>' });
   }
 
@@ -438,7 +472,8 @@ class ReplicateRun {
       this.#childExited = true;
       let exitCode: number;
       if (code !== null) exitCode = code;
-      else if (this.#signal && signal === this.#signal) exitCode = 0; // ended by the signal we forwarded, as Litestream
+      else if (this.#signal && signal === this.#signal)
+        exitCode = 0; // ended by the signal we forwarded, as Litestream
       else exitCode = signalExitCode(signal);
       if (!this.#signal) this.logger.info('subprocess exited, walship shutting down', { code: code ?? signal });
       else this.logger.info('exec process exited', { code: code ?? signal });
@@ -468,7 +503,8 @@ class ReplicateRun {
       this.logger.info('waiting for exec process to close');
       return; // the child's exit triggers the shutdown
     }
-    if (this.#replicators.length > 0 || this.#directories.length > 0 || (this.dbs.length === 0 && this.dirs.length === 0)) void this.#shutdown(0);
+    if (this.#replicators.length > 0 || this.#directories.length > 0 || (this.dbs.length === 0 && this.dirs.length === 0))
+      void this.#shutdown(0);
     // else: still starting; start() shuts down once the current replicator is up.
   }
 
@@ -489,7 +525,10 @@ class ReplicateRun {
           await Promise.race([
             replicator.stop({ timeout: timeoutMs }),
             new Promise((_, reject) => {
-              timer = setTimeout(() => reject(new Error(`stop did not finish within ${formatGoDuration(timeoutMs + 5000)}`)), timeoutMs + 5000);
+              timer = setTimeout(
+                () => reject(new Error(`stop did not finish within ${formatGoDuration(timeoutMs + 5000)}`)),
+                timeoutMs + 5000,
+              );
             }),
           ]);
         } catch (err) {

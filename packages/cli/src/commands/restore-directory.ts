@@ -56,7 +56,8 @@ export async function restoreDirectory(run: DirectoryRestore): Promise<number> {
       unlisted.push(`${r.name} (${errorMessage(err)})`);
     }
   }
-  if (listed === 0) throw new CliError(`cannot list the databases of directory ${dir.dir}: no replica could be listed (see the warnings above)`);
+  if (listed === 0)
+    throw new CliError(`cannot list the databases of directory ${dir.dir}: no replica could be listed (see the warnings above)`);
   const rels = [...found].sort();
   if (rels.length === 0) {
     if (run.options.ifReplicaExists) {
@@ -83,21 +84,40 @@ export async function restoreDirectory(run: DirectoryRestore): Promise<number> {
             outputPath,
             replicas: replicas.map((r) => ({ name: r.name, client: r.client, ...(r.stages ? { stages: r.stages } : {}) })),
             // Per database: only warnings and errors (damage, a replica skipped); the outcome is one line below.
-            logger: { debug: () => {}, info: () => {}, warn: (m, f) => logger.warn(m, { path: outputPath, ...f }), error: (m, f) => logger.error(m, { path: outputPath, ...f }) },
+            logger: {
+              debug: () => {},
+              info: () => {},
+              warn: (m, f) => logger.warn(m, { path: outputPath, ...f }),
+              error: (m, f) => logger.error(m, { path: outputPath, ...f }),
+            },
             signal: run.signal,
           });
           if (result.status === 'restored') {
             counts.restored++;
-            logger.info('restored', { path: outputPath, replica: result.replicaName, ...(result.durationMs !== undefined ? { elapsed: `${Math.round(result.durationMs)}ms` } : {}) });
+            logger.info('restored', {
+              path: outputPath,
+              replica: result.replicaName,
+              ...(result.durationMs !== undefined ? { elapsed: `${Math.round(result.durationMs)}ms` } : {}),
+            });
           } else {
             counts.skipped++;
-            logger.info(result.status === 'skipped-db-exists' ? 'database already exists, skipping' : 'no matching backups found', { path: outputPath });
+            logger.info(result.status === 'skipped-db-exists' ? 'database already exists, skipping' : 'no matching backups found', {
+              path: outputPath,
+            });
           }
-          run.json?.event('database', { relPath: rel, path: outputPath, status: result.status, ...(result.replicaName ? { replica: result.replicaName } : {}) });
+          run.json?.event('database', {
+            relPath: rel,
+            path: outputPath,
+            status: result.status,
+            ...(result.replicaName ? { replica: result.replicaName } : {}),
+          });
         } catch (err) {
           if (run.signal.aborted) return;
           counts.failed++;
-          const message = (err as { code?: unknown }).code === 'WALSHIP_RESTORE_OUTPUT_EXISTS' ? `output path already exists (use --overwrite or -if-db-not-exists)` : errorMessage(err);
+          const message =
+            (err as { code?: unknown }).code === 'WALSHIP_RESTORE_OUTPUT_EXISTS'
+              ? `output path already exists (use --overwrite or -if-db-not-exists)`
+              : errorMessage(err);
           failures.push(`${rel}: ${message}`);
           logger.error('restore failed', { path: outputPath, error: message });
           run.json?.event('database', { relPath: rel, path: outputPath, status: 'failed', error: message });

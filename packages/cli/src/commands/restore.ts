@@ -52,7 +52,8 @@ export async function restoreCommand(inv: Invocation): Promise<number> {
   let parallelism: number | undefined;
   const parStr = stringFlag(args, 'parallelism');
   if (parStr !== undefined) {
-    if (!/^[+-]?\d+$/.test(parStr)) throw new UsageError(`invalid value ${JSON.stringify(parStr)} for -parallelism: use a whole number such as 8`);
+    if (!/^[+-]?\d+$/.test(parStr))
+      throw new UsageError(`invalid value ${JSON.stringify(parStr)} for -parallelism: use a whole number such as 8`);
     parallelism = Math.max(1, Number(parStr));
   }
   const verify = stringFlag(args, 'verify');
@@ -76,7 +77,8 @@ export async function restoreCommand(inv: Invocation): Promise<number> {
     } catch {
       throw new UsageError(`invalid value ${JSON.stringify(followIntervalStr)} for -follow-interval: use a duration such as 1s or 500ms`);
     }
-    if (!(followIntervalMs > 0)) throw new UsageError(`invalid value ${JSON.stringify(followIntervalStr)} for -follow-interval: it must be more than 0`);
+    if (!(followIntervalMs > 0))
+      throw new UsageError(`invalid value ${JSON.stringify(followIntervalStr)} for -follow-interval: it must be more than 0`);
   }
   if (follow) {
     for (const [flag, set] of [
@@ -91,14 +93,20 @@ export async function restoreCommand(inv: Invocation): Promise<number> {
   }
   // With -if-replica-exists, a -replica naming no replica of the database, or a database
   // without replicas, is "no backup" (exit 0), as in Litestream; without it, the error says so.
-  const target = await resolveTarget(inv, 'database path or replica URL required', { unknownReplica: ifReplicaExists ? 'empty' : 'error', allowDirectory: true });
+  const target = await resolveTarget(inv, 'database path or replica URL required', {
+    unknownReplica: ifReplicaExists ? 'empty' : 'error',
+    allowDirectory: true,
+  });
   if (target.directory) {
     for (const [flag, set] of [
       ['f (follow)', follow],
       ['index', index !== undefined],
       ['generation', generation !== undefined],
     ] as const) {
-      if (set) throw new UsageError(`cannot combine a directory (${target.dbPath}) with -${flag}: it applies to one database; name one (e.g. ${target.dbPath}/<name>)`);
+      if (set)
+        throw new UsageError(
+          `cannot combine a directory (${target.dbPath}) with -${flag}: it applies to one database; name one (e.g. ${target.dbPath}/<name>)`,
+        );
     }
   }
   if (target.replicas.length === 0 && !ifReplicaExists) {
@@ -110,7 +118,11 @@ export async function restoreCommand(inv: Invocation): Promise<number> {
     else if (target.dbPath) outputPath = target.dbPath;
     else throw new UsageError('output path required');
     // With --json, stdout carries only JSON lines: the log goes to stderr.
-    const logger = commandLogger(inv, target.config, { debug: boolFlag(args, 'verbose'), warnings: target.warnings, ...(boolFlag(args, 'json') ? { stream: 'stderr' as const } : {}) });
+    const logger = commandLogger(inv, target.config, {
+      debug: boolFlag(args, 'verbose'),
+      warnings: target.warnings,
+      ...(boolFlag(args, 'json') ? { stream: 'stderr' as const } : {}),
+    });
     // Options of every restore (one database, or each of a directory).
     const perDatabase = {
       ...(timestamp !== undefined ? { timestamp } : {}),
@@ -165,12 +177,19 @@ export async function restoreCommand(inv: Invocation): Promise<number> {
     const json = boolFlag(args, 'json') ? new JsonProgress(io.stdout) : undefined;
     const onTerminal = Boolean((io.stderr as { isTTY?: boolean }).isTTY);
     const showProgress = progressFlag === undefined ? onTerminal && !json : progressFlag === true;
-    const sinks: ProgressSink[] = [...(json ? [json] : []), ...(showProgress ? [onTerminal ? new TerminalProgress(io.stderr) : new LineProgress(io.stderr)] : [])];
+    const sinks: ProgressSink[] = [
+      ...(json ? [json] : []),
+      ...(showProgress ? [onTerminal ? new TerminalProgress(io.stderr) : new LineProgress(io.stderr)] : []),
+    ];
     const progress: ProgressSink | undefined =
       sinks.length > 0
         ? {
-            update: (p) => sinks.forEach((s) => s.update(p)),
-            finish: () => sinks.forEach((s) => s.finish()),
+            update: (p) => {
+              for (const s of sinks) s.update(p);
+            },
+            finish: () => {
+              for (const s of sinks) s.finish();
+            },
           }
         : undefined;
     const options: RestoreOptions = {
@@ -214,7 +233,10 @@ export async function restoreCommand(inv: Invocation): Promise<number> {
       }
       if ((err as { code?: unknown }).code === 'WALSHIP_RESTORE_OUTPUT_EXISTS') {
         // Same error, in the command line's words.
-        throw new CliError(`cannot restore, output path already exists: ${outputPath} (use --overwrite to replace it or -if-db-not-exists to skip)`, { cause: err });
+        throw new CliError(
+          `cannot restore, output path already exists: ${outputPath} (use --overwrite to replace it or -if-db-not-exists to skip)`,
+          { cause: err },
+        );
       }
       throw err;
     } finally {
@@ -232,9 +254,13 @@ export async function restoreCommand(inv: Invocation): Promise<number> {
  * `restore -f`: restores, then follows the replica until SIGINT/SIGTERM (exit 0: the output is
  * consistent whenever the follower stops).
  */
-async function followCommand(
-  run: { outputPath: string; options: RestoreOptions; intervalMs?: number; json?: JsonProgress; progress?: ProgressSink },
-): Promise<number> {
+async function followCommand(run: {
+  outputPath: string;
+  options: RestoreOptions;
+  intervalMs?: number;
+  json?: JsonProgress;
+  progress?: ProgressSink;
+}): Promise<number> {
   const { options, json, progress } = run;
   const logger = options.logger!;
   const follower = new Follower(run.outputPath, {
@@ -247,8 +273,18 @@ async function followCommand(
     ...(options.onProgress ? { onProgress: options.onProgress } : {}),
   });
   if (json) {
-    follower.on('restored', (e) => json.event('restored', { replica: e.replicaName, generation: e.generation, position: e.pos, reason: e.reason, durationMs: Math.round(e.durationMs) }));
-    follower.on('applied', (e) => json.event('applied', { position: e.pos, commits: e.commits, pages: e.pages, durationMs: Math.round(e.durationMs) }));
+    follower.on('restored', (e) =>
+      json.event('restored', {
+        replica: e.replicaName,
+        generation: e.generation,
+        position: e.pos,
+        reason: e.reason,
+        durationMs: Math.round(e.durationMs),
+      }),
+    );
+    follower.on('applied', (e) =>
+      json.event('applied', { position: e.pos, commits: e.commits, pages: e.pages, durationMs: Math.round(e.durationMs) }),
+    );
     follower.on('damage', (e) => json.event('damage', { ...e.damage, index: e.damage.index.toString(16).padStart(8, '0') }));
   }
   let stopping: NodeJS.Signals | undefined;
@@ -279,7 +315,8 @@ async function followCommand(
       logger.info('no matching backups found');
       return 0;
     }
-    if (code === 'WALSHIP_FOLLOW_OUTPUT_EXISTS') throw new CliError(`${(err as Error).message.replace('use overwrite', 'use --overwrite')}`, { cause: err });
+    if (code === 'WALSHIP_FOLLOW_OUTPUT_EXISTS')
+      throw new CliError(`${(err as Error).message.replace('use overwrite', 'use --overwrite')}`, { cause: err });
     throw err;
   } finally {
     progress?.finish();

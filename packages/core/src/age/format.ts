@@ -220,7 +220,9 @@ export function unwrapFileKey(header: Header, identities: readonly AgeIdentity[]
     const types = [...new Set(header.stanzas.map((s) => s.type))].join(', ') || 'none';
     return { noMatch: types };
   }
-  const mac = createHmac('sha256', hkdf(fileKey, Buffer.alloc(0), 'header')).update(header.macInput).digest();
+  const mac = createHmac('sha256', hkdf(fileKey, Buffer.alloc(0), 'header'))
+    .update(header.macInput)
+    .digest();
   if (!timingSafeEqual(mac, header.mac)) throw new CorruptDataError('age: bad header MAC (the object was modified or damaged)');
   return { fileKey };
 }
@@ -231,7 +233,9 @@ export function newHeader(recipients: readonly AgeRecipient[]): { bytes: Buffer;
   let text = `${INTRO}\n`;
   for (const r of recipients) text += encodeStanza(wrapX25519(fileKey, r));
   text += '---';
-  const mac = createHmac('sha256', hkdf(fileKey, Buffer.alloc(0), 'header')).update(text, 'latin1').digest();
+  const mac = createHmac('sha256', hkdf(fileKey, Buffer.alloc(0), 'header'))
+    .update(text, 'latin1')
+    .digest();
   const nonce = randomBytes(16);
   return {
     bytes: Buffer.concat([Buffer.from(`${text} ${b64encode(mac)}\n`, 'latin1'), nonce]),

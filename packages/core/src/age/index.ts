@@ -62,10 +62,15 @@ export interface AgeStage extends ObjectStage {
 export function ageStage(options: AgeOptions): AgeStage {
   const identities: AgeIdentity[] = [];
   const recipients: AgeRecipient[] = [];
-  (options.identities ?? []).forEach((text, entry) => identities.push(...parseAgeIdentities(text, { field: 'identities', entry })));
-  (options.recipients ?? []).forEach((text, entry) => recipients.push(...parseAgeRecipients(text, { field: 'recipients', entry })));
+  for (const [entry, text] of (options.identities ?? []).entries())
+    identities.push(...parseAgeIdentities(text, { field: 'identities', entry }));
+  for (const [entry, text] of (options.recipients ?? []).entries())
+    recipients.push(...parseAgeRecipients(text, { field: 'recipients', entry }));
   if (identities.length === 0 && recipients.length === 0) {
-    throw new AgeError('WALSHIP_AGE_KEY', 'age: no identities and no recipients: give age.recipients to write encrypted objects and age.identities to read them');
+    throw new AgeError(
+      'WALSHIP_AGE_KEY',
+      'age: no identities and no recipients: give age.recipients to write encrypted objects and age.identities to read them',
+    );
   }
   const writeTo = recipients.length > 0 ? recipients : identities.map((id) => parseAgeRecipient(id.recipient));
   const keys: AgeKeys = { identities, recipients: writeTo };

@@ -119,7 +119,10 @@ function parseLines<T>(text: string, source: AgeKeySource, parse: (s: string) =>
     }
   }
   if (out.length === 0) {
-    const what = source.field === 'identities' ? 'no secret keys found (expected AGE-SECRET-KEY-1… lines)' : 'no recipients found (expected age1… lines)';
+    const what =
+      source.field === 'identities'
+        ? 'no secret keys found (expected AGE-SECRET-KEY-1… lines)'
+        : 'no recipients found (expected age1… lines)';
     throw new AgeError('WALSHIP_AGE_KEY', `${label}: ${what}`, { ...source, line: undefined });
   }
   return out;

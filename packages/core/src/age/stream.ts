@@ -211,7 +211,8 @@ export class AgeDecryptor extends Transform {
       }
       // A full-size final chunk followed by more bytes?
       const last = open(key, chunkNonce(this.#counter, true), sealed);
-      if (!last) throw new CorruptDataError(`age: payload chunk ${this.#counter} failed authentication (the object was modified or damaged)`);
+      if (!last)
+        throw new CorruptDataError(`age: payload chunk ${this.#counter} failed authentication (the object was modified or damaged)`);
       this.push(last);
       this.#done = true;
       throw new CorruptDataError('age: trailing data after the end of the encrypted payload');
@@ -227,7 +228,9 @@ export class AgeDecryptor extends Transform {
         this.push(full);
         throw new CorruptDataError('age: truncated payload (missing final chunk)');
       }
-      throw new CorruptDataError(`age: payload chunk ${this.#counter} failed authentication (the object was modified, damaged or truncated)`);
+      throw new CorruptDataError(
+        `age: payload chunk ${this.#counter} failed authentication (the object was modified, damaged or truncated)`,
+      );
     }
     if (out.length === 0 && this.#counter > 0) throw new CorruptDataError('age: final payload chunk is empty');
     this.#counter++;

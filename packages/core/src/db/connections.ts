@@ -86,7 +86,9 @@ export class DbConnections {
       conns.#journalSizeLimit = Math.max(0, Math.floor(opts.journalSizeLimit));
       conns.#adoptWriter(first);
       await retryBusy(() => ensureHelperTables(first), opts.busyTimeoutMs);
-      conns.#seqPage = Number(first.prepare(`SELECT rootpage FROM sqlite_master WHERE type = 'table' AND name = '_litestream_seq'`).pluck().get());
+      conns.#seqPage = Number(
+        first.prepare(`SELECT rootpage FROM sqlite_master WHERE type = 'table' AND name = '_litestream_seq'`).pluck().get(),
+      );
       return conns;
     } catch (err) {
       if (conns) await conns.close();

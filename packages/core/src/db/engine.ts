@@ -6,7 +6,7 @@ import { Readable } from 'node:stream';
 import { CorruptDataError, WalshipError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { MAX_INDEX, newGenerationName } from '../naming.js';
-import { comparePos, type Pos, ZERO_POS } from '../pos.js';
+import { type Pos, ZERO_POS } from '../pos.js';
 import { Mutex } from '../util/async.js';
 import { fileSystemError, fsyncDir, readFullAt, sleepSync, statOrUndefined, writeFullAtSync } from '../util/fs.js';
 import { heldFileHandle } from '../util/held-files.js';
@@ -97,7 +97,7 @@ function readWalHeaderSync(walPath: string): Buffer | undefined {
  * restarts the WAL with a sequence of 1).
  */
 function isRestartOf(after: WalHeader, before: WalHeader): boolean {
-  return after.salt1 === ((before.salt1 + 1) >>> 0) && after.pageSize === before.pageSize;
+  return after.salt1 === (before.salt1 + 1) >>> 0 && after.pageSize === before.pageSize;
 }
 
 /** Largest WAL segment walship uploads as one object (uncompressed); a single larger transaction is kept whole. */
@@ -263,7 +263,7 @@ export class WalEngine extends EventEmitter {
       if (litestream.kind === 'adopted' && epoch.end < litestream.shadowEnd) {
         reason = `litestream generation ${state.generation} cannot be continued: the wal's valid commits end at ${epoch.end}, before the end of litestream's shadow wal (${litestream.shadowEnd})`;
       }
-    } else if (header && headerBytes && (await this.#restartedByUs(state, headerBytes, header))) {
+    } else if (header && headerBytes && (await this.#restartedByUs(state, header))) {
       // walship restarted the WAL right before a kill -9, too soon to record it: next index.
       this.#adoptState(state);
       this.#closedEnds.set(state.index, state.restartIntent!.end);
@@ -290,7 +290,8 @@ export class WalEngine extends EventEmitter {
     // lock, so the old epoch ended exactly at the end scanned under the lock.
     const deadline = Date.now() + Math.max(this.settings.busyTimeoutMs, 1000) * 10;
     while (!conns.tryLockWrites(Math.min(this.settings.busyTimeoutMs, 50))) {
-      if (Date.now() > deadline) throw new WalshipError('WALSHIP_BUSY', 'cannot take the database write lock to start replication: another connection keeps it');
+      if (Date.now() > deadline)
+        throw new WalshipError('WALSHIP_BUSY', 'cannot take the database write lock to start replication: another connection keeps it');
       await new Promise((r) => setTimeout(r, 20));
     }
     let after: Buffer | undefined;
@@ -358,19 +359,24 @@ export class WalEngine extends EventEmitter {
     } else if (litestream.kind === 'adopted' && this.#generation === litestream.state.generation) {
       // Recorded as walship's: Litestream must not continue it behind walship's back.
       await retireLitestreamMeta(litestream, this.settings.metaPath);
-      this.#log.info('continuing litestream generation', { db: this.dbPath, generation: this.#generation, index: litestream.state.index, from: litestream.litestreamMetaPath });
+      this.#log.info('continuing litestream generation', {
+        db: this.dbPath,
+        generation: this.#generation,
+        index: litestream.state.index,
+        from: litestream.litestreamMetaPath,
+      });
       this.emit('litestream-generation', { generation: this.#generation, index: litestream.state.index });
     }
   }
 
   /**
-   * True when the WAL (header `hb`) is the one walship's own restarting write began after the
-   * recorded state: the state holds a restart intent for its header, `hb` is a restart of it,
+   * True when the WAL (header `h`) is the one walship's own restarting write began after the
+   * recorded state: the state holds a restart intent for its header, `h` is a restart of it,
    * and the WAL's first transaction is a single valid commit frame of `_litestream_seq`'s page —
    * the write walship was making. An application that restarted the WAL itself (after walship
    * died, possibly losing frames) would have written its own pages first.
    */
-  async #restartedByUs(state: MetaState, hb: Buffer, h: WalHeader): Promise<boolean> {
+  async #restartedByUs(state: MetaState, h: WalHeader): Promise<boolean> {
     const intent = state.restartIntent;
     const prev = tryParseWalHeader(Buffer.from(state.walHeader, 'hex'));
     if (!intent || !prev || !isRestartOf(h, prev) || intent.seqPage !== this.connections.seqPage) return false;
@@ -399,7 +405,12 @@ export class WalEngine extends EventEmitter {
       // it takes a new snapshot instead.
       const size = fsSync.statSync(spillFile(this.settings.metaPath, state.generation, s.index), { throwIfNoEntry: false })?.size ?? 0;
       if (size >= s.end) this.#spills.set(s.index, s);
-      else this.#log.warn('a kept wal tail is shorter than recorded; replicas that need it take a new snapshot', { index: s.index, size, end: s.end });
+      else
+        this.#log.warn('a kept wal tail is shorter than recorded; replicas that need it take a new snapshot', {
+          index: s.index,
+          size,
+          end: s.end,
+        });
     }
   }
 
@@ -451,7 +462,11 @@ export class WalEngine extends EventEmitter {
     await this.#syncSpills();
     const e = this.#epoch!;
     const version = ++this.#stateVersion;
-    await writeMetaState(this.settings.metaPath, this.#stateOf(e.index, e.headerBytes, e.header.pageSize, extra), () => this.#stateVersion === version);
+    await writeMetaState(
+      this.settings.metaPath,
+      this.#stateOf(e.index, e.headerBytes, e.header.pageSize, extra),
+      () => this.#stateVersion === version,
+    );
   }
 
   /**
@@ -484,7 +499,7 @@ export class WalEngine extends EventEmitter {
     const e = this.#epoch!;
     const present = await this.#wal.ensureOpen();
     const hb = present ? await this.#wal.readHeaderBytes() : undefined;
-    if (!hb || !hb.equals(e.headerBytes)) {
+    if (!hb?.equals(e.headerBytes)) {
       const size = present ? await this.#wal.size() : 0;
       await this.#newGeneration(size < e.end ? 'wal truncated by another process' : 'wal overwritten by another process');
       return true;
@@ -547,7 +562,8 @@ export class WalEngine extends EventEmitter {
     for (;;) {
       if (index === e.index) {
         if (offset === e.end || (offset === 0 && e.end === WAL_HEADER_SIZE)) return { kind: 'caught-up' };
-        if (offset > e.end) return { kind: 'unavailable', ahead: true, reason: `replica position ${offset} is past the local wal end ${e.end}` };
+        if (offset > e.end)
+          return { kind: 'unavailable', ahead: true, reason: `replica position ${offset} is past the local wal end ${e.end}` };
         let end = e.end;
         if (end - offset > SEGMENT_SPLIT) {
           const b = e.boundaries.find((x) => x > offset && x - offset <= SEGMENT_SPLIT) ?? e.boundaries.find((x) => x > offset);
@@ -555,7 +571,8 @@ export class WalEngine extends EventEmitter {
         }
         return { kind: 'data', index, start: offset, end, from: 'wal' };
       }
-      if (index > e.index) return { kind: 'unavailable', ahead: true, reason: `replica index ${index} is ahead of the local index ${e.index}` };
+      if (index > e.index)
+        return { kind: 'unavailable', ahead: true, reason: `replica index ${index} is ahead of the local index ${e.index}` };
       const closedEnd = this.#closedEnds.get(index);
       if (closedEnd !== undefined && offset === closedEnd) {
         index += 1;
@@ -566,7 +583,10 @@ export class WalEngine extends EventEmitter {
       if (spill && offset >= spill.start && offset < spill.end) {
         return { kind: 'data', index, start: offset, end: spill.end, from: 'spill' };
       }
-      return { kind: 'unavailable', reason: `wal index ${index.toString(16).padStart(8, '0')} offset ${offset} is no longer available locally` };
+      return {
+        kind: 'unavailable',
+        reason: `wal index ${index.toString(16).padStart(8, '0')} offset ${offset} is no longer available locally`,
+      };
     }
   }
 
@@ -602,7 +622,9 @@ export class WalEngine extends EventEmitter {
             if (got !== n || h !== WAL_HEADER_SIZE || !hb.equals(expectedHeader)) {
               const spill = spillFor(index);
               if (!spill || spill.start > pos || spill.end < end) {
-                throw new CorruptDataError(`wal index ${index.toString(16).padStart(8, '0')} restarted while reading a segment and no local copy of its tail was kept`);
+                throw new CorruptDataError(
+                  `wal index ${index.toString(16).padStart(8, '0')} restarted while reading a segment and no local copy of its tail was kept`,
+                );
               }
               log.debug('wal restarted while reading a segment; continuing from the kept tail', { index, pos });
               await fh.close();
@@ -749,7 +771,7 @@ export class WalEngine extends EventEmitter {
     let after: Buffer | undefined;
     try {
       const hb = this.#wal.readHeaderBytesSync();
-      if (!hb || !hb.equals(e.headerBytes)) outcome = 'header-changed';
+      if (!hb?.equals(e.headerBytes)) outcome = 'header-changed';
       else {
         this.#scanMoreSync();
         this.#spillSync(e);
@@ -869,7 +891,8 @@ export class WalEngine extends EventEmitter {
     let start = e.end;
     for (const p of this.#positions()) {
       if (!p) start = 0;
-      else if (p.generation !== this.#generation) continue; // will take a new snapshot anyway
+      else if (p.generation !== this.#generation)
+        continue; // will take a new snapshot anyway
       else if (p.index < e.index) start = 0;
       else if (p.index === e.index) start = Math.min(start, p.offset);
     }
@@ -1029,7 +1052,7 @@ export class WalEngine extends EventEmitter {
     let record: MetaState['cleanStop'];
     try {
       const hb = this.#wal.readHeaderBytesSync();
-      if (!hb || !hb.equals(this.#epoch.headerBytes)) return;
+      if (!hb?.equals(this.#epoch.headerBytes)) return;
       this.#scanMoreSync();
       const e = this.#epoch;
       this.#spillSync(e);

@@ -100,7 +100,11 @@ export async function lookForLitestream(o: LookupOptions): Promise<LitestreamLoo
   }
   const generation = text.trim();
   if (!isGenerationName(generation)) return { kind: 'none' };
-  const reject = (reason: string): LitestreamLookup => ({ kind: 'rejected', generation, reason: `litestream generation ${generation} cannot be continued: ${reason}` });
+  const reject = (reason: string): LitestreamLookup => ({
+    kind: 'rejected',
+    generation,
+    reason: `litestream generation ${generation} cannot be continued: ${reason}`,
+  });
 
   const shadows = await listShadows(o.litestreamMetaPath, generation);
   const newest = shadows[shadows.length - 1];
@@ -132,18 +136,21 @@ export async function lookForLitestream(o: LookupOptions): Promise<LitestreamLoo
   try {
     walFh = await fs.open(o.walPath, 'r');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return reject('no primary wal (the -wal file was removed after litestream stopped)');
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT')
+      return reject('no primary wal (the -wal file was removed after litestream stopped)');
     throw err;
   }
   try {
     const real = await readHeader(walFh);
-    if (!real || !real.equals(headerBytes)) return reject(`the wal was restarted after litestream stopped (its header differs from shadow wal ${name})`);
+    if (!real?.equals(headerBytes))
+      return reject(`the wal was restarted after litestream stopped (its header differs from shadow wal ${name})`);
     const realSize = frameAlign((await walFh.stat()).size, header.pageSize);
     if (realSize < shadowEnd) return reject(`wal truncated (${realSize} bytes, shadow wal ${name} has ${shadowEnd})`);
     if (lastFrame) {
       const got = Buffer.alloc(lastFrame.length);
       const n = await readFullAt(walFh, got, 0, got.length, shadowEnd - got.length);
-      if (n !== got.length || !got.equals(lastFrame)) return reject(`wal overwritten (its frame at ${shadowEnd - got.length} differs from shadow wal ${name})`);
+      if (n !== got.length || !got.equals(lastFrame))
+        return reject(`wal overwritten (its frame at ${shadowEnd - got.length} differs from shadow wal ${name})`);
     }
   } finally {
     await walFh.close();

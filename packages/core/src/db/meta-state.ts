@@ -99,9 +99,9 @@ export async function writeMetaState(metaPath: string, state: MetaState, stillCu
   }
   // A newer state written meanwhile (synchronously, around a WAL restart) must not be replaced
   // by this older one: `stillCurrent` says whether this one is still the newest.
-  if (!(await writeFileAtomic(stateFile(metaPath), JSON.stringify(state, null, 2) + '\n', 0o600, 'walship state', stillCurrent))) return;
+  if (!(await writeFileAtomic(stateFile(metaPath), `${JSON.stringify(state, null, 2)}\n`, 0o600, 'walship state', stillCurrent))) return;
   // A plain-text copy of the generation, as Litestream keeps one, for people inspecting the dir.
-  await writeFileAtomic(path.join(metaPath, 'generation'), state.generation + '\n', 0o600, 'walship generation name');
+  await writeFileAtomic(path.join(metaPath, 'generation'), `${state.generation}\n`, 0o600, 'walship generation name');
 }
 
 /**
@@ -115,7 +115,7 @@ export function writeMetaStateSync(metaPath: string, state: MetaState): void {
   const file = stateFile(metaPath);
   const tmp = `${file}.sync.tmp`;
   try {
-    fsSync.writeFileSync(tmp, JSON.stringify(state, null, 2) + '\n', { mode: 0o600 });
+    fsSync.writeFileSync(tmp, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
     fsSync.renameSync(tmp, file);
   } catch (err) {
     try {

@@ -57,12 +57,17 @@ export class ProcessLock {
       if (!String((err as { code?: unknown }).code ?? '').startsWith('SQLITE_BUSY')) throw err;
       const owner = await readOwner(metaPath);
       const who = owner ? `pid ${owner.pid} on ${owner.host}, since ${owner.startedAt}` : 'another process';
-      throw new LockedError(busyMessage ? busyMessage(who) : `${dbPath} is already being replicated by another walship (${who}): stop it first, or give this one another database`, {
-        cause: err,
-      });
+      throw new LockedError(
+        busyMessage
+          ? busyMessage(who)
+          : `${dbPath} is already being replicated by another walship (${who}): stop it first, or give this one another database`,
+        {
+          cause: err,
+        },
+      );
     }
     const owner: LockOwner = { pid: process.pid, host: os.hostname(), startedAt: new Date().toISOString() };
-    await writeFileAtomic(path.join(metaPath, OWNER_FILE), JSON.stringify(owner) + '\n');
+    await writeFileAtomic(path.join(metaPath, OWNER_FILE), `${JSON.stringify(owner)}\n`);
     return new ProcessLock(db, metaPath);
   }
 

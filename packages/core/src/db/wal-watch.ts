@@ -113,7 +113,9 @@ class DirWatch {
     this.#ino = inoOf(this.dir);
     try {
       if (this.#ino === -1) throw new Error('directory gone');
-      const w = fs.watch(this.dir, { persistent: false }, (event, filename) => this.#deliver(w, event, filename === null ? null : String(filename)));
+      const w = fs.watch(this.dir, { persistent: false }, (event, filename) =>
+        this.#deliver(w, event, filename === null ? null : String(filename)),
+      );
       w.on('error', () => this.#fail(w));
       this.#watcher = w;
       this.#failed = false;

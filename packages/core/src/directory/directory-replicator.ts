@@ -137,7 +137,8 @@ export class DirectoryReplicator extends EventEmitter<DirectoryReplicatorEvents>
       this.#replicasFor = (db) => replicas.map((r) => ({ ...r, client: r.client.scoped!(db.relPath) }));
     } else throw new ConfigError('replicas must be a list, or a function returning the replicas of one database');
     const starting = concurrency?.starting ?? 8;
-    if (!Number.isInteger(starting) || starting < 1) throw new ConfigError(`invalid concurrency.starting: ${JSON.stringify(starting)}: expected a whole number ≥ 1`);
+    if (!Number.isInteger(starting) || starting < 1)
+      throw new ConfigError(`invalid concurrency.starting: ${JSON.stringify(starting)}: expected a whole number ≥ 1`);
     this.#starting = pLimit(starting);
     this.#base = {
       // A thousand idle databases: one safety scan a minute each, not every 10 s.
@@ -260,7 +261,12 @@ export class DirectoryReplicator extends EventEmitter<DirectoryReplicatorEvents>
       dir: this.dir,
       watching: this.#watch && this.#state === 'running',
       events: this.#watches.size > 0 && [...this.#watches.values()].every((w) => w.active),
-      databases: [...this.#running.values()].map((r) => ({ path: r.path, relPath: r.relPath, state: r.state, status: r.replicator.status() })),
+      databases: [...this.#running.values()].map((r) => ({
+        path: r.path,
+        relPath: r.relPath,
+        state: r.state,
+        status: r.replicator.status(),
+      })),
       skipped: [...this.#skipped.values()].map(skipped),
       failed: [...this.#failed.values()].map((m) => ({ ...skipped(m), error: m.error! })),
       lastScanAt: this.#lastScanAt,
@@ -272,10 +278,13 @@ export class DirectoryReplicator extends EventEmitter<DirectoryReplicatorEvents>
     if (this.#timer) clearTimeout(this.#timer);
     if (this.#state !== 'running') return;
     const events = this.#watches.size > 0 && [...this.#watches.values()].every((w) => w.active);
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      void this.#rescanLogged().finally(() => this.#schedule());
-    }, events && !this.#scanFailing ? this.#rescanMs : this.#pollMs);
+    this.#timer = setTimeout(
+      () => {
+        this.#timer = undefined;
+        void this.#rescanLogged().finally(() => this.#schedule());
+      },
+      events && !this.#scanFailing ? this.#rescanMs : this.#pollMs,
+    );
     this.#timer.unref();
   }
 
@@ -343,7 +352,11 @@ export class DirectoryReplicator extends EventEmitter<DirectoryReplicatorEvents>
       if (gone(rel) && r.state !== 'stopping') void this.#stopOne(r, 'deleted');
     }
     for (const m of [this.#skipped, this.#failed]) for (const rel of m.keys()) if (gone(rel)) m.delete(rel);
-    if (unreadable.length > 0) this.#log.warn('cannot list subdirectories; their databases are left as they are', { dir: this.dir, subdirectories: unreadable.join(',') });
+    if (unreadable.length > 0)
+      this.#log.warn('cannot list subdirectories; their databases are left as they are', {
+        dir: this.dir,
+        subdirectories: unreadable.join(','),
+      });
 
     const todo = [...found.files.values()].filter((f) => !this.#running.has(f.relPath));
     await Promise.all(todo.map((f) => this.#consider(f)));
@@ -394,7 +407,13 @@ export class DirectoryReplicator extends EventEmitter<DirectoryReplicatorEvents>
     }
     if (probe.kind === 'gone' || probe.kind === 'pending') return;
     if (probe.kind !== 'database') {
-      this.#skip(f, version, probe.kind === 'symlink' ? 'a symbolic link (SQLite writes its -wal beside the target): replicate the target instead' : 'not a SQLite database');
+      this.#skip(
+        f,
+        version,
+        probe.kind === 'symlink'
+          ? 'a symbolic link (SQLite writes its -wal beside the target): replicate the target instead'
+          : 'not a SQLite database',
+      );
       return;
     }
     // Two names of one file (hard links): one replicator, or their checkpoints would fight.
@@ -448,7 +467,16 @@ export class DirectoryReplicator extends EventEmitter<DirectoryReplicatorEvents>
     const attempts = (known?.attempts ?? 0) + 1;
     const backoff = Math.min(RETRY_MAX_MS, RETRY_FAILED_MS * 2 ** (attempts - 1));
     const reason = errorMessage(error);
-    this.#failed.set(f.relPath, { path: f.path, relPath: f.relPath, version, reason, error, at: Date.now(), attempts, retryAt: Date.now() + backoff });
+    this.#failed.set(f.relPath, {
+      path: f.path,
+      relPath: f.relPath,
+      version,
+      reason,
+      error,
+      at: Date.now(),
+      attempts,
+      retryAt: Date.now() + backoff,
+    });
     if (known?.reason === reason) return; // reported already (once per reason)
     this.#log.error('cannot replicate database', { path: f.path, error: reason, retry: `${Math.round(backoff / 1000)}s` });
     this.#emitSafe('database-error', { path: f.path, relPath: f.relPath, error });

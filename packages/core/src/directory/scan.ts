@@ -21,7 +21,9 @@ export function compilePattern(pattern: unknown): NameMatcher {
     throw new ConfigError('pattern required for directory replication: add a glob on file names, e.g. pattern: "*.db"');
   }
   if (pattern.includes('/')) {
-    throw new ConfigError(`invalid pattern ${JSON.stringify(pattern)}: it matches file names, so it cannot hold "/" (use recursive: true for subdirectories)`);
+    throw new ConfigError(
+      `invalid pattern ${JSON.stringify(pattern)}: it matches file names, so it cannot hold "/" (use recursive: true for subdirectories)`,
+    );
   }
   const match = picomatch(pattern, { dot: false });
   return (name) => !SIDE_FILE.test(name) && match(name);

@@ -14,7 +14,8 @@ export interface DirectoryDatabase {
  * Options of a {@link DirectoryReplicator}: the keys of Litestream v0.5's `dir:` entries, plus
  * every database option of `Replicator` (applied to each database found).
  */
-export interface DirectoryReplicatorOptions extends Omit<ReplicatorOptions, 'replicas' | 'metaPath' | 'litestreamMetaPath' | 'concurrency'> {
+export interface DirectoryReplicatorOptions
+  extends Omit<ReplicatorOptions, 'replicas' | 'metaPath' | 'litestreamMetaPath' | 'concurrency'> {
   /** Glob on file names (`*.db`, `tenant-*.sqlite`); required, as in Litestream. */
   pattern: string;
   /** Look in subdirectories too (default false). Hidden meta directories are skipped. */

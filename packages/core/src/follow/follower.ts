@@ -117,7 +117,8 @@ export class Follower extends EventEmitter<FollowerEvents> {
   constructor(outputPath: string, options: FollowerOptions) {
     super();
     if (typeof outputPath !== 'string' || outputPath === '') throw invalid('output path required');
-    if (!options || !Array.isArray(options.replicas) || options.replicas.length === 0) throw invalid('at least one replica is required to follow');
+    if (!options || !Array.isArray(options.replicas) || options.replicas.length === 0)
+      throw invalid('at least one replica is required to follow');
     for (const [key, value] of [
       ['intervalMs', options.intervalMs],
       ['idleIntervalMs', options.idleIntervalMs],
@@ -146,7 +147,12 @@ export class Follower extends EventEmitter<FollowerEvents> {
    */
   start(): Promise<void> {
     if (this.#state !== 'new') {
-      return Promise.reject(new FollowError('WALSHIP_FOLLOW_STATE', `follower already ${this.#state === 'stopped' ? 'stopped' : 'started'}: create a new Follower`));
+      return Promise.reject(
+        new FollowError(
+          'WALSHIP_FOLLOW_STATE',
+          `follower already ${this.#state === 'stopped' ? 'stopped' : 'started'}: create a new Follower`,
+        ),
+      );
     }
     this.#state = 'restoring';
     this.#starting = this.#start();
@@ -157,8 +163,10 @@ export class Follower extends EventEmitter<FollowerEvents> {
     try {
       // One writer of the output: the lock a Replicator of the same file would take too, so
       // neither a second follower nor `walship replicate` can write it while this one follows.
-      this.#lock = await ProcessLock.acquire(defaultMetaPath(this.outputPath), this.outputPath, (who) =>
-        `cannot follow into ${this.outputPath}: another walship is following or replicating it (${who}); stop it first`,
+      this.#lock = await ProcessLock.acquire(
+        defaultMetaPath(this.outputPath),
+        this.outputPath,
+        (who) => `cannot follow into ${this.outputPath}: another walship is following or replicating it (${who}); stop it first`,
       );
       await removeStaleTempFiles(this.outputPath, this.#logger, 'follow');
       if (await pathExists(this.outputPath)) {
@@ -209,7 +217,8 @@ export class Follower extends EventEmitter<FollowerEvents> {
     this.#loop = undefined;
     this.#state = 'stopped'; // again: the last poll may have set following/stalled meanwhile
     await this.#release();
-    for (const w of this.#waiters) w.reject(new FollowError('WALSHIP_FOLLOW_STOPPED', `follower stopped before reaching ${formatPos(w.pos)}`));
+    for (const w of this.#waiters)
+      w.reject(new FollowError('WALSHIP_FOLLOW_STOPPED', `follower stopped before reaching ${formatPos(w.pos)}`));
     this.#waiters.clear();
   }
 
@@ -238,7 +247,8 @@ export class Follower extends EventEmitter<FollowerEvents> {
    */
   waitFor(pos: Pos, options: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<void> {
     if (this.#reached(pos)) return Promise.resolve();
-    if (this.#state === 'stopped') return Promise.reject(new FollowError('WALSHIP_FOLLOW_STOPPED', `follower stopped before reaching ${formatPos(pos)}`));
+    if (this.#state === 'stopped')
+      return Promise.reject(new FollowError('WALSHIP_FOLLOW_STOPPED', `follower stopped before reaching ${formatPos(pos)}`));
     return new Promise<void>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
       const done = () => {
@@ -262,7 +272,13 @@ export class Follower extends EventEmitter<FollowerEvents> {
       options.signal?.addEventListener('abort', onAbort, { once: true });
       if (options.timeoutMs !== undefined) {
         timer = setTimeout(
-          () => waiter.reject(new FollowError('WALSHIP_FOLLOW_TIMEOUT', `position ${formatPos(pos)} not reached within ${options.timeoutMs} ms (at ${this.#pos ? formatPos(this.#pos) : 'nothing yet'})`)),
+          () =>
+            waiter.reject(
+              new FollowError(
+                'WALSHIP_FOLLOW_TIMEOUT',
+                `position ${formatPos(pos)} not reached within ${options.timeoutMs} ms (at ${this.#pos ? formatPos(this.#pos) : 'nothing yet'})`,
+              ),
+            ),
           options.timeoutMs,
         );
       }
@@ -340,11 +356,15 @@ export class Follower extends EventEmitter<FollowerEvents> {
         { onRestored: (e) => (end = e) },
       );
       const { replicaName, generation: gen, restoredTo } = result;
-      if (result.status !== 'restored' || !end || replicaName === undefined || gen === undefined || !restoredTo) throw new Error(`restore returned ${result.status}`);
+      if (result.status !== 'restored' || !end || replicaName === undefined || gen === undefined || !restoredTo)
+        throw new Error(`restore returned ${result.status}`);
       if (this.#placed && this.#pageSize !== 0 && this.#pageSize !== end.pageSize) {
         // A page size cannot change in place (the rollback journal has one page size): the new
         // file replaces the old one; readers see it once they reopen the database.
-        this.#logger.warn('the new state has another page size: replacing the database file (readers must reopen it)', { from: this.#pageSize, to: end.pageSize });
+        this.#logger.warn('the new state has another page size: replacing the database file (readers must reopen it)', {
+          from: this.#pageSize,
+          to: end.pageSize,
+        });
         await this.#worker?.close().catch(() => {});
         this.#worker = undefined;
         this.#placed = false;
@@ -385,7 +405,12 @@ export class Follower extends EventEmitter<FollowerEvents> {
       this.#settleWaiters();
       for (const w of this.#waiters) {
         if (w.pos.generation !== gen && w.pos.generation === previousGeneration) {
-          w.reject(new FollowError('WALSHIP_FOLLOW_GENERATION_CHANGED', `the follower moved from generation ${previousGeneration} to ${gen} before reaching ${formatPos(w.pos)}`));
+          w.reject(
+            new FollowError(
+              'WALSHIP_FOLLOW_GENERATION_CHANGED',
+              `the follower moved from generation ${previousGeneration} to ${gen} before reaching ${formatPos(w.pos)}`,
+            ),
+          );
         }
       }
     } finally {
@@ -402,7 +427,12 @@ export class Follower extends EventEmitter<FollowerEvents> {
     } finally {
       await fh.close();
     }
-    await writeFileAtomic(this.#markerPath, `${JSON.stringify({ follower: 'walship', createdAt: new Date().toISOString() })}\n`, 0o644, 'follower marker');
+    await writeFileAtomic(
+      this.#markerPath,
+      `${JSON.stringify({ follower: 'walship', createdAt: new Date().toISOString() })}\n`,
+      0o644,
+      'follower marker',
+    );
     for (const suffix of ['-wal', '-shm', '-journal']) await rm(`${this.outputPath}${suffix}`, { force: true });
     await rename(tmp, this.outputPath);
     await fsyncDir(path.dirname(this.outputPath));
@@ -448,12 +478,21 @@ export class Follower extends EventEmitter<FollowerEvents> {
     const fresh = gens.filter((g) => !this.#knownGenerations.has(g));
     if (fresh.length === 0 && gens.includes(this.#generation)) return false;
     const { ranked, unreachable } = await rankTargets(
-      { replicas: this.#opts.replicas, ...(this.#opts.replicaName !== undefined ? { replicaName: this.#opts.replicaName } : {}), logger: this.#logger, signal: this.#signal },
+      {
+        replicas: this.#opts.replicas,
+        ...(this.#opts.replicaName !== undefined ? { replicaName: this.#opts.replicaName } : {}),
+        logger: this.#logger,
+        signal: this.#signal,
+      },
       true,
     );
     const best = ranked[0];
     if (best && best.generation !== this.#generation) {
-      this.#logger.info('the replica has a new generation; restoring it', { from: this.#generation, to: best.generation, replica: best.replicaName });
+      this.#logger.info('the replica has a new generation; restoring it', {
+        from: this.#generation,
+        to: best.generation,
+        replica: best.replicaName,
+      });
       await this.#restoreFull('new-generation', best.generation);
       return true;
     }
@@ -481,7 +520,9 @@ export class Follower extends EventEmitter<FollowerEvents> {
     this.#requests++;
     // From the current index on: on S3 one request however long the generation is.
     const idx0 = this.#index;
-    const segs = (await replica.client.walSegments(this.#generation, { fromIndex: idx0 })).filter((s) => s.index >= idx0).sort(compareSegments);
+    const segs = (await replica.client.walSegments(this.#generation, { fromIndex: idx0 }))
+      .filter((s) => s.index >= idx0)
+      .sort(compareSegments);
     if (segs.length === 0) {
       this.#needGenerationCheck = true;
       return false;
@@ -502,10 +543,13 @@ export class Follower extends EventEmitter<FollowerEvents> {
       const seg = below ?? segs.find((s) => s.index === idx && s.offset === next);
       if (seg) {
         if (below) {
-          this.#logger.warn('a wal segment below the follower\'s position appeared (re-shipped with other bounds, or a second writer): the checksum chain decides what of it continues', {
-            object: segmentObjectName(seg.index, seg.offset),
-            position: formatPos({ generation: this.#generation, index: idx, offset: next }),
-          });
+          this.#logger.warn(
+            "a wal segment below the follower's position appeared (re-shipped with other bounds, or a second writer): the checksum chain decides what of it continues",
+            {
+              object: segmentObjectName(seg.index, seg.offset),
+              position: formatPos({ generation: this.#generation, index: idx, offset: next }),
+            },
+          );
         }
         const damage = await this.#feed(seg, next - seg.offset);
         if (damage) {
@@ -549,7 +593,9 @@ export class Follower extends EventEmitter<FollowerEvents> {
         if (!hasCurrent) {
           // What the output needs next is gone (retention removed it): start over from a snapshot.
           await this.#applyBatch();
-          this.#logger.warn('the wal segments the follower needs were removed from the replica; restoring from a snapshot', { position: formatPos(this.#pos!) });
+          this.#logger.warn('the wal segments the follower needs were removed from the replica; restoring from a snapshot', {
+            position: formatPos(this.#pos!),
+          });
           await this.#restoreFull('wal-removed', this.#generation);
           return true;
         }
@@ -583,11 +629,16 @@ export class Follower extends EventEmitter<FollowerEvents> {
 
   #damageAt(d: Omit<DamageLocation, 'replicaName' | 'generation'>): DamageLocation {
     const damage: DamageLocation = { replicaName: this.#replica!.name, generation: this.#generation, ...d };
-    const same = this.#damage && this.#damage.index === damage.index && this.#damage.offset === damage.offset && this.#damage.detail === damage.detail;
+    const same =
+      this.#damage && this.#damage.index === damage.index && this.#damage.offset === damage.offset && this.#damage.detail === damage.detail;
     this.#damage = damage;
     this.#state = 'stalled';
     if (!same) {
-      this.#logger.error('the replica is damaged; the follower stops before it and keeps polling', { object: damage.object, detail: damage.detail, position: this.#pos ? formatPos(this.#pos) : '' });
+      this.#logger.error('the replica is damaged; the follower stops before it and keeps polling', {
+        object: damage.object,
+        detail: damage.detail,
+        position: this.#pos ? formatPos(this.#pos) : '',
+      });
       this.emit('damage', { damage });
     }
     return damage;
@@ -608,10 +659,14 @@ export class Follower extends EventEmitter<FollowerEvents> {
     const object = segmentObjectName(seg.index, seg.offset);
     try {
       this.#requests++;
-      const stored = resumableObject(async () => (await replica.client.walSegmentReader({ generation: this.#generation, index: seg.index, offset: seg.offset })) as Readable, {
-        signal: this.#signal,
-        onRetry: (err, attempt) => this.#logger.warn('wal segment download failed, retrying', { object, attempt, error: firstLine(err) }),
-      });
+      const stored = resumableObject(
+        async () =>
+          (await replica.client.walSegmentReader({ generation: this.#generation, index: seg.index, offset: seg.offset })) as Readable,
+        {
+          signal: this.#signal,
+          onRetry: (err, attempt) => this.#logger.warn('wal segment download failed, retrying', { object, attempt, error: firstLine(err) }),
+        },
+      );
       let n = 0;
       let toDrop = skip;
       for await (const raw of decodeObject(Readable.from(stored, { objectMode: false }), replica.stages)) {
@@ -632,7 +687,8 @@ export class Follower extends EventEmitter<FollowerEvents> {
       this.#batchPos = posBefore;
       this.#applier = before ? WalIndexApplier.resume(batch, this.#pageSize, before, (c) => this.#onCommit(c.offset)) : undefined;
       if (this.#signal.aborted) throw err;
-      if (err instanceof WalDamage) return this.#damageAt({ kind: 'invalid-wal', index: seg.index, offset: err.offset, object, detail: err.detail });
+      if (err instanceof WalDamage)
+        return this.#damageAt({ kind: 'invalid-wal', index: seg.index, offset: err.offset, object, detail: err.detail });
       const kind = segmentDamageKind(err);
       if (!kind) throw err;
       return this.#damageAt({
@@ -658,7 +714,9 @@ export class Follower extends EventEmitter<FollowerEvents> {
       );
     } catch (err) {
       if (err instanceof ApplyFailed && err.busy) {
-        throw new Error(`readers held ${this.outputPath} for more than ${this.#lockTimeout} ms; the batch is retried at the next poll`, { cause: err });
+        throw new Error(`readers held ${this.outputPath} for more than ${this.#lockTimeout} ms; the batch is retried at the next poll`, {
+          cause: err,
+        });
       }
       throw err;
     }
@@ -666,8 +724,19 @@ export class Follower extends EventEmitter<FollowerEvents> {
     batch.applied();
     this.#pos = this.#batchPos;
     this.#lastAppliedAt = new Date();
-    this.#logger.debug('applied', { position: formatPos(this.#pos!), commits, pages: res.pages, durationMs: Math.round(res.durationMs ?? 0) });
-    this.emit('applied', { pos: this.#pos!, commits, pages: res.pages ?? 0, durationMs: res.durationMs ?? 0, lockWaitMs: res.lockWaitMs ?? 0 });
+    this.#logger.debug('applied', {
+      position: formatPos(this.#pos!),
+      commits,
+      pages: res.pages,
+      durationMs: Math.round(res.durationMs ?? 0),
+    });
+    this.emit('applied', {
+      pos: this.#pos!,
+      commits,
+      pages: res.pages ?? 0,
+      durationMs: res.durationMs ?? 0,
+      lockWaitMs: res.lockWaitMs ?? 0,
+    });
     this.#settleWaiters();
   }
 }

@@ -54,9 +54,7 @@ export function decodeLz4Block(
     const offset = src[s]! | (src[s + 1]! << 8);
     s += 2;
     if (offset === 0 || d - offset < windowStart) {
-      throw new CorruptDataError(
-        `corrupt LZ4 block: match offset ${offset} points before the start of the available output`,
-      );
+      throw new CorruptDataError(`corrupt LZ4 block: match offset ${offset} points before the start of the available output`);
     }
     let matchLen = (token & 15) + 4;
     if (matchLen === 19) {

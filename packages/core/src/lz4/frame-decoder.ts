@@ -37,7 +37,7 @@ export interface Lz4FrameDecoderOptions {
   blockDecoder?: 'native' | 'js';
 }
 
-const enum State {
+enum State {
   Magic,
   SkipSize,
   Skip,
@@ -130,13 +130,9 @@ class Lz4FrameDecoder extends AsyncTransform {
             // 'age-' : an age-encrypted object read without an age stage (no identities).
             throw new AgeError('WALSHIP_AGE_NO_IDENTITY', NO_IDENTITY_MESSAGE);
           } else if (magic === LZ4_LEGACY_MAGIC) {
-            throw new CorruptDataError(
-              'unsupported LZ4 legacy format (magic 02 21 4C 18): expected an LZ4 frame (magic 04 22 4D 18)',
-            );
+            throw new CorruptDataError('unsupported LZ4 legacy format (magic 02 21 4C 18): expected an LZ4 frame (magic 04 22 4D 18)');
           } else {
-            throw new CorruptDataError(
-              `bad LZ4 magic number 0x${hex32(magic)}: not an LZ4 frame (expected 04 22 4D 18)`,
-            );
+            throw new CorruptDataError(`bad LZ4 magic number 0x${hex32(magic)}: not an LZ4 frame (expected 04 22 4D 18)`);
           }
           break;
         }
@@ -190,9 +186,7 @@ class Lz4FrameDecoder extends AsyncTransform {
             const expected = this.readU32();
             const actual = xxh32(data.subarray(prefix));
             if (actual !== expected) {
-              throw new CorruptDataError(
-                `LZ4 block checksum mismatch: stored 0x${hex32(expected)}, computed 0x${hex32(actual)}`,
-              );
+              throw new CorruptDataError(`LZ4 block checksum mismatch: stored 0x${hex32(expected)}, computed 0x${hex32(actual)}`);
             }
           }
           await this.block(data, stored);
@@ -204,9 +198,7 @@ class Lz4FrameDecoder extends AsyncTransform {
           const expected = this.readU32();
           const actual = this.contentHash!.digest();
           if (actual !== expected) {
-            throw new CorruptDataError(
-              `LZ4 content checksum mismatch: stored 0x${hex32(expected)}, computed 0x${hex32(actual)}`,
-            );
+            throw new CorruptDataError(`LZ4 content checksum mismatch: stored 0x${hex32(expected)}, computed 0x${hex32(actual)}`);
           }
           this.state = State.Done;
           break;
@@ -238,9 +230,7 @@ class Lz4FrameDecoder extends AsyncTransform {
     const expected = d[d.length - 1]!;
     const actual = (xxh32(d.subarray(0, d.length - 1)) >>> 8) & 0xff;
     if (actual !== expected) {
-      throw new CorruptDataError(
-        `LZ4 frame header checksum mismatch: stored 0x${hex8(expected)}, computed 0x${hex8(actual)}`,
-      );
+      throw new CorruptDataError(`LZ4 frame header checksum mismatch: stored 0x${hex8(expected)}, computed 0x${hex8(actual)}`);
     }
     if (flg & FLG_DICT_ID) {
       // Neither Litestream nor pierrec/lz4 use dictionaries; without it the data cannot be decoded.
@@ -310,9 +300,7 @@ class Lz4FrameDecoder extends AsyncTransform {
     if (output.length === 0) return;
     this.produced += output.length;
     if (this.contentSize !== null && BigInt(this.produced) > this.contentSize) {
-      throw new CorruptDataError(
-        `LZ4 content size mismatch: frame declares ${this.contentSize} bytes but holds more`,
-      );
+      throw new CorruptDataError(`LZ4 content size mismatch: frame declares ${this.contentSize} bytes but holds more`);
     }
     this.contentHash?.update(output);
     await this.pushAndWait(output);
@@ -320,9 +308,7 @@ class Lz4FrameDecoder extends AsyncTransform {
 
   private checkContentSize(): void {
     if (this.contentSize !== null && BigInt(this.produced) !== this.contentSize) {
-      throw new CorruptDataError(
-        `LZ4 content size mismatch: frame declares ${this.contentSize} bytes, decoded ${this.produced}`,
-      );
+      throw new CorruptDataError(`LZ4 content size mismatch: frame declares ${this.contentSize} bytes, decoded ${this.produced}`);
     }
   }
 

@@ -31,9 +31,7 @@ export interface Lz4FrameEncoderOptions {
 export function lz4FrameHeader(blockSize: Lz4BlockSize = 4194304, contentChecksum = true): Buffer {
   const bd = LZ4_BLOCK_SIZES.indexOf(blockSize) + 4;
   if (bd < 4) {
-    throw new InvalidArgumentError(
-      `invalid LZ4 block size ${String(blockSize)}: use 65536, 262144, 1048576 or 4194304`,
-    );
+    throw new InvalidArgumentError(`invalid LZ4 block size ${String(blockSize)}: use 65536, 262144, 1048576 or 4194304`);
   }
   const header = Buffer.alloc(7);
   header.writeUInt32LE(LZ4_FRAME_MAGIC, 0);

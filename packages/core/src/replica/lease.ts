@@ -229,11 +229,15 @@ export class ReplicaLease {
       const body: LeaseRecord = { ...record, released: true, renewedAt: now, expiresAt: now, generation: this.#s.generation() };
       try {
         this.#s.onRequest('PUT');
-        const v = await this.#s.client.writeLease!(JSON.stringify(body) + '\n', version);
+        const v = await this.#s.client.writeLease!(`${JSON.stringify(body)}\n`, version);
         if (v === null) this.#log.warn('lease changed before it could be released', { replica: this.#s.replica });
         else this.#log.info('lease released', { replica: this.#s.replica });
       } catch (err) {
-        this.#log.warn('cannot release the lease; it expires on its own', { replica: this.#s.replica, expires: record.expiresAt, error: errorMessage(err) });
+        this.#log.warn('cannot release the lease; it expires on its own', {
+          replica: this.#s.replica,
+          expires: record.expiresAt,
+          error: errorMessage(err),
+        });
       }
     });
   }
@@ -273,7 +277,8 @@ export class ReplicaLease {
           if (this.#state === 'held' && this.#stale()) await this.#renew();
         })
         .catch((err: unknown) => {
-          if (!(err instanceof LeaseError)) this.#log.warn('lease renewal during an upload failed; retried', { replica: this.#s.replica, error: errorMessage(err) });
+          if (!(err instanceof LeaseError))
+            this.#log.warn('lease renewal during an upload failed; retried', { replica: this.#s.replica, error: errorMessage(err) });
         });
     }, every);
     timer.unref?.();
@@ -298,7 +303,7 @@ export class ReplicaLease {
     }
     const id = randomBytes(8).toString('hex');
     await fs.mkdir(this.#s.metaPath, { recursive: true, mode: 0o700 });
-    await writeFileAtomic(file, id + '\n', 0o600, 'walship lease instance');
+    await writeFileAtomic(file, `${id}\n`, 0o600, 'walship lease instance');
     return (this.#instance = id);
   }
 
@@ -365,7 +370,7 @@ export class ReplicaLease {
       const record = this.#newRecord(instance, new Date().toISOString(), how === 'forced' ? (prev?.owner ?? 'unknown') : undefined);
       const sentAt = performance.now();
       this.#s.onRequest('PUT');
-      const version = await client.writeLease!(JSON.stringify(record) + '\n', cur ? cur.version : null);
+      const version = await client.writeLease!(`${JSON.stringify(record)}\n`, cur ? cur.version : null);
       if (version === null) continue; // another writer moved first: look again
       this.#hold(version, record, sentAt);
       const fields = { replica: name, expires: record.expiresAt, ...(prev ? { previous: describeLeaseHolder(prev) } : {}) };
@@ -377,7 +382,11 @@ export class ReplicaLease {
         this.#holdLogged = false;
         this.#log.warn('lease taken over from a live writer (takeover)', fields);
       } else if (how === 'created') this.#log.info('lease acquired', fields);
-      else this.#log.info(`lease acquired (previous lease ${how === 'restarted' ? 'was left by an earlier run of this database' : how})`, fields);
+      else
+        this.#log.info(
+          `lease acquired (previous lease ${how === 'restarted' ? 'was left by an earlier run of this database' : how})`,
+          fields,
+        );
       await this.#probe();
       return;
     }
@@ -402,7 +411,7 @@ export class ReplicaLease {
     this.#probed = true;
     try {
       this.#s.onRequest('PUT');
-      const v = await this.#s.client.writeLease!(JSON.stringify(this.#record) + '\n', null);
+      const v = await this.#s.client.writeLease!(`${JSON.stringify(this.#record)}\n`, null);
       if (v === null) return;
       this.#version = v;
     } catch (err) {
@@ -435,7 +444,7 @@ export class ReplicaLease {
       };
       const sentAt = performance.now();
       this.#s.onRequest('PUT');
-      const version = await client.writeLease!(JSON.stringify(record) + '\n', this.#version!);
+      const version = await client.writeLease!(`${JSON.stringify(record)}\n`, this.#version!);
       if (version !== null) {
         this.#hold(version, record, sentAt);
         return;
@@ -453,7 +462,7 @@ export class ReplicaLease {
       if (!cur) {
         // Someone deleted the lease object (reset the replica by hand): nobody holds it.
         this.#s.onRequest('PUT');
-        const v = await client.writeLease!(JSON.stringify(record) + '\n', null);
+        const v = await client.writeLease!(`${JSON.stringify(record)}\n`, null);
         if (v !== null) {
           this.#log.warn('lease object had disappeared; created again', { replica: this.#s.replica });
           this.#hold(v, record, sentAt);
@@ -482,9 +491,12 @@ export class ReplicaLease {
 }
 
 function unreadable(replica: string, body: string): BackendError {
-  return new BackendError(`replica "${replica}": its lease object does not parse as a walship lease (${JSON.stringify(body.slice(0, 60))}); retrying`, {
-    retryable: true,
-  });
+  return new BackendError(
+    `replica "${replica}": its lease object does not parse as a walship lease (${JSON.stringify(body.slice(0, 60))}); retrying`,
+    {
+      retryable: true,
+    },
+  );
 }
 
 /** True when a client declares lease support and implements both methods. */

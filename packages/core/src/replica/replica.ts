@@ -123,7 +123,10 @@ export class Replica {
     } catch (err) {
       // E.g. age recipients without identities: say what could not be read, and why.
       if (err instanceof WalshipError && err.code.startsWith('WALSHIP_AGE_')) {
-        throw new AgeError(err.code as AgeErrorCode, `cannot read the replica's position from its last wal segment ${formatPos(start)}: ${err.message}`);
+        throw new AgeError(
+          err.code as AgeErrorCode,
+          `cannot read the replica's position from its last wal segment ${formatPos(start)}: ${err.message}`,
+        );
       }
       throw err;
     }
@@ -204,7 +207,12 @@ export class Replica {
     this.#lastWriteAt = performance.now();
     this.#op('PUT', info.size);
     this.pos = { generation, index: src.index, offset: src.end };
-    this.#log.info('wal segment written', { replica: this.name, position: formatPos(start), sz: src.end - src.start, elapsed: formatGoDuration(Date.now() - t0) });
+    this.#log.info('wal segment written', {
+      replica: this.name,
+      position: formatPos(start),
+      sz: src.end - src.start,
+      elapsed: formatGoDuration(Date.now() - t0),
+    });
     this.#events.emit('replica-sync', { replica: this.name, pos: this.pos, bytes: src.end - src.start, durationMs: Date.now() - t0 });
   }
 
@@ -247,11 +255,14 @@ export class Replica {
       await this.#shipUpTo(pos);
       if (comparePos(this.pos, pos) < 0 && this.pos.index < pos.index) {
         // The rest of an older index is gone locally (it was not kept for this replica).
-        this.#log.warn('replica misses the end of an older wal index; older snapshots of this generation may not restore to their latest point', {
-          replica: this.name,
-          position: formatPos(this.pos),
-          snapshot: formatPos(pos),
-        });
+        this.#log.warn(
+          'replica misses the end of an older wal index; older snapshots of this generation may not restore to their latest point',
+          {
+            replica: this.name,
+            position: formatPos(this.pos),
+            snapshot: formatPos(pos),
+          },
+        );
         this.pos = { generation: pos.generation, index: pos.index, offset: 0 };
         await this.#shipUpTo(pos);
       }
@@ -269,8 +280,19 @@ export class Replica {
       this.#op('PUT', info.size);
       this.#snapshotGeneration = pos.generation;
       this.#lastSnapshotAt = info.createdAt.getTime();
-      this.#log.info('snapshot written', { replica: this.name, position: formatPos(pos), sz: info.size, elapsed: formatGoDuration(Date.now() - t0) });
-      this.#events.emit('snapshot', { replica: this.name, generation: pos.generation, index: pos.index, sizeBytes: info.size, durationMs: Date.now() - t0 });
+      this.#log.info('snapshot written', {
+        replica: this.name,
+        position: formatPos(pos),
+        sz: info.size,
+        elapsed: formatGoDuration(Date.now() - t0),
+      });
+      this.#events.emit('snapshot', {
+        replica: this.name,
+        generation: pos.generation,
+        index: pos.index,
+        sizeBytes: info.size,
+        durationMs: Date.now() - t0,
+      });
       return info;
     });
   }
@@ -286,7 +308,11 @@ export class Replica {
 
   /** True when a periodic snapshot is due. */
   snapshotDue(now = Date.now()): boolean {
-    return this.settings.snapshotIntervalMs > 0 && this.#snapshotGeneration !== undefined && now - this.#lastSnapshotAt >= this.settings.snapshotIntervalMs;
+    return (
+      this.settings.snapshotIntervalMs > 0 &&
+      this.#snapshotGeneration !== undefined &&
+      now - this.#lastSnapshotAt >= this.settings.snapshotIntervalMs
+    );
   }
 
   retentionDue(now = Date.now()): boolean {
@@ -301,7 +327,8 @@ export class Replica {
    */
   maintenanceDueIn(now = Date.now()): number {
     let due = Number.POSITIVE_INFINITY;
-    if (this.settings.snapshotIntervalMs > 0 && this.#snapshotGeneration !== undefined) due = this.#lastSnapshotAt + this.settings.snapshotIntervalMs - now;
+    if (this.settings.snapshotIntervalMs > 0 && this.#snapshotGeneration !== undefined)
+      due = this.#lastSnapshotAt + this.settings.snapshotIntervalMs - now;
     if (this.settings.retentionMs > 0) {
       const every = Math.min(this.settings.retentionCheckIntervalMs, this.settings.retentionMs);
       due = Math.min(due, this.#lastRetentionAt + every - now);
@@ -361,7 +388,10 @@ export class Replica {
   }
 
   /** Runs `fn` with retries and backoff until it succeeds or `signal` aborts. */
-  static async retrying<T>(fn: () => Promise<T>, opts: { signal?: AbortSignal; attempts?: number; onError?: (err: unknown, attempt: number) => void }): Promise<T> {
+  static async retrying<T>(
+    fn: () => Promise<T>,
+    opts: { signal?: AbortSignal; attempts?: number; onError?: (err: unknown, attempt: number) => void },
+  ): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       try {
         return await fn();

@@ -43,7 +43,9 @@ export async function removeValidationLeftovers(metaPath: string): Promise<void>
   } catch {
     return;
   }
-  await Promise.all(names.filter((n) => LEFTOVER_RE.test(n)).map((n) => fs.rm(path.join(metaPath, n), { force: true, recursive: true }).catch(() => {})));
+  await Promise.all(
+    names.filter((n) => LEFTOVER_RE.test(n)).map((n) => fs.rm(path.join(metaPath, n), { force: true, recursive: true }).catch(() => {})),
+  );
 }
 
 export interface ValidatorSettings {
@@ -184,14 +186,16 @@ export class ReplicaValidator {
     this.#tainted = undefined;
     this.replica.onSnapshotStart = (p) => {
       const w = this.#watchPos;
-      if (w && p.generation === w.generation && p.index <= w.index) this.#tainted ??= `the replica took a snapshot of wal index ${p.index} meanwhile`;
+      if (w && p.generation === w.generation && p.index <= w.index)
+        this.#tainted ??= `the replica took a snapshot of wal index ${p.index} meanwhile`;
     };
     try {
       await this.#maintaining;
       if (!this.#engine.isOpen || !this.#engine.generation) throw new Skip('the database is not open');
       // Positions before a generation's first snapshot on the replica cannot be restored from it
       // (its first snapshot may come several WAL indexes into the generation): wait for it.
-      if (this.replica.restorablePos?.generation !== this.#engine.generation) throw new Skip('the replica has no snapshot of this generation yet');
+      if (this.replica.restorablePos?.generation !== this.#engine.generation)
+        throw new Skip('the replica has no snapshot of this generation yet');
       await fs.mkdir(this.settings.metaPath, { recursive: true, mode: 0o700 });
 
       // 1. The local database at `pos`, as page digests.
@@ -207,19 +211,22 @@ export class ReplicaValidator {
       let restoredTo: Pos | undefined;
       try {
         // No decode worker threads: validation is background work on a shared machine.
-        const res = await restoreWith({
-          outputPath: restoredPath,
-          replicas: [{ name, client: this.replica.settings.client, stages: this.replica.settings.stages }],
-          replicaName: name,
-          generation: pos.generation,
-          index: pos.index,
-          offset: pos.offset,
-          verify: 'none',
-          overwrite: true,
-          parallelism: VALIDATION_PARALLELISM,
-          logger: quiet(this.settings.logger),
-          signal,
-        }, { workers: 0 });
+        const res = await restoreWith(
+          {
+            outputPath: restoredPath,
+            replicas: [{ name, client: this.replica.settings.client, stages: this.replica.settings.stages }],
+            replicaName: name,
+            generation: pos.generation,
+            index: pos.index,
+            offset: pos.offset,
+            verify: 'none',
+            overwrite: true,
+            parallelism: VALIDATION_PARALLELISM,
+            logger: quiet(this.settings.logger),
+            signal,
+          },
+          { workers: 0 },
+        );
         restoredTo = res.restoredTo;
         snapshotIndex = res.snapshotIndex;
       } catch (err) {
@@ -233,7 +240,9 @@ export class ReplicaValidator {
       }
       if (this.#tainted) throw new Skip(this.#tainted);
       if (!restoredTo || restoredTo.generation !== pos.generation || restoredTo.index !== pos.index || restoredTo.offset !== pos.offset) {
-        return done('mismatch', { reason: `the replica restores to ${restoredTo ? formatPos(restoredTo) : 'nothing'}, not to ${formatPos(pos)}` });
+        return done('mismatch', {
+          reason: `the replica restores to ${restoredTo ? formatPos(restoredTo) : 'nothing'}, not to ${formatPos(pos)}`,
+        });
       }
       const cmp = await this.#compare(restoredPath, digestPath, local);
       if (cmp.reason !== undefined || cmp.mismatched.length > 0) {
@@ -252,7 +261,8 @@ export class ReplicaValidator {
       this.replica.onSnapshotStart = undefined;
       this.#watchPos = undefined;
       this.#busy = false;
-      for (const p of [digestPath, restoredPath, `${restoredPath}-wal`, `${restoredPath}-shm`]) await fs.rm(p, { force: true }).catch(() => {});
+      for (const p of [digestPath, restoredPath, `${restoredPath}-wal`, `${restoredPath}-shm`])
+        await fs.rm(p, { force: true }).catch(() => {});
     }
   }
 
@@ -281,7 +291,8 @@ export class ReplicaValidator {
       let off = 0;
       while (off < pos.offset) {
         const src = engine.sourceFor({ ...pos, offset: off });
-        if (src.kind !== 'data' || src.index !== pos.index) throw new Skip(`the local wal moved on (${src.kind === 'unavailable' ? src.reason : src.kind})`);
+        if (src.kind !== 'data' || src.index !== pos.index)
+          throw new Skip(`the local wal moved on (${src.kind === 'unavailable' ? src.reason : src.kind})`);
         const end = Math.min(src.end, pos.offset);
         for await (const raw of engine.openSegment({ ...src, end })) {
           const chunk = raw as Buffer;
@@ -364,7 +375,11 @@ export class ReplicaValidator {
   }
 
   /** Compares the restored file's pages with the local digests. */
-  async #compare(restoredPath: string, digestPath: string, local: LocalDigest): Promise<{ count: number; mismatched: number[]; reason?: string }> {
+  async #compare(
+    restoredPath: string,
+    digestPath: string,
+    local: LocalDigest,
+  ): Promise<{ count: number; mismatched: number[]; reason?: string }> {
     const { pageSize, pages } = local;
     const rf = await fs.open(restoredPath, 'r');
     const df = await fs.open(digestPath, 'r');

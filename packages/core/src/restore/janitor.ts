@@ -54,10 +54,14 @@ export async function removeStaleTempFiles(outputPath: string, logger?: Logger, 
       await rm(path.join(dir, name), { force: true, recursive: true });
       removed.push(name);
     } catch (err) {
-      logger?.warn(`cannot remove stale ${kind === 'restore' ? 'restore' : 'follower'} file`, { file: path.join(dir, name), error: String(err) });
+      logger?.warn(`cannot remove stale ${kind === 'restore' ? 'restore' : 'follower'} file`, {
+        file: path.join(dir, name),
+        error: String(err),
+      });
     }
   }
-  if (removed.length > 0) logger?.info(`removed files of an interrupted ${kind === 'restore' ? 'restore' : 'follower'}`, { dir, files: removed });
+  if (removed.length > 0)
+    logger?.info(`removed files of an interrupted ${kind === 'restore' ? 'restore' : 'follower'}`, { dir, files: removed });
   return removed;
 }
 
@@ -69,7 +73,9 @@ export async function removeTempFiles(dir: string, prefix: string): Promise<void
   } catch {
     return;
   }
-  await Promise.all(names.filter((n) => n.startsWith(prefix)).map((n) => rm(path.join(dir, n), { force: true, recursive: true }).catch(() => {})));
+  await Promise.all(
+    names.filter((n) => n.startsWith(prefix)).map((n) => rm(path.join(dir, n), { force: true, recursive: true }).catch(() => {})),
+  );
 }
 
 // The janitor: a detached node process holding a pipe to the parent. When the pipe closes

@@ -146,7 +146,10 @@ export interface TargetChoice extends RestoreTarget {
  */
 export function concurrentGenerations(chosen: ConcurrentGeneration, others: readonly ConcurrentGeneration[]): ConcurrentGeneration[] {
   return others.filter(
-    (o) => o.generation !== chosen.generation && o.createdAt.getTime() < chosen.updatedAt.getTime() && chosen.createdAt.getTime() < o.updatedAt.getTime(),
+    (o) =>
+      o.generation !== chosen.generation &&
+      o.createdAt.getTime() < chosen.updatedAt.getTime() &&
+      chosen.createdAt.getTime() < o.updatedAt.getTime(),
   );
 }
 

@@ -193,7 +193,8 @@ class SpillFile {
         got += bytesRead;
       }
       const pages = [];
-      for (let i = 0; i < n; i++) pages.push({ pgno: this.pgnos[first + i]!, data: chunk.subarray(i * this.pageSize, (i + 1) * this.pageSize) });
+      for (let i = 0; i < n; i++)
+        pages.push({ pgno: this.pgnos[first + i]!, data: chunk.subarray(i * this.pageSize, (i + 1) * this.pageSize) });
       await writePagesSorted(db, this.pageSize, pages);
     }
   }

@@ -64,7 +64,13 @@ export function snapshotCandidates(snapshots: readonly SnapshotInfo[], filter: T
   // Fallbacks are older snapshots by index (a later-created snapshot of a lower index is not older).
   const first = ok[0];
   if (!first) return [];
-  return [first, ...ok.slice(1).filter((s) => s.index < first.index).sort((a, b) => b.index - a.index)];
+  return [
+    first,
+    ...ok
+      .slice(1)
+      .filter((s) => s.index < first.index)
+      .sort((a, b) => b.index - a.index),
+  ];
 }
 
 /**

@@ -16,7 +16,15 @@ import { PageStore } from './page-store.js';
 import { buildPlan, segmentObjectName, snapshotCandidates, snapshotObjectName, type RestorePlan, type TargetFilter } from './plan.js';
 import { SegmentPrefetcher } from './prefetch.js';
 import { resumableObject, throwIfAborted } from './retry.js';
-import type { DamageLocation, DamageReport, RestorablePoint, RestoreOptions, RestoreProgress, RestoreReplica, RestoreResult } from './types.js';
+import type {
+  DamageLocation,
+  DamageReport,
+  RestorablePoint,
+  RestoreOptions,
+  RestoreProgress,
+  RestoreReplica,
+  RestoreResult,
+} from './types.js';
 import { SegmentVerifier } from './segment-verifier.js';
 import { type WalChain, WalDamage, WalIndexApplier } from './wal-applier.js';
 import { defaultWorkerCount, WorkerDecodePipeline } from './worker-decoder.js';
@@ -108,7 +116,8 @@ function validate(options: RestoreOptions): void {
   }
   if (options.offset !== undefined) {
     if (options.index === undefined) throw invalid('cannot specify offset without index to restore');
-    if (!Number.isSafeInteger(options.offset) || options.offset < 0) throw invalid(`invalid offset ${String(options.offset)}: expected a non-negative integer`);
+    if (!Number.isSafeInteger(options.offset) || options.offset < 0)
+      throw invalid(`invalid offset ${String(options.offset)}: expected a non-negative integer`);
   }
   if (options.timestamp !== undefined && (!(options.timestamp instanceof Date) || Number.isNaN(options.timestamp.getTime()))) {
     throw invalid('invalid timestamp: expected a valid Date');
@@ -190,14 +199,21 @@ export async function restoreWith(options: RestoreOptions, internals: RestoreInt
   const fallbacks: TargetChoice[] = [];
   for (const other of ranked.slice(1)) {
     if (holdsAtLeast(other, target)) fallbacks.push(other);
-    else skippedReplicas.push({ replicaName: other.replicaName, reason: `holds an older point (generation ${other.generation}, last updated ${other.updatedAt.toISOString()})` });
+    else
+      skippedReplicas.push({
+        replicaName: other.replicaName,
+        reason: `holds an older point (generation ${other.generation}, last updated ${other.updatedAt.toISOString()})`,
+      });
   }
   if (target.concurrent.length > 0) {
-    logger.warn('the replica holds generations written at the same time by another writer; restoring the newest, never a mix (choose another with -generation)', {
-      replica: target.replicaName,
-      restoring: target.generation,
-      others: target.concurrent.map((g) => `${g.generation} (${g.createdAt.toISOString()} to ${g.updatedAt.toISOString()})`).join(', '),
-    });
+    logger.warn(
+      'the replica holds generations written at the same time by another writer; restoring the newest, never a mix (choose another with -generation)',
+      {
+        replica: target.replicaName,
+        restoring: target.generation,
+        others: target.concurrent.map((g) => `${g.generation} (${g.createdAt.toISOString()} to ${g.updatedAt.toISOString()})`).join(', '),
+      },
+    );
   }
 
   let fileMode = 0o600;
@@ -263,7 +279,8 @@ export async function restoreWith(options: RestoreOptions, internals: RestoreInt
     await removeTempFiles(dir, prefix);
     const ctx = ctxFor(choice.listing);
     const candidates = snapshotCandidates(choice.listing.snapshots, filter);
-    if (candidates.length === 0) throw new RestoreError('WALSHIP_RESTORE_NO_BACKUPS', `no matching snapshot in generation ${choice.generation}`);
+    if (candidates.length === 0)
+      throw new RestoreError('WALSHIP_RESTORE_NO_BACKUPS', `no matching snapshot in generation ${choice.generation}`);
     const outcome = await restoreFromCandidates(ctx, choice.listing, candidates, filter, partial);
     await verifyDatabase(tempDb, options.verify ?? 'integrity', ctx);
     return outcome;
@@ -286,7 +303,10 @@ export async function restoreWith(options: RestoreOptions, internals: RestoreInt
         if (attempts.length === 1) throw err;
         const reason = `restore failed: ${firstLine(err)}`;
         skippedReplicas.push({ replicaName: choice.replicaName, reason });
-        logger.warn('restore from this replica failed; trying the next replica that holds the same point', { replica: choice.replicaName, reason });
+        logger.warn('restore from this replica failed; trying the next replica that holds the same point', {
+          replica: choice.replicaName,
+          reason,
+        });
       }
     }
     if (!outcome && options.partial === true && attempts.length > 1) {
@@ -350,7 +370,11 @@ async function restoreFromCandidates(
     const plan = buildPlan(listing, snapshot, filter);
     const pass = await runPass(ctx, listing, plan);
     if (pass.snapshotDamage) {
-      ctx.logger.warn('snapshot is damaged, trying an older snapshot', { generation: listing.generation, index: formatHex8(snapshot.index), detail: pass.snapshotDamage.detail });
+      ctx.logger.warn('snapshot is damaged, trying an older snapshot', {
+        generation: listing.generation,
+        index: formatHex8(snapshot.index),
+        detail: pass.snapshotDamage.detail,
+      });
       skipped.push(pass.snapshotDamage);
       continue;
     }
@@ -398,7 +422,13 @@ function classifyObjectError(err: unknown): 'missing' | 'truncated' | 'corrupt' 
 /** The damage a failed WAL segment read means (missing, truncated, corrupt), or undefined for other errors (network…). */
 export function segmentDamageKind(err: unknown): 'missing-segment' | 'truncated-segment' | 'corrupt-segment' | undefined {
   const kind = classifyObjectError(err);
-  return kind === undefined ? undefined : kind === 'missing' ? 'missing-segment' : kind === 'truncated' ? 'truncated-segment' : 'corrupt-segment';
+  return kind === undefined
+    ? undefined
+    : kind === 'missing'
+      ? 'missing-segment'
+      : kind === 'truncated'
+        ? 'truncated-segment'
+        : 'corrupt-segment';
 }
 
 export function firstLine(err: unknown): string {
@@ -419,22 +449,29 @@ async function runPass(ctx: PassContext, listing: GenerationListing, plan: Resto
   await rm(ctx.spillPath, { force: true });
   const fh = await open(ctx.tempDb, fsConstants.O_RDWR | fsConstants.O_CREAT | fsConstants.O_TRUNC, ctx.fileMode);
   const segments: WALSegmentInfo[] = plan.indexes.flatMap((ip) => [...ip.segments]);
-  const prefetcher = segments.length > 0
-    ? new SegmentPrefetcher({
-        client: replica.client,
-        segments,
-        parallelism: ctx.parallelism,
-        ...(ctx.internals.segmentBufferBytes ? { bufferBytes: ctx.internals.segmentBufferBytes } : {}),
-        ...(signal ? { signal } : {}),
-        logger,
-      })
-    : undefined;
+  const prefetcher =
+    segments.length > 0
+      ? new SegmentPrefetcher({
+          client: replica.client,
+          segments,
+          parallelism: ctx.parallelism,
+          ...(ctx.internals.segmentBufferBytes ? { bufferBytes: ctx.internals.segmentBufferBytes } : {}),
+          ...(signal ? { signal } : {}),
+          logger,
+        })
+      : undefined;
   // Decode workers for large WALs written with the default (LZ4) stages.
   const workerCount = ctx.internals.workers ?? defaultWorkerCount();
   const storedBySegment = new Array<number>(segments.length).fill(0);
   let walStored = 0;
   let segmentsDone = 0;
-  const walProgress = () => ({ phase: 'wal' as const, bytesDone: walStored, bytesTotal: plan.walStoredBytes, segmentsDone, segmentsTotal: segments.length });
+  const walProgress = () => ({
+    phase: 'wal' as const,
+    bytesDone: walStored,
+    bytesTotal: plan.walStoredBytes,
+    segmentsDone,
+    segmentsTotal: segments.length,
+  });
   const onStored = (i: number, n: number) => {
     const before = storedBySegment[i]!;
     storedBySegment[i] = before + n;
@@ -444,8 +481,17 @@ async function runPass(ctx: PassContext, listing: GenerationListing, plan: Resto
     ctx.progress.report(walProgress());
   };
   const workersPromise =
-    prefetcher && workerCount > 0 && isDefaultStages(replica.stages) && plan.walStoredBytes >= (ctx.internals.workerThresholdBytes ?? WORKER_THRESHOLD_BYTES)
-      ? WorkerDecodePipeline.start({ prefetcher, offsets: segments.map((s) => s.offset), workers: workerCount, logger, onStoredBytes: onStored })
+    prefetcher &&
+    workerCount > 0 &&
+    isDefaultStages(replica.stages) &&
+    plan.walStoredBytes >= (ctx.internals.workerThresholdBytes ?? WORKER_THRESHOLD_BYTES)
+      ? WorkerDecodePipeline.start({
+          prefetcher,
+          offsets: segments.map((s) => s.offset),
+          workers: workerCount,
+          logger,
+          onStoredBytes: onStored,
+        })
       : undefined;
   let workers: WorkerDecodePipeline | undefined;
   let store: PageStore | undefined;
@@ -500,7 +546,14 @@ async function runPass(ctx: PassContext, listing: GenerationListing, plan: Resto
     if (typeof pageSize === 'string') {
       return {
         plan,
-        snapshotDamage: { ...base, kind: 'corrupt-snapshot', index: snapshot.index, offset: 0, object: snapshotObjectName(snapshot.index), detail: pageSize },
+        snapshotDamage: {
+          ...base,
+          kind: 'corrupt-snapshot',
+          index: snapshot.index,
+          offset: 0,
+          object: snapshotObjectName(snapshot.index),
+          detail: pageSize,
+        },
         reached: snapshotPoint,
         consistent: false,
         walBytes: 0,
@@ -559,12 +612,15 @@ async function runPass(ctx: PassContext, listing: GenerationListing, plan: Resto
           // another WAL (another lineage) fails there and stops the restore as damage: never a mix.
           skip = applier.consumed - seg.offset;
           if (overlaps++ === 0) {
-            logger.warn('wal segments overlap: two writers shipped this generation; dropping the overlap, the checksum chain decides what continues', {
-              generation: gen,
-              index: formatHex8(idx),
-              object: segBase.object,
-              overlap: skip,
-            });
+            logger.warn(
+              'wal segments overlap: two writers shipped this generation; dropping the overlap, the checksum chain decides what continues',
+              {
+                generation: gen,
+                index: formatHex8(idx),
+                object: segBase.object,
+                overlap: skip,
+              },
+            );
           }
         }
         // Feeds the applier what lies past the overlap.
@@ -591,7 +647,8 @@ async function runPass(ctx: PassContext, listing: GenerationListing, plan: Resto
             applier.setTrust(SegmentVerifier.trustedFrom(seg.offset + skip, pageSize));
             for await (const chunk of workers.take(si2)) {
               if (chunk.badAt >= 0) applier.limitTrust(chunk.badAt);
-              if (chunk.bigEndian !== undefined && applier.bigEndian !== undefined && chunk.bigEndian !== applier.bigEndian) applier.limitTrust(-1);
+              if (chunk.bigEndian !== undefined && applier.bigEndian !== undefined && chunk.bigEndian !== applier.bigEndian)
+                applier.limitTrust(-1);
               walBytes += chunk.buf.length;
               await feed(chunk.buf);
             }
@@ -620,7 +677,10 @@ async function runPass(ctx: PassContext, listing: GenerationListing, plan: Resto
             ...segBase,
             kind,
             offset: seg.offset,
-            detail: kind === 'missing-segment' ? 'wal segment object not found' : `${firstLine(err)} (after ${applier.consumed - before} decoded bytes)`,
+            detail:
+              kind === 'missing-segment'
+                ? 'wal segment object not found'
+                : `${firstLine(err)} (after ${applier.consumed - before} decoded bytes)`,
           });
         }
         if (!consistent && idx === snapshot.index && si + 1 >= plan.baseSegments && store.pendingPages === 0) consistent = true;
@@ -712,7 +772,10 @@ async function verifyDatabase(tempDb: string, mode: 'integrity' | 'quick' | 'non
     if (!walMode) {
       const jm = db.pragma('journal_mode = WAL', { simple: true });
       if (String(jm).toLowerCase() !== 'wal') {
-        throw new RestoreError('WALSHIP_RESTORE_VERIFY_FAILED', `cannot switch the restored database to WAL mode (journal_mode=${String(jm)})`);
+        throw new RestoreError(
+          'WALSHIP_RESTORE_VERIFY_FAILED',
+          `cannot switch the restored database to WAL mode (journal_mode=${String(jm)})`,
+        );
       }
     }
     if (mode !== 'none') {
@@ -741,10 +804,14 @@ type SqliteCtor = typeof import('better-sqlite3');
 let sqliteCtor: Promise<SqliteCtor> | undefined;
 async function loadSqlite(): Promise<SqliteCtor> {
   sqliteCtor ??= import('better-sqlite3').then(
-    (m) => ((m as unknown as { default?: SqliteCtor }).default ?? (m as unknown as SqliteCtor)),
+    (m) => (m as unknown as { default?: SqliteCtor }).default ?? (m as unknown as SqliteCtor),
     (err: unknown) => {
       sqliteCtor = undefined;
-      throw new RestoreError('WALSHIP_RESTORE_VERIFY_FAILED', `cannot load better-sqlite3 (a peer dependency of @walship/core; install it): ${firstLine(err)}`, { cause: err });
+      throw new RestoreError(
+        'WALSHIP_RESTORE_VERIFY_FAILED',
+        `cannot load better-sqlite3 (a peer dependency of @walship/core; install it): ${firstLine(err)}`,
+        { cause: err },
+      );
     },
   );
   return sqliteCtor;
@@ -796,4 +863,3 @@ async function syncDir(dir: string): Promise<void> {
     await fh?.close().catch(() => {});
   }
 }
-

@@ -110,7 +110,8 @@ export async function* resumableObject(
         opts.onBytes?.(chunk.length);
         yield chunk;
       }
-      if (skip > 0) throw new CorruptDataError(`object shrank while it was read again after an error (${delivered - skip} of ${delivered} bytes)`);
+      if (skip > 0)
+        throw new CorruptDataError(`object shrank while it was read again after an error (${delivered - skip} of ${delivered} bytes)`);
       return;
     } catch (err) {
       stream?.destroy();

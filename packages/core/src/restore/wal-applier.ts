@@ -1,5 +1,5 @@
 import { CorruptDataError } from '../errors.js';
-import { type Checksum } from '../wal/checksum.js';
+import type { Checksum } from '../wal/checksum.js';
 import { parseWalHeader, verifyFrame, WAL_FRAME_HEADER_SIZE, WAL_HEADER_SIZE, type WalHeader } from '../wal/format.js';
 
 /** Where an applier puts pages: the restore's {@link PageStore}, or a follower's batch. */
@@ -144,12 +144,12 @@ export class WalIndexApplier {
         if (this.carryLen < fs) continue;
         this.carryLen = 0;
         const p = this.frame(this.carry, 0);
-        if (p) await p;
+        if (p !== undefined) await p;
       } else {
         this.consumed += fs;
         const p = this.frame(chunk, pos);
         pos += fs;
-        if (p) await p;
+        if (p !== undefined) await p;
       }
     }
   }
@@ -208,7 +208,7 @@ export class WalIndexApplier {
   private commit(dbPages: number): Promise<void> | undefined {
     const c: AppliedCommit = { offset: this.frameStart, time: this.segmentTime };
     const p = this.store.commit(dbPages);
-    if (p) {
+    if (p !== undefined) {
       return p.then(() => {
         this.lastCommit = c;
         this.onCommit?.(c);
@@ -230,7 +230,10 @@ export class WalIndexApplier {
       throw new WalDamage(0, `wal index ends inside the header (${this.consumed} bytes)`);
     }
     if (this.carryLen > 0) {
-      throw new WalDamage(this.frameStart, `wal index ends inside the frame at offset ${this.frameStart} (${this.carryLen} of ${this.frameSize} bytes)`);
+      throw new WalDamage(
+        this.frameStart,
+        `wal index ends inside the frame at offset ${this.frameStart} (${this.carryLen} of ${this.frameSize} bytes)`,
+      );
     }
     if (this.store.pendingPages > 0) {
       const from = this.lastCommit?.offset ?? WAL_HEADER_SIZE;

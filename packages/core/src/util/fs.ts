@@ -78,7 +78,13 @@ export async function fsyncDir(dir: string): Promise<void> {
  *   replaced the file meanwhile) and resolves false
  * @throws the file-system error, described by {@link fileSystemError}; the temp file is removed
  */
-export async function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o600, what?: string, stillCurrent?: () => boolean): Promise<boolean> {
+export async function writeFileAtomic(
+  file: string,
+  data: string | Uint8Array,
+  mode = 0o600,
+  what?: string,
+  stillCurrent?: () => boolean,
+): Promise<boolean> {
   const dir = path.dirname(file);
   const tmp = path.join(dir, `.${path.basename(file)}.${randomBytes(4).toString('hex')}.tmp`);
   try {

@@ -36,7 +36,8 @@ const forget = new FinalizationRegistry<string>((key) => {
 
 function count(v: unknown, fallback: number, what: string): number {
   if (v === undefined) return fallback;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new ConfigError(`invalid concurrency.${what}: ${JSON.stringify(v)}: expected a whole number ≥ 1`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1)
+    throw new ConfigError(`invalid concurrency.${what}: ${JSON.stringify(v)}: expected a whole number ≥ 1`);
   return v;
 }
 
@@ -50,7 +51,11 @@ export function checkConcurrency(v: unknown): ConcurrencyLimits | undefined {
   if (!c || typeof c !== 'object' || typeof c.key !== 'string' || c.key === '') {
     throw new ConfigError('invalid concurrency: expected { key: string, snapshots?: number, uploads?: number }');
   }
-  return { key: c.key, snapshots: count(c.snapshots, DEFAULT_SHARED_SNAPSHOTS, 'snapshots'), uploads: count(c.uploads, DEFAULT_SHARED_UPLOADS, 'uploads') };
+  return {
+    key: c.key,
+    snapshots: count(c.snapshots, DEFAULT_SHARED_SNAPSHOTS, 'snapshots'),
+    uploads: count(c.uploads, DEFAULT_SHARED_UPLOADS, 'uploads'),
+  };
 }
 
 /** The limiters of a group, created on first use. */

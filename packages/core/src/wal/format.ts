@@ -58,13 +58,7 @@ export function parseWalHeader(buf: Uint8Array): WalHeader {
 }
 
 /** Builds a valid 32-byte WAL header (used by tests and restore). */
-export function encodeWalHeader(h: {
-  bigEndian?: boolean;
-  pageSize: number;
-  checkpointSeq: number;
-  salt1: number;
-  salt2: number;
-}): Buffer {
+export function encodeWalHeader(h: { bigEndian?: boolean; pageSize: number; checkpointSeq: number; salt1: number; salt2: number }): Buffer {
   const buf = Buffer.alloc(WAL_HEADER_SIZE);
   const bigEndian = h.bigEndian ?? false;
   buf.writeUInt32BE(bigEndian ? WAL_MAGIC_BE : WAL_MAGIC_LE, 0);
@@ -135,13 +129,7 @@ export function sameWalHeader(a: WalHeader, b: WalHeader): boolean {
  * Returns the frame's checksum when valid, or undefined when the frame does not continue the
  * chain (wrong salts or checksum), i.e. the end of valid data.
  */
-export function verifyFrame(
-  buf: Uint8Array,
-  at: number,
-  pageSize: number,
-  header: WalHeader,
-  prev: Checksum,
-): Checksum | undefined {
+export function verifyFrame(buf: Uint8Array, at: number, pageSize: number, header: WalHeader, prev: Checksum): Checksum | undefined {
   const dv = new DataView(buf.buffer, buf.byteOffset + at, WAL_FRAME_HEADER_SIZE);
   if (dv.getUint32(8) !== header.salt1 || dv.getUint32(12) !== header.salt2) return undefined;
   let c = walChecksum(buf, at, at + 8, header.bigEndian, prev);

@@ -102,7 +102,11 @@ class CommitScanner {
   #sum: Checksum;
   #commits = 0;
   result: ScanResult;
-  constructor(readonly header: WalHeader, start: number, seed: Checksum) {
+  constructor(
+    readonly header: WalHeader,
+    start: number,
+    seed: Checksum,
+  ) {
     this.fsz = frameSize(header.pageSize);
     this.pos = start;
     this.#sum = seed;

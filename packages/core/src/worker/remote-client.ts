@@ -1,7 +1,14 @@
 import type { Readable } from 'node:stream';
 import { decodeObject, encodeObject, type ObjectStage } from '../pipeline.js';
 import type { Pos } from '../pos.js';
-import type { ReplicaClient, ReplicaClientCapabilities, SnapshotInfo, StoredLease, WALSegmentInfo, WalSegmentsOptions } from '../replica-client.js';
+import type {
+  ReplicaClient,
+  ReplicaClientCapabilities,
+  SnapshotInfo,
+  StoredLease,
+  WALSegmentInfo,
+  WalSegmentsOptions,
+} from '../replica-client.js';
 import type { StreamRef, Wire } from './wire.js';
 
 /** One call of a client method, worker → application. Streams travel as `StreamRef`s. */
@@ -95,7 +102,16 @@ export interface ServedClient {
 
 const WRITERS = new Set(['writeSnapshot', 'writeWALSegment']);
 const READERS = new Set(['snapshotReader', 'walSegmentReader']);
-const PLAIN = new Set(['generations', 'deleteGeneration', 'snapshots', 'deleteSnapshot', 'walSegments', 'deleteWALSegments', 'readLease', 'writeLease']);
+const PLAIN = new Set([
+  'generations',
+  'deleteGeneration',
+  'snapshots',
+  'deleteSnapshot',
+  'walSegments',
+  'deleteWALSegments',
+  'readLease',
+  'writeLease',
+]);
 
 /**
  * Serves the worker's `RemoteReplicaClient` calls on the application's thread. Stages that

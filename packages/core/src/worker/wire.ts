@@ -199,7 +199,10 @@ export class Wire {
         if (!(await room())) return;
         // With recycling the chunk's own ArrayBuffer moves (it is ours until released);
         // otherwise a copy the receiver owns (pooled Buffers share their ArrayBuffer).
-        const buf = o.release && typeof chunk !== 'string' ? new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length) : new Uint8Array(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
+        const buf =
+          o.release && typeof chunk !== 'string'
+            ? new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length)
+            : new Uint8Array(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
         o.inflight += buf.byteLength;
         if (o.release && buf.buffer.byteLength >= 65536) o.lent++;
         this.#post({ w: 'chunk', sid, buf }, [buf.buffer as ArrayBuffer]);

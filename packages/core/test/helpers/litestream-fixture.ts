@@ -66,7 +66,14 @@ function readHeader(h: Buffer): WalHeaderInfo | undefined {
   const ck = cksum(h, 0, 24, be, 0, 0);
   if (ck[0] !== h.readUInt32BE(24) || ck[1] !== h.readUInt32BE(28)) return undefined;
   const raw = h.readUInt32BE(8);
-  return { bytes: Buffer.from(h.subarray(0, 32)), be, pageSize: raw === 1 ? 65536 : raw, salt1: h.readUInt32BE(16), salt2: h.readUInt32BE(20), ck };
+  return {
+    bytes: Buffer.from(h.subarray(0, 32)),
+    be,
+    pageSize: raw === 1 ? 65536 : raw,
+    salt1: h.readUInt32BE(16),
+    salt2: h.readUInt32BE(20),
+    ck,
+  };
 }
 
 /** One shipped segment and the database state right after it. */
@@ -163,7 +170,9 @@ export class LitestreamFixture {
     this.db.pragma('wal_autocheckpoint = 0');
     this.db.pragma('synchronous = NORMAL');
     // Litestream v0.3 creates these in every database it replicates (§4.2).
-    this.db.exec('CREATE TABLE IF NOT EXISTS _litestream_seq (id INTEGER PRIMARY KEY, seq INTEGER); CREATE TABLE IF NOT EXISTS _litestream_lock (id INTEGER);');
+    this.db.exec(
+      'CREATE TABLE IF NOT EXISTS _litestream_seq (id INTEGER PRIMARY KEY, seq INTEGER); CREATE TABLE IF NOT EXISTS _litestream_lock (id INTEGER);',
+    );
     this.newGeneration();
   }
 

@@ -51,9 +51,7 @@ export async function litestreamWayRestore(o: LitestreamWayOptions): Promise<num
   const tmp = `${o.outputPath}.tmp`;
   await decodeTo(path.join(genDir, 'snapshots', `${hex8(o.snapshotIndex)}.snapshot.lz4`), tmp, o.decode, false);
   const all = listSegments(o.replicaDir, o.generation).filter((s) => s.index >= o.snapshotIndex);
-  const wanted = o.segments
-    ? all.filter((s) => o.segments!.some((w) => w.index === s.index && w.offset === s.offset))
-    : all;
+  const wanted = o.segments ? all.filter((s) => o.segments!.some((w) => w.index === s.index && w.offset === s.offset)) : all;
   const indexes = [...new Set(wanted.map((s) => s.index))].sort((a, b) => a - b);
   let walBytes = 0;
   for (const idx of indexes) {

@@ -23,7 +23,10 @@ export function tempDir(name: string): string {
  * - RESTART → index 4: 3 segments.
  * Generation B (later): snapshot@0, index 0: 4 segments, TRUNCATE → index 1: 3 segments.
  */
-export function buildStandardFixture(dir: string, opts: Partial<FixtureOptions> = {}): { fx: LitestreamFixture; genA: string; genB: string } {
+export function buildStandardFixture(
+  dir: string,
+  opts: Partial<FixtureOptions> = {},
+): { fx: LitestreamFixture; genA: string; genB: string } {
   const fx = new LitestreamFixture({ dir, ...opts });
   const genA = fx.generation;
   let step = 0;

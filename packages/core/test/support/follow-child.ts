@@ -6,7 +6,11 @@ import { Follower } from '@walship/core';
 import { FileReplicaClient } from '@walship/file';
 
 const [out, replicaDir] = process.argv.slice(2);
-const follower = new Follower(out!, { replicas: [{ name: 'file', client: new FileReplicaClient({ path: replicaDir! }) }], intervalMs: 20, verify: 'none' });
+const follower = new Follower(out!, {
+  replicas: [{ name: 'file', client: new FileReplicaClient({ path: replicaDir! }) }],
+  intervalMs: 20,
+  verify: 'none',
+});
 follower.on('applied', ({ pos }) => process.stdout.write(`applied ${pos.index} ${pos.offset}\n`));
 await follower.start();
 process.stdout.write('following\n');

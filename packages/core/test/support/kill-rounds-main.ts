@@ -17,9 +17,9 @@ try {
     rounds: Number(rounds),
     minCheckpointPages: Number(minPages ?? 40),
   });
-  process.stdout.write(JSON.stringify({ ok: true, ...r }) + '\n');
+  process.stdout.write(`${JSON.stringify({ ok: true, ...r })}\n`);
   process.exit(0);
 } catch (err) {
-  process.stdout.write(JSON.stringify({ ok: false, error: String((err as Error).message ?? err) }) + '\n');
+  process.stdout.write(`${JSON.stringify({ ok: false, error: String((err as Error).message ?? err) })}\n`);
   process.exit(1);
 }

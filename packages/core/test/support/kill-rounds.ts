@@ -51,7 +51,9 @@ export async function killRounds(opts: {
     if (gap >= 0) throw new Error(`round ${round}: restored ids not contiguous at position ${gap} (id ${ids[gap]})`);
     restoredMax = ids.length;
     if (restoredMax < maxAcked) {
-      throw new Error(`round ${round}: acknowledged rows lost: restored up to id ${restoredMax}, sync() had acknowledged ${maxAcked} (${maxAcked - restoredMax} rows)`);
+      throw new Error(
+        `round ${round}: acknowledged rows lost: restored up to id ${restoredMax}, sync() had acknowledged ${maxAcked} (${maxAcked - restoredMax} rows)`,
+      );
     }
   }
   return { rounds: opts.rounds, maxAcked, restoredMax, generationEvents };

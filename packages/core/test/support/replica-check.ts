@@ -27,7 +27,8 @@ export async function walByIndex(client: ReplicaClient, generation: string): Pro
   for (const s of segs) {
     const data = await readObject(await client.walSegmentReader({ generation, index: s.index, offset: s.offset }));
     const prev = out.get(s.index) ?? Buffer.alloc(0);
-    if (prev.length !== s.offset) throw new Error(`segment gap in index ${s.index}: have ${prev.length} bytes, next segment at ${s.offset}`);
+    if (prev.length !== s.offset)
+      throw new Error(`segment gap in index ${s.index}: have ${prev.length} bytes, next segment at ${s.offset}`);
     out.set(s.index, Buffer.concat([prev, data]));
   }
   return out;

@@ -10,8 +10,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const LAUNCHER = join(here, 'gcs-emulator.cjs');
 const START_TIMEOUT_MS = 20_000;
 
-export const INSTALL_HINT =
-  'GCS emulator unavailable: install firebase-tools 15.34.2 (npm i -D firebase-tools@15.34.2; no Java needed)';
+export const INSTALL_HINT = 'GCS emulator unavailable: install firebase-tools 15.34.2 (npm i -D firebase-tools@15.34.2; no Java needed)';
 
 /** A running Firebase Storage emulator (GCS JSON API) on 127.0.0.1. */
 export interface GcsEmulator {
@@ -49,7 +48,10 @@ export async function startGcsEmulator(): Promise<GcsEmulator> {
   try {
     port = await new Promise<number>((resolve, reject) => {
       let out = '';
-      const timer = setTimeout(() => reject(new Error(`GCS emulator did not start within ${START_TIMEOUT_MS} ms: ${stderr.trim()}`)), START_TIMEOUT_MS);
+      const timer = setTimeout(
+        () => reject(new Error(`GCS emulator did not start within ${START_TIMEOUT_MS} ms: ${stderr.trim()}`)),
+        START_TIMEOUT_MS,
+      );
       child.stdout!.on('data', (d: Buffer) => {
         out += d.toString();
         const m = /listening on 127\.0\.0\.1:(\d+)/.exec(out);
@@ -102,9 +104,7 @@ async function kill(child: ChildProcess): Promise<void> {
  * Starts the emulator for a test file. When it cannot start: under `CI=true` returns a reason
  * the caller must turn into a failing test; otherwise a reason to skip with.
  */
-export async function emulatorForTests(): Promise<
-  { ok: true; emulator: GcsEmulator } | { ok: false; fail: boolean; message: string }
-> {
+export async function emulatorForTests(): Promise<{ ok: true; emulator: GcsEmulator } | { ok: false; fail: boolean; message: string }> {
   try {
     return { ok: true, emulator: await startGcsEmulator() };
   } catch (err) {

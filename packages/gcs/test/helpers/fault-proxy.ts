@@ -25,7 +25,9 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       failed++;
       req.resume();
       req.on('end', () => {
-        const body = JSON.stringify({ error: { code: status, message: `injected ${status}`, errors: [{ message: `injected ${status}`, reason: 'injected' }] } });
+        const body = JSON.stringify({
+          error: { code: status, message: `injected ${status}`, errors: [{ message: `injected ${status}`, reason: 'injected' }] },
+        });
         res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
         res.end(body);
       });

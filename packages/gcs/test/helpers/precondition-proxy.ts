@@ -43,7 +43,12 @@ export async function startPreconditionProxy(target: string): Promise<Preconditi
   const currentGeneration = (bucket: string, name: string): Promise<string> =>
     new Promise((resolve, reject) => {
       const r = request(
-        { host: t.hostname, port: t.port, method: 'GET', path: `/storage/v1/b/${encodeURIComponent(bucket)}/o/${encodeURIComponent(name)}` },
+        {
+          host: t.hostname,
+          port: t.port,
+          method: 'GET',
+          path: `/storage/v1/b/${encodeURIComponent(bucket)}/o/${encodeURIComponent(name)}`,
+        },
         (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
@@ -79,7 +84,13 @@ export async function startPreconditionProxy(target: string): Promise<Preconditi
         const have = await currentGeneration(decodeURIComponent(m[1]!), name);
         if (have !== want) {
           stats.refused++;
-          const err = JSON.stringify({ error: { code: 412, message: 'At least one of the pre-conditions you specified did not hold.', errors: [{ reason: 'conditionNotMet' }] } });
+          const err = JSON.stringify({
+            error: {
+              code: 412,
+              message: 'At least one of the pre-conditions you specified did not hold.',
+              errors: [{ reason: 'conditionNotMet' }],
+            },
+          });
           res.writeHead(412, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(err) });
           res.end(err);
           return;

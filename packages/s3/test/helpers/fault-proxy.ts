@@ -290,7 +290,7 @@ export class FaultProxy {
     for (let i = 0; i < ur.rawHeaders.length; i += 2) {
       if (!HOP_BY_HOP.has(ur.rawHeaders[i]!.toLowerCase())) s += `${ur.rawHeaders[i]}: ${ur.rawHeaders[i + 1]}\r\n`;
     }
-    return Buffer.from(s + 'Connection: keep-alive\r\n\r\n', 'latin1');
+    return Buffer.from(`${s}Connection: keep-alive\r\n\r\n`, 'latin1');
   }
 
   /**
@@ -298,7 +298,14 @@ export class FaultProxy {
    * (`reset-response-body`) or closes cleanly (`truncated-response`). The response object is
    * never used: the socket is taken over.
    */
-  #cutResponse(socket: Socket, ur: http.IncomingMessage, head: Buffer, bodyBytes: number, kind: 'reset-response-body' | 'truncated-response', headBytes?: number): void {
+  #cutResponse(
+    socket: Socket,
+    ur: http.IncomingMessage,
+    head: Buffer,
+    bodyBytes: number,
+    kind: 'reset-response-body' | 'truncated-response',
+    headBytes?: number,
+  ): void {
     let done = false;
     let flushed: Promise<void> = Promise.resolve();
     const write = (b: Buffer): void => {

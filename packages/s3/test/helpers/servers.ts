@@ -45,11 +45,9 @@ export async function startS3rver(): Promise<ServerResult> {
     return { unavailable: 's3rver is not installed (npm i -D s3rver@3.7.1 in packages/s3)' };
   }
   const dir = await mkdtemp(join(tmpdir(), 'walship-s3rver-'));
-  const child = spawn(
-    process.execPath,
-    ['--openssl-legacy-provider', bin, '-d', dir, '-a', '127.0.0.1', '-p', '0', '--silent'],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
+  const child = spawn(process.execPath, ['--openssl-legacy-provider', bin, '-d', dir, '-a', '127.0.0.1', '-p', '0', '--silent'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   // Never leave the server behind if the test process dies without running `after` hooks.
   const killOnExit = (): void => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
@@ -201,11 +199,7 @@ export async function destroyBucket(raw: S3Client, bucket: string): Promise<void
 }
 
 /** An S3ReplicaClient for the server, with overrides. */
-export function clientFor(
-  server: S3TestServer,
-  bucket: string,
-  overrides: Partial<S3ReplicaClientOptions> = {},
-): S3ReplicaClient {
+export function clientFor(server: S3TestServer, bucket: string, overrides: Partial<S3ReplicaClientOptions> = {}): S3ReplicaClient {
   return new S3ReplicaClient({
     bucket,
     endpoint: server.endpoint,

@@ -125,18 +125,16 @@ export async function startSshd(): Promise<SshdServer> {
   const hostKey = join(dir, 'host_key');
   const clientKey = join(dir, 'client_key');
   const encryptedKey = join(dir, 'client_key_encrypted');
-  const passphrase = 'correct horse ' + randomBytes(4).toString('hex');
+  const passphrase = `correct horse ${randomBytes(4).toString('hex')}`;
   run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'walship-test-host', '-f', hostKey]);
   run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'walship-test-client', '-f', clientKey]);
   run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', passphrase, '-C', 'walship-test-enc', '-f', encryptedKey]);
   const hostKeyLine = (await readFile(`${hostKey}.pub`, 'utf8')).trim();
   const hostKeyFingerprint = run('ssh-keygen', ['-l', '-E', 'sha256', '-f', `${hostKey}.pub`]).split(/\s+/)[1]!;
   const authorizedKeys = join(dir, 'authorized_keys');
-  await writeFile(
-    authorizedKeys,
-    (await readFile(`${clientKey}.pub`, 'utf8')) + (await readFile(`${encryptedKey}.pub`, 'utf8')),
-    { mode: 0o644 },
-  );
+  await writeFile(authorizedKeys, (await readFile(`${clientKey}.pub`, 'utf8')) + (await readFile(`${encryptedKey}.pub`, 'utf8')), {
+    mode: 0o644,
+  });
   const dataDir = join(dir, 'data');
   await mkdir(dataDir, { mode: 0o755 });
   const config = join(dir, 'sshd_config');
