@@ -1,4 +1,4 @@
-import { BackendError, NotFoundError, WalshipError } from '@walship/core';
+import { BackendError, isWalshipError, NotFoundError } from '@walship/core';
 
 /** HTTP statuses worth retrying: timeouts, throttling and transient server failures. */
 const RETRYABLE_STATUS = new Set([408, 429, 500, 502, 503, 504]);
@@ -61,7 +61,7 @@ function firstLine(s: string): string {
  * follows the HTTP status. Messages read `abs: <op> <container>/<blob>: <status> <code>: <detail>`.
  */
 export function toWalshipError(err: unknown, op: string, target: string, notFound = false): Error {
-  if (err instanceof WalshipError) return err;
+  if (isWalshipError(err)) return err;
   const { statusCode, code } = azureErrorInfo(err);
   const where = `abs: ${op} ${target}`;
   if (notFound && isBlobNotFound(err)) {

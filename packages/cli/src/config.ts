@@ -6,6 +6,7 @@ import {
   compilePattern,
   ConfigError,
   errorMessage,
+  isWalshipError,
   lz4Stage,
   parseAgeIdentity,
   parseAgeRecipient,
@@ -326,7 +327,7 @@ class Problems {
     try {
       return fn();
     } catch (err) {
-      if (!(err instanceof ConfigError)) throw err;
+      if (!isWalshipError(err, 'WALSHIP_CONFIG')) throw err;
       this.#list.push(err);
       return undefined;
     }
@@ -383,7 +384,7 @@ export async function replicaFromUrl(url: string, options: ConfigOptions, contex
   try {
     return await resolveReplica(raw, { where, options, context: context ?? backendContext(options.env, []) });
   } catch (err) {
-    if (err instanceof ConfigError && !err.message.startsWith(where)) throw new ConfigError(`${where}: ${err.message}`);
+    if (isWalshipError(err, 'WALSHIP_CONFIG') && !err.message.startsWith(where)) throw new ConfigError(`${where}: ${err.message}`);
     throw err;
   }
 }
@@ -606,7 +607,7 @@ async function parseReplica(pc: ParseContext, node: YNode): Promise<ReplicaSpec 
     return age ? { ...spec, stages: [lz4Stage, age.stage], age: { identities: age.identities, recipients: age.recipients } } : spec;
   } catch (err) {
     if (err instanceof AlreadyReported) return undefined;
-    if (err instanceof ConfigError) {
+    if (isWalshipError(err, 'WALSHIP_CONFIG')) {
       problems.add(err.message.startsWith(loc.file) ? err : loc.error(m, err.message));
       return undefined;
     }
@@ -814,7 +815,7 @@ function backendCall<T>(fn: () => T): T {
   try {
     return fn();
   } catch (err) {
-    if (err instanceof ConfigError) throw err;
+    if (isWalshipError(err, 'WALSHIP_CONFIG')) throw err;
     throw new ConfigError(errorMessage(err), { cause: err });
   }
 }

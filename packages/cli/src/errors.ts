@@ -1,4 +1,4 @@
-import { ConfigError, WalshipError } from '@walship/core';
+import { ConfigError, isWalshipError, WalshipError } from '@walship/core';
 
 /**
  * A mistake on the command line (unknown flag, missing argument, bad flag value) or any other
@@ -24,10 +24,8 @@ export class CliError extends WalshipError {
  * True when `err` is an expected, user-facing error: any walship error (they carry a
  * `WALSHIP_*` code and a one-line message). Everything else is an internal error.
  */
-export function isUserError(err: unknown): err is Error & { code: string } {
-  if (err instanceof WalshipError) return true;
-  const code = (err as { code?: unknown } | null)?.code;
-  return err instanceof Error && typeof code === 'string' && code.startsWith('WALSHIP_');
+export function isUserError(err: unknown): err is WalshipError {
+  return isWalshipError(err);
 }
 
 /**

@@ -1,3 +1,6 @@
+import type { FollowErrorCode, FollowError } from './follow/errors.js';
+import type { RestoreError, RestoreErrorCode } from './restore/errors.js';
+
 /**
  * Error classes thrown by walship. Every error carries a stable `code` that callers can
  * match on instead of parsing messages; messages are one line and say what to do.
@@ -20,12 +23,46 @@
  * |                         | `WALSHIP_AGE_NO_MATCH`      | no configured identity opens an encrypted object     |
  * |                         | `WALSHIP_AGE_NO_IDENTITY`   | an encrypted object read without age identities      |
  * |                         | `WALSHIP_AGE_NOT_ENCRYPTED` | a plain object read with age identities configured   |
+ * | `WalshipError`          | `WALSHIP_TIMEOUT`           | `sync({ timeout })` ran out of time                  |
+ * |                         | `WALSHIP_BUSY`              | start-up could not take the write lock, or the WAL kept changing |
+ * |                         | `WALSHIP_NOT_OPEN`          | an engine call after its database connections closed (internal) |
+ * |                         | `WALSHIP_INTERNAL`          | a bug: the engine worker got a request it has no handler for |
+ * | `FollowError`           | `WALSHIP_FOLLOW_*`          | a follower cannot do what was asked (see `FollowErrorCode`) |
+ * | `UsageError` (CLI)      | `WALSHIP_USAGE`             | a mistake on the `walship` command line              |
+ * | `CliError` (CLI)        | `WALSHIP_CLI`               | a user-fixable problem while a `walship` command ran |
+ *
+ * Check errors by code with {@link isWalshipError}, not `instanceof`: two copies of
+ * `@walship/core` in one app (a backend that bundles its own) have distinct classes.
  */
+
+/** Every `code` a walship error carries; the table above says when each is thrown. */
+export type WalshipErrorCode =
+  | 'WALSHIP_NOT_FOUND'
+  | 'WALSHIP_INVALID_ARGUMENT'
+  | 'WALSHIP_CONFIG'
+  | 'WALSHIP_CORRUPT'
+  | 'WALSHIP_BACKEND'
+  | 'WALSHIP_CLOSED'
+  | 'WALSHIP_LOCKED'
+  | 'WALSHIP_ENGINE_WORKER'
+  | 'WALSHIP_LEASE_HELD'
+  | 'WALSHIP_LEASE_LOST'
+  | 'WALSHIP_REPLICA_AHEAD'
+  | AgeErrorCode
+  | 'WALSHIP_TIMEOUT'
+  | 'WALSHIP_BUSY'
+  | 'WALSHIP_NOT_OPEN'
+  | 'WALSHIP_INTERNAL'
+  | RestoreErrorCode
+  | FollowErrorCode
+  | 'WALSHIP_USAGE'
+  | 'WALSHIP_CLI';
+
 export class WalshipError extends Error {
   /** Stable machine-readable code, e.g. `WALSHIP_NOT_FOUND`. */
-  readonly code: string;
+  readonly code: WalshipErrorCode;
 
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
+  constructor(code: WalshipErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.code = code;
     this.name = new.target.name;
@@ -116,7 +153,6 @@ export class LeaseError extends WalshipError {
 
 /** True when `err` means "does not exist" (walship's NotFoundError or a Node ENOENT). */
 export function isNotFoundError(err: unknown): boolean {
-  if (err instanceof NotFoundError) return true;
   const code = (err as { code?: unknown } | null)?.code;
   return code === 'WALSHIP_NOT_FOUND' || code === 'ENOENT';
 }
@@ -170,4 +206,43 @@ export class AgeError extends WalshipError {
     this.entry = details?.entry;
     this.line = details?.line;
   }
+}
+
+/** The class a walship error of code `C` is an instance of (in the copy of core that threw it). */
+interface ErrorClassByCode {
+  WALSHIP_NOT_FOUND: NotFoundError;
+  WALSHIP_INVALID_ARGUMENT: InvalidArgumentError;
+  WALSHIP_CONFIG: ConfigError;
+  WALSHIP_CORRUPT: CorruptDataError;
+  WALSHIP_BACKEND: BackendError;
+  WALSHIP_CLOSED: ClosedError;
+  WALSHIP_LOCKED: LockedError;
+  WALSHIP_ENGINE_WORKER: EngineWorkerError;
+  WALSHIP_LEASE_HELD: LeaseError;
+  WALSHIP_LEASE_LOST: LeaseError;
+  WALSHIP_REPLICA_AHEAD: ReplicaAheadError;
+}
+
+/** The error type `isWalshipError(err, code)` narrows to. */
+export type WalshipErrorOf<C extends WalshipErrorCode> = C extends keyof ErrorClassByCode
+  ? ErrorClassByCode[C]
+  : C extends AgeErrorCode
+    ? AgeError
+    : C extends RestoreErrorCode
+      ? RestoreError
+      : C extends FollowErrorCode
+        ? FollowError
+        : WalshipError & { readonly code: C };
+
+/**
+ * True when `err` is a walship error — with one of `codes` when any are given. It checks the
+ * `code` (an `Error` whose `code` starts with `WALSHIP_`), not the class, so it also recognises
+ * errors thrown by another copy of `@walship/core` in the same app, or rebuilt from a worker
+ * thread. `isWalshipError(err, 'WALSHIP_BACKEND')` narrows `err` to `BackendError`. Never throws.
+ */
+export function isWalshipError<C extends WalshipErrorCode = WalshipErrorCode>(err: unknown, ...codes: C[]): err is WalshipErrorOf<C> {
+  if (!(err instanceof Error)) return false;
+  const code = (err as { code?: unknown }).code;
+  if (typeof code !== 'string') return false;
+  return codes.length === 0 ? code.startsWith('WALSHIP_') : (codes as string[]).includes(code);
 }

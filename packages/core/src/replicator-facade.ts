@@ -251,6 +251,11 @@ export class Replicator extends EventEmitter<ReplicatorEvents> {
     return (await this.#callSurviving('sync', deadline, opts.signal)) as Pos;
   }
 
+  /** `await using replicator = new Replicator(…)`: `stop()` with its defaults when the scope ends. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+
   /**
    * Stops replication: a final sync of every replica (bounded by `timeout` ms, default 30 s),
    * then a clean stop that lets the next start continue the same generation, and releases

@@ -57,6 +57,12 @@ export interface ReplicatorEvents {
     { mode: 'PASSIVE' | 'RESTART' | 'TRUNCATE'; durationMs: number; walFrames?: number; lockHeldMs?: number; restarted?: boolean },
   ];
   'checkpoint-error': [{ mode: 'PASSIVE' | 'RESTART' | 'TRUNCATE'; error: Error }];
+  /**
+   * walship restarted the WAL (a controlled checkpoint): replication continues in WAL index
+   * `index` of the same generation (Litestream's numbering; segment names start over at offset
+   * 0). `durationMs` is the whole checkpoint's. Follows the `checkpoint` event with `restarted: true`.
+   */
+  'wal-restart': [{ index: number; durationMs: number }];
   /** A new generation started (with Litestream's reason string). */
   generation: [{ generation: string; reason: string }];
   /** At start, walship continued the generation Litestream v0.3 was replicating (no new snapshot). */

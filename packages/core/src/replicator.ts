@@ -204,6 +204,7 @@ export class ReplicatorCore extends EventEmitter<ReplicatorEvents> {
       this.emit('generation', e);
     });
     this.#engine.on('litestream-generation', (e: { generation: string; index: number }) => this.emit('litestream-continued', e));
+    this.#engine.on('restart', (e: { index: number; durationMs: number }) => this.emit('wal-restart', e));
     this.#engine.on(
       'checkpoint',
       (e: { mode: 'PASSIVE' | 'TRUNCATE'; durationMs: number; result?: { log: number }; lockHeldMs?: number; restarted?: boolean }) =>

@@ -14,6 +14,7 @@ import {
   findDatabases,
   formatHex8,
   isGenerationName,
+  isWalshipError,
   layout,
   leaseDirKey,
   normalizeSubPath,
@@ -81,7 +82,7 @@ function describe(err: unknown): string {
 }
 
 function backendError(action: string, target: string, err: unknown): BackendError {
-  if (err instanceof BackendError) return err;
+  if (isWalshipError(err, 'WALSHIP_BACKEND')) return err;
   const detail = describe(err);
   const code = errCode(err);
   return new BackendError(`file replica: cannot ${action} ${target}: ${detail}`, {

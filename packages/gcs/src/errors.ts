@@ -1,4 +1,4 @@
-import { BackendError, NotFoundError, WalshipError } from '@walship/core';
+import { BackendError, isWalshipError, NotFoundError } from '@walship/core';
 
 /** HTTP status (number) of an SDK error, when it has one. */
 export function statusOf(err: unknown): number | undefined {
@@ -46,7 +46,7 @@ function reason(err: unknown): string {
  * with `retryable` set.
  */
 export function toWalshipError(err: unknown, op: string, url: string, notFound?: string): Error {
-  if (err instanceof WalshipError) return err;
+  if (isWalshipError(err)) return err;
   if (isGcsNotFound(err)) {
     if (notFound) return new NotFoundError(`gcs: ${notFound} not found: ${url}`, { cause: err });
     return new BackendError(`gcs: cannot ${op} ${url}: bucket not found (${reason(err)})`, {

@@ -1,4 +1,4 @@
-import { BackendError, NotFoundError } from '@walship/core';
+import { BackendError, isWalshipError, NotFoundError } from '@walship/core';
 
 interface SdkErrorShape {
   name?: unknown;
@@ -110,13 +110,8 @@ export function describeError(err: unknown): string {
  * and HTTP status. walship errors pass through unchanged.
  */
 export function toWalshipError(err: unknown, what: string, opts: { notFound?: boolean } = {}): Error {
-  if (err instanceof NotFoundError || err instanceof BackendError) return err;
-  if (
-    (err as { code?: unknown } | null)?.code !== undefined &&
-    typeof (err as { code: unknown }).code === 'string' &&
-    (err as { code: string }).code.startsWith('WALSHIP_')
-  ) {
-    return err as Error;
+  if (isWalshipError(err)) {
+    return err;
   }
   if (opts.notFound && isNoSuchKey(err)) {
     return new NotFoundError(`s3: ${what}: not found`, { cause: err });

@@ -1,4 +1,4 @@
-import { ConfigError, InvalidArgumentError } from '@walship/core';
+import { ConfigError, isWalshipError } from '@walship/core';
 import type { BackendContext, ReplicaBackend, ReplicaConfig } from '@walship/core';
 import { SftpReplicaClient, type SftpReplicaClientOptions, splitHostPort } from './client.js';
 import { parsePublicKey } from './host-key.js';
@@ -134,7 +134,7 @@ export const sftpBackend: ReplicaBackend = {
     try {
       return new SftpReplicaClient(options);
     } catch (err) {
-      if (err instanceof InvalidArgumentError) throw new ConfigError(err.message, { cause: err });
+      if (isWalshipError(err, 'WALSHIP_INVALID_ARGUMENT')) throw new ConfigError(err.message, { cause: err });
       throw err;
     }
   },

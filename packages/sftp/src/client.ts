@@ -9,6 +9,7 @@ import {
   NotFoundError,
   findDatabases,
   isGenerationName,
+  isWalshipError,
   joinKey,
   layout,
   leaseDirKey,
@@ -424,7 +425,7 @@ export class SftpReplicaClient implements ReplicaClient {
           for await (const c of await this.openReader(path)) chunks.push(c as Buffer);
           return Buffer.concat(chunks).toString('utf8');
         } catch (err) {
-          if (err instanceof NotFoundError) return undefined;
+          if (isWalshipError(err, 'WALSHIP_NOT_FOUND')) return undefined;
           throw err;
         }
       },
@@ -461,7 +462,7 @@ export class SftpReplicaClient implements ReplicaClient {
       // the name is taken now; the caller reads the lease to tell which.
       const exists = await this.attempt('stat', path, (sftp) => req<Stats>(sftp, (cb) => sftp.stat(path, cb))).then(
         () => true,
-        (e: unknown) => (e instanceof NotFoundError ? false : Promise.reject(e)),
+        (e: unknown) => (isWalshipError(e, 'WALSHIP_NOT_FOUND') ? false : Promise.reject(e)),
       );
       if (exists) return false;
       throw err;
@@ -474,7 +475,7 @@ export class SftpReplicaClient implements ReplicaClient {
     try {
       return await this.attempt('list', dir, (sftp) => req<FileEntryWithStats[]>(sftp, (cb) => sftp.readdir(dir, cb)));
     } catch (err) {
-      if (err instanceof NotFoundError) return [];
+      if (isWalshipError(err, 'WALSHIP_NOT_FOUND')) return [];
       throw err;
     }
   }
@@ -483,7 +484,7 @@ export class SftpReplicaClient implements ReplicaClient {
     try {
       await this.attempt('delete', path, (sftp) => req(sftp, (cb) => sftp.unlink(path, cb)));
     } catch (err) {
-      if (err instanceof NotFoundError) return;
+      if (isWalshipError(err, 'WALSHIP_NOT_FOUND')) return;
       throw err;
     }
   }
@@ -492,7 +493,7 @@ export class SftpReplicaClient implements ReplicaClient {
     try {
       await this.attempt('rmdir', path, (sftp) => req(sftp, (cb) => sftp.rmdir(path, cb)));
     } catch (err) {
-      if (err instanceof NotFoundError) return;
+      if (isWalshipError(err, 'WALSHIP_NOT_FOUND')) return;
       throw err;
     }
   }
@@ -656,7 +657,7 @@ export class SftpReplicaClient implements ReplicaClient {
         return await fn(conn.sftp, conn);
       } catch (err) {
         const translated = this.translate(err, op, path, conn);
-        if (!(translated instanceof BackendError) || !translated.retryable || sftpStatus(err) !== undefined) {
+        if (!isWalshipError(translated, 'WALSHIP_BACKEND') || !translated.retryable || sftpStatus(err) !== undefined) {
           throw translated;
         }
         if (attempt >= this.maxRetries) throw translated;
@@ -667,15 +668,15 @@ export class SftpReplicaClient implements ReplicaClient {
 
   /** Maps an error to walship's classes; drops the connection when it is no longer usable. */
   private translate(err: unknown, op: string, path: string, conn: Connection | undefined): Error {
-    if (err instanceof NotFoundError || err instanceof FatalConnectError) return err;
-    if (err instanceof BackendError && conn === undefined) return err; // from dialling
+    if (isWalshipError(err, 'WALSHIP_NOT_FOUND') || err instanceof FatalConnectError) return err;
+    if (isWalshipError(err, 'WALSHIP_BACKEND') && conn === undefined) return err; // from dialling
     const status = sftpStatus(err);
     if (isNoSuchFile(err)) return new NotFoundError(`sftp: ${op} ${path}: no such file`, { cause: err });
     if (status !== undefined) {
       const retryable = status !== SFTP_STATUS.PERMISSION_DENIED && status !== SFTP_STATUS.OP_UNSUPPORTED;
       return new BackendError(`sftp: ${op} ${path}: ${msg(err)}`, { cause: err, retryable });
     }
-    if (err instanceof BackendError) return err;
+    if (isWalshipError(err, 'WALSHIP_BACKEND')) return err;
     // Anything else (channel closed, "No response from server", ECONNRESET, …): connection lost.
     if (conn) this.drop(conn);
     return new BackendError(`sftp: ${op} ${path}: connection to ${this.endpoint()} lost: ${msg(err)}`, {

@@ -218,6 +218,11 @@ export class DirectoryReplicator extends EventEmitter<DirectoryReplicatorEvents>
     return out;
   }
 
+  /** `await using dir = new DirectoryReplicator(…)`: `stop()` with its defaults when the scope ends. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+
   /** Stops watching and stops every replicator (each with its final sync, bounded by `timeout`). */
   async stop(opts: { timeout?: number } = {}): Promise<void> {
     if (this.#state === 'stopped' || this.#state === 'stopping') return;

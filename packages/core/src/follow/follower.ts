@@ -206,6 +206,11 @@ export class Follower extends EventEmitter<FollowerEvents> {
     }
   }
 
+  /** `await using follower = new Follower(…)`: `stop()` when the scope ends. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+
   /** Stops polling (after the batch being written, if any) and releases the output. The database stays consistent. */
   async stop(): Promise<void> {
     if (this.#state === 'stopped' && !this.#loop && !this.#starting) return;

@@ -3,7 +3,7 @@ import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { WalEngine } from '../db/engine.js';
 import { formatGoDuration } from '../duration.js';
-import { AgeError, type AgeErrorCode, errorMessage, isNotFoundError, ReplicaAheadError, WalshipError } from '../errors.js';
+import { AgeError, type AgeErrorCode, errorMessage, isNotFoundError, ReplicaAheadError, isWalshipError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { decodeObject, encodeObject, encodeSource, type ObjectStage } from '../pipeline.js';
 import { comparePos, formatPos, type Pos } from '../pos.js';
@@ -122,7 +122,7 @@ export class Replica {
       );
     } catch (err) {
       // E.g. age recipients without identities: say what could not be read, and why.
-      if (err instanceof WalshipError && err.code.startsWith('WALSHIP_AGE_')) {
+      if (isWalshipError(err) && err.code.startsWith('WALSHIP_AGE_')) {
         throw new AgeError(
           err.code as AgeErrorCode,
           `cannot read the replica's position from its last wal segment ${formatPos(start)}: ${err.message}`,
@@ -397,7 +397,7 @@ export class Replica {
         return await fn();
       } catch (err) {
         opts.onError?.(err, attempt);
-        if (isNotFoundError(err) || (err instanceof WalshipError && (err as { retryable?: boolean }).retryable === false)) throw err;
+        if (isNotFoundError(err) || (isWalshipError(err) && (err as { retryable?: boolean }).retryable === false)) throw err;
         if (opts.attempts !== undefined && attempt + 1 >= opts.attempts) throw err;
         await sleep(backoffDelay(attempt), opts.signal);
       }

@@ -2,7 +2,7 @@ import { constants as fsConstants } from 'node:fs';
 import { link, mkdir, open, rename, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { addAbortSignal, Readable } from 'node:stream';
-import { CorruptDataError, isNotFoundError } from '../errors.js';
+import { CorruptDataError, isNotFoundError, isWalshipError } from '../errors.js';
 import { silentLogger, type Logger } from '../logger.js';
 import { formatHex8, MAX_INDEX } from '../naming.js';
 import { decodeObject, lz4Stage, type ObjectStage } from '../pipeline.js';
@@ -415,7 +415,7 @@ async function restoreFromCandidates(
 
 function classifyObjectError(err: unknown): 'missing' | 'truncated' | 'corrupt' | undefined {
   if (isNotFoundError(err)) return 'missing';
-  if (err instanceof CorruptDataError) return /truncat|empty/i.test(err.message) ? 'truncated' : 'corrupt';
+  if (isWalshipError(err, 'WALSHIP_CORRUPT')) return /truncat|empty/i.test(err.message) ? 'truncated' : 'corrupt';
   return undefined;
 }
 

@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import { BackendError, CorruptDataError, InvalidArgumentError, isNotFoundError, WalshipError } from '../errors.js';
+import { CorruptDataError, isNotFoundError, isWalshipError } from '../errors.js';
 
 /** Attempts per request (1 + 3 retries) and the first backoff delay; delays double with jitter. */
 export const RETRY_ATTEMPTS = 4;
@@ -11,9 +11,8 @@ export const RETRY_BASE_DELAY_MS = 200;
  */
 export function isTransientError(err: unknown): boolean {
   if (isNotFoundError(err)) return false;
-  if (err instanceof CorruptDataError || err instanceof InvalidArgumentError) return false;
-  if (err instanceof BackendError) return err.retryable;
-  if (err instanceof WalshipError) return false;
+  if (isWalshipError(err, 'WALSHIP_BACKEND')) return err.retryable;
+  if (isWalshipError(err)) return false; // corrupt data, invalid arguments, …
   if ((err as { name?: unknown } | null)?.name === 'AbortError') return false;
   return true;
 }

@@ -3,7 +3,7 @@ import fsSync, { constants as fsc } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { getSystemErrorMap } from 'node:util';
-import { WalshipError } from '../errors.js';
+import { isWalshipError } from '../errors.js';
 
 /** What to do about a failed local file-system call, by error code. */
 const FS_ADVICE: Readonly<Record<string, string>> = {
@@ -44,7 +44,7 @@ const wrappedFsErrors = new WeakSet<object>();
  * and errors that are not system errors (no string `code`) are returned unchanged.
  */
 export function fileSystemError(what: string, err: unknown): unknown {
-  if (err instanceof WalshipError || !(err instanceof Error) || wrappedFsErrors.has(err)) return err;
+  if (isWalshipError(err) || !(err instanceof Error) || wrappedFsErrors.has(err)) return err;
   const e = err as NodeJS.ErrnoException;
   if (typeof e.code !== 'string') return err;
   const out: NodeJS.ErrnoException = new Error(`${what}: ${describeFsError(err)}`, { cause: err });

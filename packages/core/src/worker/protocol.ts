@@ -71,6 +71,7 @@ export const EVENT_NAMES = [
   'checkpoint-error',
   'generation',
   'litestream-continued',
+  'wal-restart',
   'replica-sync',
   'replica-error',
   'snapshot',

@@ -13,6 +13,7 @@ import {
   LockedError,
   NotFoundError,
   WalshipError,
+  type WalshipErrorCode,
 } from '../errors.js';
 
 /** The two ends a wire runs over: a `Worker` on the application's side, `parentPort` in the worker. */
@@ -376,7 +377,8 @@ export function fromWireError(w: WireError): Error {
       err = new AgeError(w.code, w.message);
       break;
     default:
-      if (w.code?.startsWith('WALSHIP_')) err = new WalshipError(w.code, w.message);
+      if (w.code?.startsWith('WALSHIP_'))
+        err = new WalshipError(w.code as WalshipErrorCode, w.message); // a code from this same core, across the thread boundary
       else {
         err = new Error(w.message);
         err.name = w.name;
