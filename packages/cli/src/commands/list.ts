@@ -10,7 +10,7 @@ import {
   type RestoreReplica,
 } from '@walship/core';
 import { boolFlag, stringFlag } from '../args.js';
-import { closeClients, commandLogger, loadConfig, resolveTarget, type Invocation, type Target } from '../cli.js';
+import { closeClients, commandLogger, loadConfig, resolveTarget, type Invocation, type Target } from '../invocation.js';
 import type { ReplicaSpec } from '../config.js';
 import { CliError, UsageError } from '../errors.js';
 import { formatLag, formatTable, formatTime, hex8 } from '../format.js';

@@ -16,8 +16,8 @@ import {
   type ReplicatorOptions,
 } from '@walship/core';
 import { boolFlag, stringFlag } from '../args.js';
-import { adHocConfig, loadConfig, type Invocation } from '../cli.js';
-import { splitAddr, type CliConfig, type DbSpec, type DirSpec, type ReplicaSpec } from '../config.js';
+import { type Invocation, loadConfig } from '../invocation.js';
+import { adHocConfig, splitAddr, type CliConfig, type DbSpec, type DirSpec, type ReplicaSpec } from '../config.js';
 import { tenantReplicas } from '../directory.js';
 import { CliError, UsageError } from '../errors.js';
 import { createLogger, redactValue, type CliLogger } from '../logger.js';

@@ -1,6 +1,6 @@
 import { lstat } from 'node:fs/promises';
 import { stringFlag, boolFlag } from '../args.js';
-import { closeClients, commandLogger, resolveTarget, type Invocation } from '../cli.js';
+import { closeClients, commandLogger, resolveTarget, type Invocation } from '../invocation.js';
 import { Follower, formatPos, parseGoDuration, restore, type RestoreOptions, type RestoreProgress } from '@walship/core';
 import { JsonProgress, LineProgress, type ProgressSink, TerminalProgress } from '../progress.js';
 import { CliError, UsageError } from '../errors.js';
