@@ -10,8 +10,8 @@ import {
 import type { AccessToken, GetTokenOptions, TokenCredential } from '@azure/identity';
 import {
   BackendError,
+  bodyChunkToBuffer,
   ConfigError,
-  InvalidArgumentError,
   findDatabases,
   isGenerationName,
   joinKey,
@@ -107,13 +107,6 @@ function positiveInt(name: string, value: number | undefined, fallback: number, 
     throw new ConfigError(`invalid ${name} for abs replica: ${value} (want an integer from 1 to ${max})`);
   }
   return value;
-}
-
-function chunkToBuffer(chunk: unknown): Buffer {
-  if (Buffer.isBuffer(chunk)) return chunk;
-  if (typeof chunk === 'string') return Buffer.from(chunk);
-  if (chunk instanceof Uint8Array) return Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-  throw new InvalidArgumentError('abs: upload body must yield Buffer, Uint8Array or string chunks');
 }
 
 /**
@@ -445,7 +438,7 @@ export class AzureReplicaClient implements ReplicaClient {
           done = true;
           break;
         }
-        const buf = chunkToBuffer(r.value);
+        const buf = bodyChunkToBuffer(r.value, 'abs');
         head.push(buf);
         headBytes += buf.length;
       }
@@ -476,7 +469,7 @@ export class AzureReplicaClient implements ReplicaClient {
           for (;;) {
             const r = await it.next();
             if (r.done) return;
-            const buf = chunkToBuffer(r.value);
+            const buf = bodyChunkToBuffer(r.value, 'abs');
             size += buf.length;
             yield buf;
           }

@@ -1,7 +1,4 @@
-import { BackendError, isWalshipError, NotFoundError } from '@walship/core';
-
-/** HTTP statuses worth retrying: timeouts, throttling and transient server failures. */
-const RETRYABLE_STATUS = new Set([408, 429, 500, 502, 503, 504]);
+import { BackendError, isRetryableHttpStatus, isWalshipError, NotFoundError } from '@walship/core';
 
 /** Service error codes that are transient even when the status says otherwise. */
 const RETRYABLE_CODES = new Set(['ServerBusy', 'OperationTimedOut', 'InternalError']);
@@ -48,7 +45,7 @@ export function isBlobNotFound(err: unknown): boolean {
 export function isRetryable(statusCode: number | undefined, code: string | undefined): boolean {
   if (statusCode === undefined) return true; // network failure, timeout, reset
   if (code !== undefined && RETRYABLE_CODES.has(code)) return true;
-  return RETRYABLE_STATUS.has(statusCode);
+  return isRetryableHttpStatus(statusCode);
 }
 
 function firstLine(s: string): string {

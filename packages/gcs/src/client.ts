@@ -10,9 +10,11 @@ import {
   type StorageOptions,
 } from '@google-cloud/storage';
 import {
+  bodyChunkToBuffer,
   ConfigError,
   findDatabases,
   isGenerationName,
+  isWalshipError,
   joinKey,
   layout,
   leaseObjectKey,
@@ -427,7 +429,7 @@ export class GcsReplicaClient implements ReplicaClient {
         ended = true;
         break;
       }
-      const chunk = toBuffer(r.value);
+      const chunk = bodyChunkToBuffer(r.value, 'gcs');
       head.push(chunk);
       headBytes += chunk.length;
     }
@@ -447,7 +449,7 @@ export class GcsReplicaClient implements ReplicaClient {
             for (;;) {
               const r = await iterator.next();
               if (r.done) return;
-              yield toBuffer(r.value);
+              yield bodyChunkToBuffer(r.value, 'gcs');
             }
           })(),
           { objectMode: false },
@@ -488,16 +490,13 @@ class ByteCounter extends Transform {
   }
 }
 
-function toBuffer(v: unknown): Buffer {
-  if (Buffer.isBuffer(v)) return v;
-  if (v instanceof Uint8Array) return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
-  if (typeof v === 'string') return Buffer.from(v);
-  throw new TypeError('body must yield Buffer, Uint8Array or string chunks');
-}
-
 /** The error came from the caller's body stream rather than from storage. */
 function isBodyError(err: unknown, body: Readable): boolean {
-  return err !== undefined && err !== null && (body.errored === err || (err instanceof TypeError && err.message.startsWith('body must')));
+  return (
+    err !== undefined &&
+    err !== null &&
+    (body.errored === err || (isWalshipError(err, 'WALSHIP_INVALID_ARGUMENT') && err.message.startsWith('gcs: upload body must')))
+  );
 }
 
 function objectInfo(f: File): { size: number; createdAt: Date } {

@@ -1,4 +1,4 @@
-import { BackendError, isWalshipError, NotFoundError } from '@walship/core';
+import { BackendError, isRetryableHttpStatus, isWalshipError, NotFoundError } from '@walship/core';
 
 /** HTTP status (number) of an SDK error, when it has one. */
 export function statusOf(err: unknown): number | undefined {
@@ -20,7 +20,7 @@ export function isGcsNotFound(err: unknown): boolean {
  */
 export function isRetryable(err: unknown): boolean {
   const status = statusOf(err);
-  if (status !== undefined) return status === 408 || status === 429 || status >= 500;
+  if (status !== undefined) return isRetryableHttpStatus(status);
   const code = (err as { code?: unknown } | null)?.code;
   if (code === 'FILE_NO_UPLOAD' || code === 'CONTENT_DOWNLOAD_MISMATCH') return true;
   // Network-level failures (ECONNRESET, ECONNREFUSED, ETIMEDOUT, socket hang up, …) and

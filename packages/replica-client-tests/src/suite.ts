@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import type { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ageStage, decodeObject, encodeObject, generateAgeIdentity, InvalidArgumentError, isWalshipError, lz4Stage } from '@walship/core';
 import type { Pos, ReplicaClient, SnapshotInfo, WALSegmentInfo } from '@walship/core';
 import { bodyOf, digestStream, failingBody, generatedBody, generatedBodyDigest, pseudoRandomBytes, readAll } from './bodies.js';
@@ -201,10 +202,6 @@ function assertCreatedAt(createdAt: unknown, before: number, after: number, labe
     `${label}: createdAt ${createdAt.toISOString()} is not within 5 minutes of the write ` +
       `(${new Date(before).toISOString()} … ${new Date(after).toISOString()})`,
   );
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 function timeResolutionOf(store: StoreBackdoor): number {

@@ -1,4 +1,4 @@
-import { BackendError, isWalshipError, NotFoundError } from '@walship/core';
+import { BackendError, isRetryableHttpStatus, isWalshipError, NotFoundError } from '@walship/core';
 
 interface SdkErrorShape {
   name?: unknown;
@@ -83,8 +83,7 @@ export function isRetryable(err: unknown): boolean {
   if (TRANSIENT_CODES.has(code)) return true;
   const status = httpStatus(err);
   if (status !== undefined) {
-    if (status >= 500 || status === 408 || status === 429) return true;
-    if (status >= 400) return false;
+    if (status >= 400) return isRetryableHttpStatus(status);
   }
   // No HTTP response at all: connection refused/reset, DNS, socket timeout — transient.
   return true;

@@ -3,8 +3,10 @@ import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { posix } from 'node:path';
 import { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   BackendError,
+  bodyChunkToBuffer,
   InvalidArgumentError,
   NotFoundError,
   findDatabases,
@@ -169,8 +171,6 @@ function isOpen(sftp: SFTPWrapper): boolean {
   const ch = sftp as unknown as { outgoing?: { state?: string }; incoming?: { state?: string } };
   return ch.outgoing?.state === 'open' && ch.incoming?.state !== 'closed';
 }
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** Thrown when the failure is final (bad credentials, host key refused): never retried. */
 class FatalConnectError extends BackendError {
@@ -586,7 +586,7 @@ export class SftpReplicaClient implements ReplicaClient {
         }
         if (next.done) break;
         const chunk = next.value;
-        const buf = Buffer.isBuffer(chunk) ? chunk : typeof chunk === 'string' ? Buffer.from(chunk) : Buffer.from(chunk as Uint8Array);
+        const buf = bodyChunkToBuffer(chunk, 'sftp');
         if (buf.length === 0) continue;
         const position = size;
         size += buf.length;

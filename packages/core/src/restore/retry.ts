@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import { CorruptDataError, isNotFoundError, isWalshipError } from '../errors.js';
+import { sleep } from '../util/async.js';
 
 /** Attempts per request (1 + 3 retries) and the first backoff delay; delays double with jitter. */
 export const RETRY_ATTEMPTS = 4;
@@ -25,25 +26,6 @@ function abortError(): Error {
   const e = new Error('The operation was aborted');
   e.name = 'AbortError';
   return e;
-}
-
-/** Resolves after `ms`, or rejects with the abort reason. */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) {
-      reject(signal.reason ?? abortError());
-      return;
-    }
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal!.reason ?? abortError());
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 }
 
 export function backoffDelay(attempt: number): number {
