@@ -8,6 +8,7 @@ import {
   errorMessage,
   isWalshipError,
   lz4Stage,
+  OPTION_DEFAULTS,
   parseAgeIdentity,
   parseAgeRecipient,
   parseGoDuration,
@@ -20,19 +21,8 @@ import { absPath, looksLikeUrl } from './paths.js';
 import { type BackendRegistry, LITESTREAM_BACKEND_KEYS } from './registry.js';
 import { didYouMean, Locator, parseYamlTree, type YMap, type YNode } from './yaml-tree.js';
 
-/** Litestream v0.3 defaults (db.go, replica.go), in milliseconds. */
-export const DEFAULTS = {
-  monitorIntervalMs: 1_000,
-  checkpointIntervalMs: 60_000,
-  minCheckpointPageCount: 1000,
-  maxCheckpointPageCount: 10_000,
-  syncIntervalMs: 1_000,
-  retentionMs: 24 * 3_600_000,
-  retentionCheckIntervalMs: 3_600_000,
-  snapshotIntervalMs: 0,
-  validationIntervalMs: 0,
-  shutdownSyncTimeoutMs: 30_000,
-} as const;
+/** Litestream v0.3 defaults, in milliseconds: core's, which `Replicator` applies too. */
+export const DEFAULTS = { ...OPTION_DEFAULTS, shutdownSyncTimeoutMs: OPTION_DEFAULTS.stopTimeoutMs } as const;
 
 /** Config file names tried, in order, when neither `-config` nor an environment variable names one. */
 export const DEFAULT_CONFIG_PATHS = ['/etc/walship.yml', '/etc/litestream.yml'] as const;

@@ -12,6 +12,7 @@ export * from './duration.js';
 export type * from './options.js';
 export type * from './replicator-types.js';
 export { Replicator } from './replicator-facade.js';
+export { OPTION_DEFAULTS } from './defaults.js';
 export { bodyChunkToBuffer, isRetryableHttpStatus } from './backend-helpers.js';
 export * from './directory/index.js';
 export { defaultMetaPath } from './db/meta-state.js';

@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { OPTION_DEFAULTS } from './defaults.js';
 import { toMillis } from './duration.js';
 import { ClosedError, ConfigError, EngineWorkerError, errorMessage } from './errors.js';
 import { silentLogger, type Logger } from './logger.js';
@@ -270,7 +271,9 @@ export class Replicator extends EventEmitter<ReplicatorEvents> {
       // (The bound's timer is cleared after, so it never keeps the process alive.)
       if (this.#restarting !== undefined) {
         const bound = new AbortController();
-        await Promise.race([this.#restarting, sleep(opts.timeout ?? 30_000, bound.signal).catch(() => {})]).finally(() => bound.abort());
+        await Promise.race([this.#restarting, sleep(opts.timeout ?? OPTION_DEFAULTS.stopTimeoutMs, bound.signal).catch(() => {})]).finally(
+          () => bound.abort(),
+        );
       }
       if (this.#in) await this.#call('stop', opts);
     } finally {

@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { OPTION_DEFAULTS } from './defaults.js';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { type EngineSettings, WalEngine } from './db/engine.js';
@@ -138,18 +139,18 @@ export class ReplicatorCore extends EventEmitter<ReplicatorEvents> {
     const o = camelKeys(options, DB_KEYS, 'database') as unknown as ReplicatorOptions;
     if (!Array.isArray(o.replicas)) throw new ConfigError(`replicas must be a list for ${this.dbPath}`);
     this.#log = o.logger ?? silentLogger;
-    this.#monitorIntervalMs = toMillis(o.monitorInterval, 1000, 'monitor-interval');
+    this.#monitorIntervalMs = toMillis(o.monitorInterval, OPTION_DEFAULTS.monitorIntervalMs, 'monitor-interval');
     this.#idleScanMs =
       o.idleScanInterval === undefined ? undefined : toMillis(o.idleScanInterval, WATCH_IDLE_POLL_MS, 'idle-scan-interval');
     if (this.#idleScanMs !== undefined && this.#idleScanMs <= 0) throw new ConfigError('idle-scan-interval must be positive');
-    const minPages = positiveInt(o.minCheckpointPageCount, 1000, 'min-checkpoint-page-count', false);
+    const minPages = positiveInt(o.minCheckpointPageCount, OPTION_DEFAULTS.minCheckpointPageCount, 'min-checkpoint-page-count', false);
     const settings: EngineSettings = {
       metaPath: path.resolve(o.metaPath ?? defaultMetaPath(this.dbPath)),
-      checkpointIntervalMs: toMillis(o.checkpointInterval, 60_000, 'checkpoint-interval'),
+      checkpointIntervalMs: toMillis(o.checkpointInterval, OPTION_DEFAULTS.checkpointIntervalMs, 'checkpoint-interval'),
       minCheckpointPageCount: minPages,
-      maxCheckpointPageCount: positiveInt(o.maxCheckpointPageCount, 10_000, 'max-checkpoint-page-count'),
-      truncatePageCount: positiveInt(o.truncatePageCount, 500_000, 'truncate-page-count'),
-      busyTimeoutMs: toMillis(o.busyTimeout, 1000, 'busy-timeout'),
+      maxCheckpointPageCount: positiveInt(o.maxCheckpointPageCount, OPTION_DEFAULTS.maxCheckpointPageCount, 'max-checkpoint-page-count'),
+      truncatePageCount: positiveInt(o.truncatePageCount, OPTION_DEFAULTS.truncatePageCount, 'truncate-page-count'),
+      busyTimeoutMs: toMillis(o.busyTimeout, OPTION_DEFAULTS.busyTimeoutMs, 'busy-timeout'),
       logger: childLogger(this.#log, { db: this.dbPath }),
       litestreamMetaPath: litestreamMetaPathOf(o.litestreamMetaPath, this.dbPath),
     };
@@ -165,16 +166,20 @@ export class ReplicatorCore extends EventEmitter<ReplicatorEvents> {
       if (names.has(name))
         throw new ConfigError(`duplicate replica name: ${JSON.stringify(name)}: give each replica of ${this.dbPath} a unique name`);
       names.add(name);
-      const retentionMs = toMillis(r.retention, 24 * 3_600_000, 'retention');
-      validationMs.push(toMillis(r.validationInterval, 0, 'validation-interval'));
+      const retentionMs = toMillis(r.retention, OPTION_DEFAULTS.retentionMs, 'retention');
+      validationMs.push(toMillis(r.validationInterval, OPTION_DEFAULTS.validationIntervalMs, 'validation-interval'));
       return new Replica(
         {
           name,
           client: r.client,
-          syncIntervalMs: toMillis(r.syncInterval, 1000, 'sync-interval'),
+          syncIntervalMs: toMillis(r.syncInterval, OPTION_DEFAULTS.syncIntervalMs, 'sync-interval'),
           retentionMs,
-          retentionCheckIntervalMs: toMillis(r.retentionCheckInterval, 3_600_000, 'retention-check-interval'),
-          snapshotIntervalMs: toMillis(r.snapshotInterval, 0, 'snapshot-interval'),
+          retentionCheckIntervalMs: toMillis(
+            r.retentionCheckInterval,
+            OPTION_DEFAULTS.retentionCheckIntervalMs,
+            'retention-check-interval',
+          ),
+          snapshotIntervalMs: toMillis(r.snapshotInterval, OPTION_DEFAULTS.snapshotIntervalMs, 'snapshot-interval'),
           leaseTtlMs: leaseTtl(r.leaseTtl),
           takeover: takeoverOption(r.takeover),
           stages: r.stages ?? defaultStages(),
@@ -580,7 +585,7 @@ export class ReplicatorCore extends EventEmitter<ReplicatorEvents> {
   async stop(opts: { timeout?: number } = {}): Promise<void> {
     if (!this.#running || this.#stopping) return;
     this.#stopping = true;
-    const timeout = opts.timeout ?? 30_000;
+    const timeout = opts.timeout ?? OPTION_DEFAULTS.stopTimeoutMs;
     // The database may have appeared since the last scan: open it, so the final sync includes it.
     if (!this.#engine.isOpen) await this.#scanOnce();
     if (this.#engine.isOpen) {
