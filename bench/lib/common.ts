@@ -14,13 +14,13 @@ export function now(): number {
   return performance.timeOrigin + performance.now();
 }
 
-export function percentile(sorted: ArrayLike<number>, p: number): number {
+function percentile(sorted: ArrayLike<number>, p: number): number {
   if (sorted.length === 0) return NaN;
   const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
   return sorted[i]!;
 }
 
-export function sortedCopy(xs: ArrayLike<number>): Float64Array {
+function sortedCopy(xs: ArrayLike<number>): Float64Array {
   const a = Float64Array.from(xs as ArrayLike<number>);
   a.sort();
   return a;

@@ -1,12 +1,12 @@
 // Summaries and the compact table, shared by bench/run.ts and bench/report.ts. The table also
 // renders results files written before the Litestream arms existed (those rows are then absent).
-import { dist, median, type Dist } from './common.js';
+import { dist, median } from './common.js';
 
 const MiB = 1024 * 1024;
 
 /** bounded = lag does not grow over the run (second-half max ≤ 1.5 × first-half max + 1 s) and the
  * replica catches up within 5 s once the writer stops. */
-export function isBounded(r: any): boolean {
+function isBounded(r: any): boolean {
   return r.drainOk && r.drainMs <= 5000 && r.txLagSecondHalf.max <= 1.5 * r.txLagFirstHalf.max + 1000;
 }
 
@@ -356,5 +356,3 @@ export function table(R: any): string {
   const line = (r: string[]): string => `| ${r.map((x, i) => x.padEnd(w[i]!)).join(' | ')} |`;
   return [line(['scenario', 'metric', 'value', 'target']), line(w.map((n) => '-'.repeat(n))), ...rows.map(line)].join('\n');
 }
-
-export type { Dist };

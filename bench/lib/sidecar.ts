@@ -47,7 +47,7 @@ export function litestreamInfo(disabled = false): LitestreamInfo {
   }
 }
 
-export type YamlReplica = { type: 'file'; path: string } | { type: 's3'; bucket: string; path: string; endpoint: string };
+type YamlReplica = { type: 'file'; path: string } | { type: 's3'; bucket: string; path: string; endpoint: string };
 
 export interface YamlDb {
   path: string;
@@ -291,7 +291,7 @@ export function replicaSnapshots(replicaDir: string): string[] {
   return out;
 }
 
-export function replicaWalSegmentCount(replicaDir: string): number {
+function replicaWalSegmentCount(replicaDir: string): number {
   let n = 0;
   for (const g of listDir(join(replicaDir, 'generations')))
     n += listDir(join(replicaDir, 'generations', g, 'wal')).filter((f) => f.endsWith('.wal.lz4')).length;

@@ -27,9 +27,9 @@ export const DEFAULTS = { ...OPTION_DEFAULTS, shutdownSyncTimeoutMs: OPTION_DEFA
 /** Config file names tried, in order, when neither `-config` nor an environment variable names one. */
 export const DEFAULT_CONFIG_PATHS = ['/etc/walship.yml', '/etc/litestream.yml'] as const;
 
-export const TOP_LEVEL_KEYS = ['dbs', 'addr', 'exec', 'access-key-id', 'secret-access-key', 'logging', 'shutdown-sync-timeout'] as const;
-export const LOGGING_KEYS = ['level', 'type', 'stderr'] as const;
-export const DB_KEYS = [
+const TOP_LEVEL_KEYS = ['dbs', 'addr', 'exec', 'access-key-id', 'secret-access-key', 'logging', 'shutdown-sync-timeout'] as const;
+const LOGGING_KEYS = ['level', 'type', 'stderr'] as const;
+const DB_KEYS = [
   'path',
   'dir',
   'pattern',
@@ -49,7 +49,7 @@ export const DB_KEYS = [
 /** Keys of directory entries only (Litestream v0.5's `dir:` replication). */
 const DIR_ONLY_KEYS = ['pattern', 'recursive', 'watch'] as const;
 /** Replica keys every type accepts (handled by the CLI/engine, not the backend). */
-export const COMMON_REPLICA_KEYS = [
+const COMMON_REPLICA_KEYS = [
   'type',
   'name',
   'url',
@@ -701,7 +701,7 @@ async function resolveReplica(raw: Record<string, unknown>, rc: ResolveContext):
   };
 }
 
-export const AGE_KEYS = ['identities', 'recipients'] as const;
+const AGE_KEYS = ['identities', 'recipients'] as const;
 
 /**
  * A replica's `age:` block, as Litestream v0.3 reads it: `identities` (to read) and

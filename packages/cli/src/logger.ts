@@ -20,7 +20,7 @@ export interface LoggerOptions {
   now?: () => Date;
 }
 
-export const REDACTED = 'REDACTED';
+const REDACTED = 'REDACTED';
 
 /**
  * True for field names that may hold credentials: anything containing secret, password,

@@ -2,7 +2,7 @@ import { homedir } from 'node:os';
 import { resolve } from 'node:path';
 
 /** Expands a leading `~` (or `~/…`) to the home directory, like Litestream's expandHome. */
-export function expandHome(p: string): string {
+function expandHome(p: string): string {
   if (p === '~') return homedir();
   if (p.startsWith('~/')) return resolve(homedir(), p.slice(2));
   return p;

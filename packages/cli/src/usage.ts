@@ -21,7 +21,7 @@ export interface CommandSpec {
   readonly flags: readonly FlagSpec[];
 }
 
-export const COMMANDS: readonly CommandSpec[] = [
+const COMMANDS: readonly CommandSpec[] = [
   {
     name: 'databases',
     summary: 'list databases specified in config file',

@@ -9,7 +9,7 @@ interface YBase {
   readonly line: number | undefined;
 }
 
-export interface YScalar extends YBase {
+interface YScalar extends YBase {
   readonly kind: 'scalar';
   readonly value: unknown;
   /** The scalar as written (before type resolution), when known. */
@@ -18,12 +18,12 @@ export interface YScalar extends YBase {
   readonly block?: boolean;
 }
 
-export interface YSeq extends YBase {
+interface YSeq extends YBase {
   readonly kind: 'seq';
   readonly items: readonly YNode[];
 }
 
-export interface YEntry {
+interface YEntry {
   readonly key: string;
   /** Line of the key itself. */
   readonly keyLine: number | undefined;
@@ -151,7 +151,7 @@ function rebase(node: YNode, path: string): YNode {
 }
 
 /** Levenshtein distance (small strings only). */
-export function editDistance(a: string, b: string): number {
+function editDistance(a: string, b: string): number {
   const prev = Array.from({ length: b.length + 1 }, (_, j) => j);
   for (let i = 1; i <= a.length; i++) {
     let diag = prev[0]!;

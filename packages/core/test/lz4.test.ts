@@ -14,13 +14,11 @@ import {
   lz4FrameHeader,
   XxHash32,
   xxh32,
-  type Lz4FrameDecoderOptions,
   type Lz4FrameEncoderOptions,
 } from '../src/lz4/index.js';
 
 const MiB = 1024 * 1024;
 const DEFAULT_HEADER = Buffer.from([0x04, 0x22, 0x4d, 0x18, 0x64, 0x70, 0xb9]);
-const DECODERS: readonly NonNullable<Lz4FrameDecoderOptions['blockDecoder']>[] = ['native', 'js'];
 
 // ---- helpers ------------------------------------------------------------------------------------
 
@@ -89,25 +87,19 @@ async function encode(data: Buffer, options?: Lz4FrameEncoderOptions, sizes?: re
   return collect(chunked(data, sizes).pipe(createLz4FrameEncoder(options)));
 }
 
-async function decode(
-  frame: Buffer,
-  blockDecoder: Lz4FrameDecoderOptions['blockDecoder'] = 'native',
-  sizes?: readonly number[],
-): Promise<Buffer> {
-  return collect(chunked(frame, sizes).pipe(createLz4FrameDecoder({ blockDecoder })));
+async function decode(frame: Buffer, sizes?: readonly number[]): Promise<Buffer> {
+  return collect(chunked(frame, sizes).pipe(createLz4FrameDecoder()));
 }
 
-/** Asserts that decoding `frame` (with both block decoders) fails with a matching CorruptDataError. */
+/** Asserts that decoding `frame` (whole and in small chunks) fails with a matching CorruptDataError. */
 async function assertCorrupt(frame: Buffer, message: RegExp): Promise<void> {
-  for (const blockDecoder of DECODERS) {
-    for (const sizes of [undefined, [1, 3, 4096]]) {
-      await assert.rejects(decode(frame, blockDecoder, sizes), (err: unknown) => {
-        assert.ok(err instanceof CorruptDataError, `expected CorruptDataError, got ${String(err)}`);
-        assert.equal(err.code, 'WALSHIP_CORRUPT');
-        assert.match(err.message, message);
-        return true;
-      });
-    }
+  for (const sizes of [undefined, [1, 3, 4096]]) {
+    await assert.rejects(decode(frame, sizes), (err: unknown) => {
+      assert.ok(err instanceof CorruptDataError, `expected CorruptDataError, got ${String(err)}`);
+      assert.equal(err.code, 'WALSHIP_CORRUPT');
+      assert.match(err.message, message);
+      return true;
+    });
   }
 }
 
@@ -261,11 +253,9 @@ describe('LZ4 round trips', () => {
     test(name, async () => {
       const data = make();
       const frame = await encode(data);
-      for (const blockDecoder of DECODERS) {
-        const out = await decode(frame, blockDecoder);
-        assert.equal(out.length, data.length);
-        assert.ok(out.equals(data), `${name} (${blockDecoder})`);
-      }
+      const out = await decode(frame);
+      assert.equal(out.length, data.length);
+      assert.ok(out.equals(data), name);
     });
   }
 
@@ -274,10 +264,8 @@ describe('LZ4 round trips', () => {
     const frame = await encode(data, undefined, [1, 7, 4093, 65537, 999_999, 3 * MiB + 1]);
     assert.ok(frame.length < data.length, 'mixed data compresses');
     assert.equal(parseFrame(frame).blocks.length, 5);
-    for (const blockDecoder of DECODERS) {
-      const out = await decode(frame, blockDecoder, [1, 5, 8191, 100_003, 2 * MiB + 7]);
-      assert.equal(sha(out), sha(data), blockDecoder);
-    }
+    const out = await decode(frame, [1, 5, 8191, 100_003, 2 * MiB + 7]);
+    assert.equal(sha(out), sha(data));
   });
 
   test('every block size round-trips', async () => {
@@ -285,7 +273,7 @@ describe('LZ4 round trips', () => {
     for (const blockSize of [65536, 262144, 1048576, 4194304] as const) {
       const frame = await encode(data, { blockSize });
       assert.equal(parseFrame(frame).blocks.length, Math.ceil(data.length / blockSize));
-      for (const blockDecoder of DECODERS) assert.equal(sha(await decode(frame, blockDecoder)), sha(data));
+      assert.equal(sha(await decode(frame)), sha(data));
     }
   });
 });
@@ -319,11 +307,9 @@ describe('LZ4 frame decoder reads frames written by the lz4 CLI', { skip: lz4Ski
     test(name, async () => {
       const frame = lz4Cli(['-c', '-q', ...flags, input]);
       assert.equal(frame[4], flg, 'descriptor flags');
-      for (const blockDecoder of DECODERS) {
-        for (const sizes of [undefined, [1, 4099, 65536 + 7]]) {
-          const out = await decode(frame, blockDecoder, sizes);
-          assert.equal(sha(out), sha(data), `${name} (${blockDecoder})`);
-        }
+      for (const sizes of [undefined, [1, 4099, 65536 + 7]]) {
+        const out = await decode(frame, sizes);
+        assert.equal(sha(out), sha(data), name);
       }
     });
   }
@@ -336,10 +322,8 @@ describe('LZ4 frame decoder reads frames written by the lz4 CLI', { skip: lz4Ski
     const skip2 = Buffer.alloc(8);
     skip2.writeUInt32LE(0x184d2a5f, 0);
     skip2.writeUInt32LE(0, 4);
-    for (const blockDecoder of DECODERS) {
-      const out = await decode(Buffer.concat([skip1, skip2, frame]), blockDecoder, [3, 5, 100]);
-      assert.equal(sha(out), sha(data));
-    }
+    const out = await decode(Buffer.concat([skip1, skip2, frame]), [3, 5, 100]);
+    assert.equal(sha(out), sha(data));
   });
 
   test('stored (uncompressed) blocks from the CLI', async () => {
@@ -350,7 +334,7 @@ describe('LZ4 frame decoder reads frames written by the lz4 CLI', { skip: lz4Ski
         parseFrame(frame).blocks.every((b) => b.word >>> 31 === 1),
         'all blocks stored',
       );
-      for (const blockDecoder of DECODERS) assert.ok((await decode(frame, blockDecoder)).equals(random));
+      assert.ok((await decode(frame)).equals(random));
     }
   });
 });
@@ -362,34 +346,28 @@ describe('LZ4 frame decoder', () => {
     const skippable = Buffer.alloc(8 + 3);
     skippable.writeUInt32LE(0x184d2a52, 0);
     skippable.writeUInt32LE(3, 4);
-    for (const blockDecoder of DECODERS) {
-      assert.equal((await decode(Buffer.alloc(0), blockDecoder)).length, 0);
-      assert.equal((await decode(skippable, blockDecoder, [1])).length, 0);
-    }
+    assert.equal((await decode(Buffer.alloc(0))).length, 0);
+    assert.equal((await decode(skippable, [1])).length, 0);
   });
 
   test('output respects backpressure: input that expands a lot is not decoded ahead', async () => {
     const frame = await encode(Buffer.alloc(64 * MiB)); // 16 blocks in a few hundred KB
     assert.ok(frame.length < MiB);
-    for (const blockDecoder of DECODERS) {
-      const decoder = createLz4FrameDecoder({ blockDecoder });
-      decoder.end(frame);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-      assert.ok(decoder.readableLength <= 4 * MiB, `${decoder.readableLength} bytes decoded ahead`);
-      const out = await collect(decoder);
-      assert.equal(out.length, 64 * MiB);
-      assert.ok(out.equals(Buffer.alloc(64 * MiB)));
-    }
+    const decoder = createLz4FrameDecoder();
+    decoder.end(frame);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.ok(decoder.readableLength <= 4 * MiB, `${decoder.readableLength} bytes decoded ahead`);
+    const out = await collect(decoder);
+    assert.equal(out.length, 64 * MiB);
+    assert.ok(out.equals(Buffer.alloc(64 * MiB)));
   });
 
   test('trailing bytes after the frame are ignored', async () => {
     const data = walLike(5 * MiB);
     const frame = await encode(data);
     const trailing = Buffer.concat([frame, Buffer.from('trailing garbage'), randomBytes(100_000)]);
-    for (const blockDecoder of DECODERS) {
-      for (const sizes of [undefined, [7, 65536]]) {
-        assert.equal(sha(await decode(trailing, blockDecoder, sizes)), sha(data));
-      }
+    for (const sizes of [undefined, [7, 65536]]) {
+      assert.equal(sha(await decode(trailing, sizes)), sha(data));
     }
     // A second frame is not read.
     const second = await encode(Buffer.from('second'));
@@ -535,6 +513,6 @@ describe('LZ4 frame decoder', () => {
     word.writeUInt32LE(block.length);
     const frame = Buffer.concat([lz4FrameHeader(65536, false), word, block, Buffer.alloc(4)]);
     const want = `abc${'abc'.repeat(34).slice(0, 100)}${'a'.repeat(70)}pqpqpqpqpqpxyz1`;
-    for (const blockDecoder of DECODERS) assert.equal((await decode(frame, blockDecoder)).toString(), want);
+    assert.equal((await decode(frame)).toString(), want);
   });
 });

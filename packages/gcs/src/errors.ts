@@ -18,7 +18,7 @@ export function isGcsNotFound(err: unknown): boolean {
  * and integrity mismatches (a re-upload or re-read may succeed). Other 4xx (bad request,
  * unauthenticated, forbidden, bucket missing, precondition) are permanent.
  */
-export function isRetryable(err: unknown): boolean {
+function isRetryable(err: unknown): boolean {
   const status = statusOf(err);
   if (status !== undefined) return isRetryableHttpStatus(status);
   const code = (err as { code?: unknown } | null)?.code;

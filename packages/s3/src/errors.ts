@@ -94,7 +94,7 @@ function oneLine(s: string): string {
 }
 
 /** A one-line description: `<Code>: <message>` (message omitted when it adds nothing). */
-export function describeError(err: unknown): string {
+function describeError(err: unknown): string {
   const code = errorCode(err);
   const raw = err instanceof Error ? err.message : typeof err === 'string' ? err : '';
   const msg = oneLine(raw);

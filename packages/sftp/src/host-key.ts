@@ -104,7 +104,7 @@ function hashedMatch(entry: string, name: string): boolean {
  * entries, comma-separated patterns with `*` / `?` wildcards and `!` negation (a matching
  * negated pattern rejects the whole line).
  */
-export function hostFieldMatches(hosts: string, name: string): boolean {
+function hostFieldMatches(hosts: string, name: string): boolean {
   if (hosts.startsWith('|')) return hashedMatch(hosts, name);
   let matched = false;
   for (const pattern of hosts.split(',')) {

@@ -16,7 +16,7 @@ import { createCipheriv, createDecipheriv, createHmac, generateKeyPairSync, hkdf
 import { CorruptDataError } from '../errors.js';
 import { type AgeIdentity, type AgeRecipient, rawPublicKey, x25519, x25519PublicKey } from './keys.js';
 
-export const INTRO = 'age-encryption.org/v1';
+const INTRO = 'age-encryption.org/v1';
 const INTRO_PREFIX = 'age-encryption.org/';
 const X25519_LABEL = 'age-encryption.org/v1/X25519';
 const FILE_KEY_SIZE = 16;
@@ -25,7 +25,7 @@ const BYTES_PER_LINE = 48; // 64 base64 columns
 /** A header larger than this is refused (bounded memory; real headers are ~100 bytes per recipient). */
 export const MAX_HEADER_BYTES = 1024 * 1024;
 
-export interface Stanza {
+interface Stanza {
   readonly type: string;
   readonly args: readonly string[];
   readonly body: Buffer;
@@ -40,12 +40,12 @@ export interface Header {
   readonly length: number;
 }
 
-export function b64encode(b: Uint8Array): string {
+function b64encode(b: Uint8Array): string {
   return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('base64').replace(/=+$/, '');
 }
 
 /** Strict unpadded standard base64 (canonical only, no CR/LF), as age's `DecodeString`. */
-export function b64decode(s: string): Buffer {
+function b64decode(s: string): Buffer {
   if (!/^[A-Za-z0-9+/]*$/.test(s) || s.length % 4 === 1) throw new Error('invalid base64');
   const out = Buffer.from(s, 'base64');
   if (b64encode(out) !== s) throw new Error('non-canonical base64');

@@ -29,7 +29,7 @@ export interface AgeRecipient {
   readonly text: string;
 }
 
-export function x25519PrivateKey(raw: Uint8Array): KeyObject {
+function x25519PrivateKey(raw: Uint8Array): KeyObject {
   return createPrivateKey({ key: Buffer.concat([PKCS8_X25519, raw]), format: 'der', type: 'pkcs8' });
 }
 

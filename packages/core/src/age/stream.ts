@@ -10,7 +10,7 @@ import { AgeError, CorruptDataError } from '../errors.js';
 import { MAX_HEADER_BYTES, newHeader, open, parseHeader, payloadKey, unwrapFileKey, type Header } from './format.js';
 import type { AgeIdentity, AgeRecipient } from './keys.js';
 
-export const CHUNK_SIZE = 64 * 1024;
+const CHUNK_SIZE = 64 * 1024;
 const TAG_SIZE = 16;
 const SEALED_CHUNK = CHUNK_SIZE + TAG_SIZE;
 const NONCE_SIZE = 16;
@@ -92,7 +92,7 @@ function looksLikeLz4(b: Buffer): boolean {
   return (b[0]! & 0xf0) === 0x50 && b[1] === 0x2a && b[2] === 0x4d && b[3] === 0x18; // skippable frame
 }
 
-export const NOT_ENCRYPTED_MESSAGE =
+const NOT_ENCRYPTED_MESSAGE =
   'object is not age-encrypted (it is a plain LZ4 frame) but age identities are configured: the replica was written without encryption; read it without age, or write encrypted replicas to a new path';
 export const NO_IDENTITY_MESSAGE =
   'object is age-encrypted but no age identity is configured to read it: add the identity (AGE-SECRET-KEY-1…) of one of its recipients to age.identities';

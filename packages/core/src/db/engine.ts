@@ -101,7 +101,7 @@ function isRestartOf(after: WalHeader, before: WalHeader): boolean {
 }
 
 /** Largest WAL segment walship uploads as one object (uncompressed); a single larger transaction is kept whole. */
-export const SEGMENT_SPLIT = 64 * 1024 * 1024;
+const SEGMENT_SPLIT = 64 * 1024 * 1024;
 const READ_CHUNK = 1024 * 1024;
 /** A WAL-restarting commit truncates a `-wal` file up to this size (freeing it is quick)… */
 const TRUNCATE_CHEAP_BYTES = 32 * 1024 * 1024;

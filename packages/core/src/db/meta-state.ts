@@ -59,7 +59,7 @@ export function defaultMetaPath(dbPath: string): string {
   return path.join(path.dirname(dbPath), `.${path.basename(dbPath)}-walship`);
 }
 
-export function stateFile(metaPath: string): string {
+function stateFile(metaPath: string): string {
   return path.join(metaPath, 'state.json');
 }
 

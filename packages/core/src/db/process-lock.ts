@@ -6,7 +6,7 @@ import { LockedError } from '../errors.js';
 import { writeFileAtomic } from '../util/fs.js';
 
 /** Who holds a database's replication lock, as recorded beside it (informational). */
-export interface LockOwner {
+interface LockOwner {
   readonly pid: number;
   readonly host: string;
   readonly startedAt: string;

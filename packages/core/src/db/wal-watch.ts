@@ -38,7 +38,7 @@ export interface WalWatch {
 }
 
 /** True unless `WALSHIP_WAL_WATCH` is `0`, `false`, `off` or `no` (then replicators poll). */
-export function walWatchEnabled(env: NodeJS.ProcessEnv = process.env): boolean {
+function walWatchEnabled(env: NodeJS.ProcessEnv = process.env): boolean {
   const v = env.WALSHIP_WAL_WATCH?.trim().toLowerCase();
   return !(v === '0' || v === 'false' || v === 'off' || v === 'no');
 }

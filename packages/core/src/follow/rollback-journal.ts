@@ -45,14 +45,14 @@ export interface PageSource {
 }
 
 /** SQLite's journal record checksum: the nonce plus every 200th byte from the page's end. */
-export function journalChecksum(nonce: number, page: Buffer): number {
+function journalChecksum(nonce: number, page: Buffer): number {
   let sum = nonce;
   for (let i = page.length - 200; i > 0; i -= 200) sum = (sum + page[i]!) >>> 0;
   return sum >>> 0;
 }
 
 /** Sets the rollback-journal fields of page 1 (see the module comment); `counter` is the new change counter. */
-export function patchPageOne(page: Buffer, counter: number, pageCount: number): void {
+function patchPageOne(page: Buffer, counter: number, pageCount: number): void {
   page[18] = 1;
   page[19] = 1;
   page.writeUInt32BE(counter >>> 0, 24);

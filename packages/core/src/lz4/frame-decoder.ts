@@ -3,7 +3,7 @@ import { AsyncTransform } from './async-transform.js';
 import { uncompressSync } from 'lz4-napi';
 import { AgeError, CorruptDataError } from '../errors.js';
 import { NO_IDENTITY_MESSAGE } from '../age/stream.js';
-import { decodeLz4Block, lz4BlockDecodedSize } from './block.js';
+import { lz4BlockDecodedSize } from './block.js';
 import {
   BLOCK_UNCOMPRESSED_BIT,
   FLG_BLOCK_CHECKSUM,
@@ -25,17 +25,6 @@ import { XxHash32, xxh32 } from './xxhash32.js';
 
 /** The first four bytes of an age file (`age-`), read as a little-endian u32. */
 const AGE_MAGIC = 0x2d656761;
-
-/** Options of {@link createLz4FrameDecoder}. */
-export interface Lz4FrameDecoderOptions {
-  /**
-   * How compressed blocks are decoded: `'native'` (default) with lz4-napi's `uncompressSync`
-   * (lz4_flex, about 1.5× faster), or `'js'` with the built-in pure-JavaScript block decoder.
-   * Both run on the calling thread and accept exactly the same frames. (lz4-napi's async
-   * `uncompress` is not used: in 2.10.0 it leaks its output buffer's memory on every call.)
-   */
-  blockDecoder?: 'native' | 'js';
-}
 
 enum State {
   Magic,
@@ -68,12 +57,11 @@ enum State {
  * block larger than the declared maximum, malformed block, block checksum mismatch, content size
  * mismatch, content checksum mismatch, truncated frame.
  */
-export function createLz4FrameDecoder(options: Lz4FrameDecoderOptions = {}): Transform {
-  return new Lz4FrameDecoder(options.blockDecoder ?? 'native');
+export function createLz4FrameDecoder(): Transform {
+  return new Lz4FrameDecoder();
 }
 
 class Lz4FrameDecoder extends AsyncTransform {
-  private readonly useNative: boolean;
   private state = State.Magic;
 
   /** Input not consumed yet: `chunks[0]` starting at `offset`, then the rest. */
@@ -94,11 +82,6 @@ class Lz4FrameDecoder extends AsyncTransform {
   /** Last up-to-64 KiB of output (linked blocks only), a private copy. */
   private history: Buffer = Buffer.alloc(0);
   /** Resolves the wait for the consumer to read (backpressure). */
-  constructor(decoder: 'native' | 'js') {
-    super();
-    this.useNative = decoder === 'native';
-  }
-
   protected override async transformAsync(chunk: Buffer): Promise<void> {
     if (this.state === State.Done) return; // trailing bytes after the frame are ignored
     if (chunk.length > 0) {
@@ -180,7 +163,7 @@ class Lz4FrameDecoder extends AsyncTransform {
           const stored = (this.blockWord & BLOCK_UNCOMPRESSED_BIT) !== 0;
           if (this.buffered < size + (this.blockChecksum ? 4 : 0)) return;
           // Native decoding wants the data behind a 4-byte size prefix, in a buffer of its own.
-          const prefix = !stored && this.useNative ? 4 : 0;
+          const prefix = stored ? 0 : 4;
           const data = this.takeBytes(size, prefix);
           if (this.blockChecksum) {
             const expected = this.readU32();
@@ -252,10 +235,9 @@ class Lz4FrameDecoder extends AsyncTransform {
     } else {
       // Walking the sequence headers first gives the exact output size: the output buffer is
       // allocated exactly (no 4 MiB buffer for a 4 KiB block) and oversized blocks fail early.
-      const prefix = this.useNative ? 4 : 0;
-      const size = lz4BlockDecodedSize(data, prefix, data.length, this.blockMax);
+      const size = lz4BlockDecodedSize(data, 4, data.length, this.blockMax);
       if (size === 0) output = Buffer.alloc(0);
-      else output = this.useNative ? this.decodeNative(data, size) : this.decodeJs(data, size);
+      else output = this.decodeNative(data, size);
     }
     if (!this.independent) this.updateHistory(output);
     await this.pushOutput(output);
@@ -274,15 +256,6 @@ class Lz4FrameDecoder extends AsyncTransform {
       throw new CorruptDataError(`corrupt LZ4 block: decoded ${output.length} bytes, expected ${size}`);
     }
     return output;
-  }
-
-  private decodeJs(data: Buffer, size: number): Buffer {
-    const dictLength = this.independent ? 0 : this.history.length;
-    const out = Buffer.allocUnsafe(dictLength + size);
-    if (dictLength > 0) this.history.copy(out, 0);
-    const end = decodeLz4Block(data, 0, data.length, out, dictLength, out.length, 0);
-    if (end !== out.length) throw new CorruptDataError('corrupt LZ4 block: decoded size mismatch');
-    return dictLength > 0 ? out.subarray(dictLength) : out;
   }
 
   /** Keeps the last 64 KiB of output (history + `output`) as the window for the next block. */

@@ -8,6 +8,6 @@
  */
 export { createLz4FrameEncoder, lz4FrameHeader, type Lz4FrameEncoderOptions } from './frame-encoder.js';
 export { createLz4FrameSourceEncoder, CHUNK_RECYCLER, type ByteSource } from './source-encoder.js';
-export { createLz4FrameDecoder, type Lz4FrameDecoderOptions } from './frame-decoder.js';
+export { createLz4FrameDecoder } from './frame-decoder.js';
 export { LZ4_FRAME_MAGIC, type Lz4BlockSize } from './frame.js';
 export { XxHash32, xxh32 } from './xxhash32.js';

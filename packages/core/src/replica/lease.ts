@@ -500,6 +500,6 @@ function unreadable(replica: string, body: string): BackendError {
 }
 
 /** True when a client declares lease support and implements both methods. */
-export function supportsLeases(client: ReplicaClient): boolean {
+function supportsLeases(client: ReplicaClient): boolean {
   return client.capabilities?.leases === true && typeof client.readLease === 'function' && typeof client.writeLease === 'function';
 }

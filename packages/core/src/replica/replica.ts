@@ -1,5 +1,5 @@
 import type { EventEmitter } from 'node:events';
-import { Transform, type Readable } from 'node:stream';
+import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { WalEngine } from '../db/engine.js';
 import { formatGoDuration } from '../duration.js';
@@ -19,7 +19,7 @@ import { DEFAULT_LEASE_TTL_MS, ReplicaLease } from './lease.js';
  * later time than every object of the old one, so a restore by time — walship's or Litestream
  * v0.3's, which keeps the first of two generations with the same time — picks the new one.
  */
-export const NEW_GENERATION_GAP_MS = 1100;
+const NEW_GENERATION_GAP_MS = 1100;
 
 export interface ReplicaSettings {
   readonly name: string;
@@ -414,5 +414,3 @@ export class Replica {
     this.lastError = undefined;
   }
 }
-
-export type { Readable };

@@ -23,12 +23,12 @@ export interface GenerationListing {
   readonly segments: readonly WALSegmentInfo[];
 }
 
-export interface TimeBounds {
+interface TimeBounds {
   readonly createdAt: Date;
   readonly updatedAt: Date;
 }
 
-export function compareSnapshots(a: SnapshotInfo, b: SnapshotInfo): number {
+function compareSnapshots(a: SnapshotInfo, b: SnapshotInfo): number {
   return a.index - b.index || a.createdAt.getTime() - b.createdAt.getTime();
 }
 
@@ -37,7 +37,7 @@ export function compareSegments(a: WALSegmentInfo, b: WALSegmentInfo): number {
 }
 
 /** Validates replica names and applies `replicaName`. */
-export function selectReplicas(replicas: readonly RestoreReplica[], replicaName: string | undefined): RestoreReplica[] {
+function selectReplicas(replicas: readonly RestoreReplica[], replicaName: string | undefined): RestoreReplica[] {
   if (!Array.isArray(replicas) || replicas.length === 0) {
     throw new RestoreError('WALSHIP_RESTORE_INVALID', 'at least one replica is required');
   }
@@ -60,14 +60,14 @@ export function selectReplicas(replicas: readonly RestoreReplica[], replicaName:
   return found;
 }
 
-export function checkGenerationOption(generation: string | undefined): void {
+function checkGenerationOption(generation: string | undefined): void {
   if (generation !== undefined && generation !== '' && !isGenerationName(generation)) {
     throw new RestoreError('WALSHIP_RESTORE_INVALID', `invalid generation "${generation}": expected 16 lowercase hex characters`);
   }
 }
 
 /** Lists one generation (with retries on transient errors); results sorted and de-duplicated. */
-export async function listGeneration(
+async function listGeneration(
   replica: RestoreReplica,
   generation: string,
   signal?: AbortSignal,
@@ -144,7 +144,7 @@ export interface TargetChoice extends RestoreTarget {
  * wrote to the same replica at the same time: two lineages. Strict overlap only, so stores
  * that list whole seconds do not turn a quick succession into a false alarm.
  */
-export function concurrentGenerations(chosen: ConcurrentGeneration, others: readonly ConcurrentGeneration[]): ConcurrentGeneration[] {
+function concurrentGenerations(chosen: ConcurrentGeneration, others: readonly ConcurrentGeneration[]): ConcurrentGeneration[] {
   return others.filter(
     (o) =>
       o.generation !== chosen.generation &&
@@ -160,7 +160,7 @@ export function concurrentGenerations(chosen: ConcurrentGeneration, others: read
  * began later wins, because one database's generations follow each other in time. A complete
  * tie keeps `b` (the first, as Litestream does).
  */
-export function newerGeneration(a: TimeBounds, b: TimeBounds): boolean {
+function newerGeneration(a: TimeBounds, b: TimeBounds): boolean {
   const d = a.updatedAt.getTime() - b.updatedAt.getTime();
   return d > 0 || (d === 0 && a.createdAt.getTime() > b.createdAt.getTime());
 }
@@ -186,7 +186,7 @@ export interface RankedTargets {
  * Generations without any snapshot cannot be restored and are skipped with a warning.
  * Any listing error aborts.
  */
-export async function chooseTarget(options: RestoreTargetOptions): Promise<TargetChoice | undefined> {
+async function chooseTarget(options: RestoreTargetOptions): Promise<TargetChoice | undefined> {
   const { ranked, unreachable } = await rankTargets(options, false);
   if (unreachable[0]) throw unreachable[0].error;
   return ranked[0];
@@ -278,7 +278,7 @@ export async function calcRestoreTarget(options: RestoreTargetOptions): Promise<
   return t ? { replicaName: t.replicaName, generation: t.generation, updatedAt: t.updatedAt } : undefined;
 }
 
-export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
   const out = new Array<R>(items.length);
   let next = 0;
   const worker = async () => {

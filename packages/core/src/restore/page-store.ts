@@ -4,9 +4,9 @@ import { open, type FileHandle } from 'node:fs/promises';
  * Committed pages kept in memory before they are written to the database file. (64 MiB gave a
  * 224 MB peak RSS restoring a 415 MB database; 32 MiB gives 177 MB at the same speed.)
  */
-export const DEFAULT_COMMITTED_BYTES = 32 * 1024 * 1024;
+const DEFAULT_COMMITTED_BYTES = 32 * 1024 * 1024;
 /** Pages of the current (uncommitted) transaction kept in memory before spilling to disk. */
-export const DEFAULT_PENDING_BYTES = 16 * 1024 * 1024;
+const DEFAULT_PENDING_BYTES = 16 * 1024 * 1024;
 /** Slab size of the page pool. */
 const SLAB_BYTES = 4 * 1024 * 1024;
 /** iovecs per writev call (IOV_MAX is 1024 on Linux and macOS). */

@@ -4,7 +4,7 @@ import type { GenerationListing } from './listing.js';
 import type { DamageLocation } from './types.js';
 
 /** The WAL segments of one index to apply, sorted by offset; the first one is at offset 0. */
-export interface IndexPlan {
+interface IndexPlan {
   readonly index: number;
   readonly segments: readonly WALSegmentInfo[];
 }

@@ -5,7 +5,7 @@ import type { ReplicaClient, WALSegmentInfo } from '../replica-client.js';
 import { resumableObject } from './retry.js';
 
 /** Stored bytes buffered by all prefetched segments together (split evenly among them). */
-export const PREFETCH_BUDGET_BYTES = 32 * 1024 * 1024;
+const PREFETCH_BUDGET_BYTES = 32 * 1024 * 1024;
 
 /** The buffered stored bytes of one segment, filled by a producer and drained by the consumer. */
 class SegmentBuffer {

@@ -3,8 +3,8 @@ import { CorruptDataError, isNotFoundError, isWalshipError } from '../errors.js'
 import { sleep } from '../util/async.js';
 
 /** Attempts per request (1 + 3 retries) and the first backoff delay; delays double with jitter. */
-export const RETRY_ATTEMPTS = 4;
-export const RETRY_BASE_DELAY_MS = 200;
+const RETRY_ATTEMPTS = 4;
+const RETRY_BASE_DELAY_MS = 200;
 
 /**
  * True when retrying may help: BackendError with `retryable`, and plain (non-walship) errors
@@ -28,7 +28,7 @@ function abortError(): Error {
   return e;
 }
 
-export function backoffDelay(attempt: number): number {
+function backoffDelay(attempt: number): number {
   const base = RETRY_BASE_DELAY_MS * 2 ** Math.max(0, attempt - 1);
   return base / 2 + Math.random() * base;
 }

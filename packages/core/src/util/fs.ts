@@ -21,7 +21,7 @@ const FS_ADVICE: Readonly<Record<string, string>> = {
  * The problem and what to do, for a failed file-system call:
  * `no space left on device (ENOSPC): free space on that file system`.
  */
-export function describeFsError(err: unknown): string {
+function describeFsError(err: unknown): string {
   const e = err as NodeJS.ErrnoException | null | undefined;
   const code = typeof e?.code === 'string' ? e.code : undefined;
   let problem = typeof e?.errno === 'number' ? getSystemErrorMap().get(e.errno)?.[1] : undefined;

@@ -21,8 +21,8 @@ export interface SharedLimiters {
   readonly uploads: LimitFunction;
 }
 
-export const DEFAULT_SHARED_SNAPSHOTS = 2;
-export const DEFAULT_SHARED_UPLOADS = 32;
+const DEFAULT_SHARED_SNAPSHOTS = 2;
+const DEFAULT_SHARED_UPLOADS = 32;
 
 /**
  * Held weakly: a group lives as long as a replicator that uses it (its replicas hold the

@@ -183,5 +183,3 @@ export function tryParseWalHeader(bytes: Buffer | undefined): WalHeader | undefi
     return undefined;
   }
 }
-
-export { WAL_HEADER_SIZE };

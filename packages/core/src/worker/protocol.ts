@@ -11,7 +11,7 @@ import type { WireError } from './wire.js';
  */
 
 /** Which object stages run in the worker: LZ4 (the default), or none (all on the app's side). */
-export type WorkerStages = 'lz4' | 'none';
+type WorkerStages = 'lz4' | 'none';
 
 export interface ReplicaSpec {
   /** Id of the client served on the application's side. */

@@ -12,7 +12,7 @@ import type {
 import type { StreamRef, Wire } from './wire.js';
 
 /** One call of a client method, worker → application. Streams travel as `StreamRef`s. */
-export interface ClientCall {
+interface ClientCall {
   readonly client: number;
   readonly method: string;
   readonly args: readonly unknown[];
