@@ -12,7 +12,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createReadStream, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { createLz4FrameDecoder } from '@walship/core';
+import { createLz4FrameDecoder } from '@walship/core/format';
 import { dist, now, sleep, type Dist } from './common.js';
 
 export interface Segment {

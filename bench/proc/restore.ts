@@ -3,7 +3,8 @@
 // decode + write part of a restore, without parsing or applying the WAL.
 import { createReadStream, createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
-import { createLz4FrameDecoder, restore } from '@walship/core';
+import { restore } from '@walship/core';
+import { createLz4FrameDecoder } from '@walship/core/format';
 import { childConfig, hardDeadline, installChildErrorHandlers, now, procMem, send } from '../lib/common.js';
 import { makeClient, type ReplicaSpec } from '../lib/clients.js';
 

@@ -1,4 +1,5 @@
-import { ConfigError, joinKey, type BackendContext, type ReplicaBackend, type ReplicaConfig } from '@walship/core';
+import { ConfigError } from '@walship/core';
+import { joinKey, type BackendContext, type ReplicaBackend, type ReplicaConfig } from '@walship/core/backend';
 import { AzureReplicaClient, type AzureReplicaClientOptions } from './client.js';
 
 /** Environment variable holding the account key when `account-key` is not set (as in Litestream). */

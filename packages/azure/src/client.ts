@@ -10,8 +10,16 @@ import {
 import type { AccessToken, GetTokenOptions, TokenCredential } from '@azure/identity';
 import {
   BackendError,
-  bodyChunkToBuffer,
   ConfigError,
+  type Pos,
+  type ReplicaClient,
+  type ReplicaClientCapabilities,
+  type SnapshotInfo,
+  type StoredLease,
+  type WALSegmentInfo,
+} from '@walship/core';
+import {
+  bodyChunkToBuffer,
   findDatabases,
   isGenerationName,
   joinKey,
@@ -20,13 +28,7 @@ import {
   normalizeSubPath,
   parseSnapshotFileName,
   parseWalSegmentFileName,
-  type Pos,
-  type ReplicaClient,
-  type ReplicaClientCapabilities,
-  type SnapshotInfo,
-  type StoredLease,
-  type WALSegmentInfo,
-} from '@walship/core';
+} from '@walship/core/backend';
 import { azureErrorInfo, isBlobNotFound, isRetryable, toWalshipError } from './errors.js';
 
 /** Blob service limit on sub-requests per batch. */

@@ -1,4 +1,5 @@
-import { BackendError, isRetryableHttpStatus, isWalshipError, NotFoundError } from '@walship/core';
+import { BackendError, isWalshipError, NotFoundError } from '@walship/core';
+import { isRetryableHttpStatus } from '@walship/core/backend';
 
 /** Service error codes that are transient even when the status says otherwise. */
 const RETRYABLE_CODES = new Set(['ServerBusy', 'OperationTimedOut', 'InternalError']);

@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buffer as readAll } from 'node:stream/consumers';
 import Database from 'better-sqlite3';
-import { createLz4FrameDecoder, Replicator, restore } from '@walship/core';
+import { Replicator, restore } from '@walship/core';
+import { createLz4FrameDecoder } from '@walship/core/format';
 import { AzureReplicaClient } from '../src/index.js';
 import { startAzuriteOrSkip } from './helpers/azurite.js';
 

@@ -1,6 +1,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { isAbsolute, relative } from 'node:path';
-import type { BackendContext, ObjectStage, ReplicaBackend, ReplicaClient } from '@walship/core';
+import type { ObjectStage, ReplicaClient } from '@walship/core';
+import type { BackendContext, ReplicaBackend } from '@walship/core/backend';
 import {
   ageStage,
   compilePattern,

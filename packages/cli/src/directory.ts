@@ -1,5 +1,6 @@
 import path from 'node:path';
-import { compilePattern, errorMessage, joinKey, normalizeSubPath, type ReplicaClient } from '@walship/core';
+import { compilePattern, errorMessage, type ReplicaClient } from '@walship/core';
+import { joinKey, normalizeSubPath } from '@walship/core/backend';
 import type { CliConfig, DbSpec, DirSpec, ReplicaSpec } from './config.js';
 import { CliError } from './errors.js';
 

@@ -23,7 +23,7 @@ export function formatTime(d: Date): string {
 }
 
 /** Lowercase hex zero-padded to at least 8 digits, as in replica file names. */
-export { formatHex8 as hex8 } from '@walship/core';
+export { formatHex8 as hex8 } from '@walship/core/backend';
 
 /**
  * Litestream's lag display: truncate (toward zero) to seconds above 10 s, tenths above 1 s,

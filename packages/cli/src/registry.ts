@@ -1,4 +1,4 @@
-import type { ReplicaBackend } from '@walship/core';
+import type { ReplicaBackend } from '@walship/core/backend';
 import { ConfigError, errorMessage } from '@walship/core';
 
 /** Where each built-in replica type lives. */

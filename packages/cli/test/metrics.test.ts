@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { before, describe, test } from 'node:test';
-import { createLz4FrameDecoder } from '@walship/core';
+import { createLz4FrameDecoder } from '@walship/core/format';
 import {
   FILE_BACKEND,
   REPLICATOR,

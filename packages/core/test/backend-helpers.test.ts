@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { bodyChunkToBuffer, isRetryableHttpStatus, isWalshipError } from '../src/index.js';
+import { isWalshipError } from '../src/index.js';
+import { bodyChunkToBuffer, isRetryableHttpStatus } from '../src/entry/backend.js';
 
 test('isRetryableHttpStatus: timeouts, throttling and transient 5xx only', () => {
   for (const s of [408, 429, 500, 502, 503, 504, 507, 599]) assert.equal(isRetryableHttpStatus(s), true, `${s} is retried`);

@@ -11,7 +11,6 @@ import type { Readable } from 'node:stream';
 import { afterEach, test } from 'node:test';
 import {
   BackendError,
-  calcWalSize,
   comparePos,
   type Pos,
   type ReplicaClient,
@@ -21,6 +20,7 @@ import {
   WalshipError,
   type WALSegmentInfo,
 } from '@walship/core';
+import { calcWalSize } from '@walship/core/format';
 import { FileReplicaClient } from '@walship/file';
 import Database from 'better-sqlite3';
 import { insertRows, openApp, tempDir, until } from './support/db.js';

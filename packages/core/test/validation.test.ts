@@ -10,7 +10,6 @@ import { buffer } from 'node:stream/consumers';
 import { after, test } from 'node:test';
 import {
   comparePos,
-  createLz4FrameEncoder,
   type LogFields,
   type Logger,
   type Pos,
@@ -18,10 +17,8 @@ import {
   type ReplicatorOptions,
   restore,
   type ValidationEvent,
-  walChecksum,
-  WAL_FRAME_HEADER_SIZE,
-  WAL_HEADER_SIZE,
 } from '@walship/core';
+import { createLz4FrameEncoder, walChecksum, WAL_FRAME_HEADER_SIZE, WAL_HEADER_SIZE } from '@walship/core/format';
 import { FileReplicaClient } from '@walship/file';
 import type Database from 'better-sqlite3';
 import { insertRows, openApp, tempDir, until } from './support/db.js';

@@ -1,6 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { ConfigError } from '@walship/core';
-import type { BackendContext, ReplicaBackend, ReplicaConfig } from '@walship/core';
+import type { BackendContext, ReplicaBackend, ReplicaConfig } from '@walship/core/backend';
 import { FileReplicaClient, expandFileReplicaPath } from './file-replica-client.js';
 
 function configuredPath(config: ReplicaConfig): string {

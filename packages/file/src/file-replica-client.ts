@@ -6,15 +6,11 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { getSystemErrorMap } from 'node:util';
+import { BackendError, ConfigError, NotFoundError, isWalshipError } from '@walship/core';
 import {
-  BackendError,
-  ConfigError,
-  NotFoundError,
-  chunkRecycler,
   findDatabases,
   formatHex8,
   isGenerationName,
-  isWalshipError,
   layout,
   leaseDirKey,
   normalizeSubPath,
@@ -22,16 +18,10 @@ import {
   writeSequencedLease,
   parseSnapshotFileName,
   parseWalSegmentFileName,
-} from '@walship/core';
-import type {
-  LeaseDirectory,
-  Pos,
-  ReplicaClient,
-  ReplicaClientCapabilities,
-  SnapshotInfo,
-  StoredLease,
-  WALSegmentInfo,
-} from '@walship/core';
+} from '@walship/core/backend';
+import { chunkRecycler } from '@walship/core/format';
+import type { Pos, ReplicaClient, ReplicaClientCapabilities, SnapshotInfo, StoredLease, WALSegmentInfo } from '@walship/core';
+import type { LeaseDirectory } from '@walship/core/backend';
 
 /** Options of {@link FileReplicaClient}. */
 export interface FileReplicaClientOptions {

@@ -1,4 +1,5 @@
-import { ConfigError, joinKey, type BackendContext, type ReplicaBackend, type ReplicaConfig } from '@walship/core';
+import { ConfigError } from '@walship/core';
+import { joinKey, type BackendContext, type ReplicaBackend, type ReplicaConfig } from '@walship/core/backend';
 import { GcsReplicaClient } from './client.js';
 
 const SCHEMES = ['gcs', 'gs'] as const;

@@ -10,17 +10,8 @@ import {
   type StorageOptions,
 } from '@google-cloud/storage';
 import {
-  bodyChunkToBuffer,
   ConfigError,
-  findDatabases,
-  isGenerationName,
   isWalshipError,
-  joinKey,
-  layout,
-  leaseObjectKey,
-  normalizeSubPath,
-  parseSnapshotFileName,
-  parseWalSegmentFileName,
   type Pos,
   type ReplicaClient,
   type ReplicaClientCapabilities,
@@ -28,6 +19,17 @@ import {
   type StoredLease,
   type WALSegmentInfo,
 } from '@walship/core';
+import {
+  bodyChunkToBuffer,
+  findDatabases,
+  isGenerationName,
+  joinKey,
+  layout,
+  leaseObjectKey,
+  normalizeSubPath,
+  parseSnapshotFileName,
+  parseWalSegmentFileName,
+} from '@walship/core/backend';
 import { isGcsNotFound, statusOf, toWalshipError } from './errors.js';
 
 /** Options of {@link GcsReplicaClient}. */

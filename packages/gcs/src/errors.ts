@@ -1,4 +1,5 @@
-import { BackendError, isRetryableHttpStatus, isWalshipError, NotFoundError } from '@walship/core';
+import { BackendError, isWalshipError, NotFoundError } from '@walship/core';
+import { isRetryableHttpStatus } from '@walship/core/backend';
 
 /** HTTP status (number) of an SDK error, when it has one. */
 export function statusOf(err: unknown): number | undefined {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import { joinKey } from '@walship/core';
+import { joinKey } from '@walship/core/backend';
 import { leasePreconditionGaps, replicaClientSuite, replicaClientTestNames, type StoreBackdoor } from '@walship/replica-client-tests';
 import type { Storage } from '@google-cloud/storage';
 import { GcsReplicaClient, type GcsReplicaClientOptions } from '../src/index.js';

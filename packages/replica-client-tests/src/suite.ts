@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ageStage, decodeObject, encodeObject, generateAgeIdentity, InvalidArgumentError, isWalshipError, lz4Stage } from '@walship/core';
+import { ageStage, generateAgeIdentity, InvalidArgumentError, isWalshipError, lz4Stage } from '@walship/core';
+import { decodeObject, encodeObject } from '@walship/core/format';
 import type { Pos, ReplicaClient, SnapshotInfo, WALSegmentInfo } from '@walship/core';
 import { bodyOf, digestStream, failingBody, generatedBody, generatedBodyDigest, pseudoRandomBytes, readAll } from './bodies.js';
 import { describeStoreKeys, snapshotKey, sortedStoreKeys, walSegmentKey } from './keys.js';

@@ -1,14 +1,8 @@
 // An in-memory reference ReplicaClient used only to test the conformance suite itself:
 // `faults` switch on one contract violation at a time, and the suite must catch each.
 import { Readable } from 'node:stream';
-import {
-  InvalidArgumentError,
-  NotFoundError,
-  isGenerationName,
-  layout,
-  parseSnapshotFileName,
-  parseWalSegmentFileName,
-} from '@walship/core';
+import { InvalidArgumentError, NotFoundError } from '@walship/core';
+import { isGenerationName, layout, parseSnapshotFileName, parseWalSegmentFileName } from '@walship/core/backend';
 import type { Pos, ReplicaClient, SnapshotInfo, WALSegmentInfo } from '@walship/core';
 import type { StoreBackdoor } from '../src/index.js';
 

@@ -1,4 +1,5 @@
-import { ConfigError, type BackendContext, type ReplicaBackend, type ReplicaConfig } from '@walship/core';
+import { ConfigError } from '@walship/core';
+import type { BackendContext, ReplicaBackend, ReplicaConfig } from '@walship/core/backend';
 import { S3ReplicaClient, type S3ReplicaClientOptions } from './client.js';
 import { optBool, optString, parseChecksumMode, parseS3Url } from './config.js';
 

@@ -17,14 +17,6 @@ import { Upload } from '@aws-sdk/lib-storage';
 import {
   BackendError,
   ConfigError,
-  findDatabases,
-  isGenerationName,
-  joinKey,
-  layout,
-  leaseObjectKey,
-  normalizeSubPath,
-  parseSnapshotFileName,
-  parseWalSegmentFileName,
   type Pos,
   type ReplicaClient,
   type ReplicaClientCapabilities,
@@ -33,6 +25,16 @@ import {
   type WALSegmentInfo,
   type WalSegmentsOptions,
 } from '@walship/core';
+import {
+  findDatabases,
+  isGenerationName,
+  joinKey,
+  layout,
+  leaseObjectKey,
+  normalizeSubPath,
+  parseSnapshotFileName,
+  parseWalSegmentFileName,
+} from '@walship/core/backend';
 import { DEFAULT_REGION, type ChecksumMode } from './config.js';
 import { errorCode, httpStatus, isNoSuchKey, isRetryable, toWalshipError } from './errors.js';
 

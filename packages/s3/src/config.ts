@@ -1,4 +1,5 @@
-import { ConfigError, joinKey } from '@walship/core';
+import { ConfigError } from '@walship/core';
+import { joinKey } from '@walship/core/backend';
 
 /** Default region used when an endpoint is set but no region (Litestream's `DefaultRegion`). */
 export const DEFAULT_REGION = 'us-east-1';

@@ -1,4 +1,5 @@
-import { BackendError, isRetryableHttpStatus, isWalshipError, NotFoundError } from '@walship/core';
+import { BackendError, isWalshipError, NotFoundError } from '@walship/core';
+import { isRetryableHttpStatus } from '@walship/core/backend';
 
 interface SdkErrorShape {
   name?: unknown;

@@ -13,7 +13,8 @@ import { promisify } from 'node:util';
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import Database from 'better-sqlite3';
-import { decodeObject, type ReplicaClient, Replicator, restore } from '@walship/core';
+import { type ReplicaClient, Replicator, restore } from '@walship/core';
+import { decodeObject } from '@walship/core/format';
 import {
   clientFor,
   createBucket,

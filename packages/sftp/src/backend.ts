@@ -1,5 +1,5 @@
 import { ConfigError, isWalshipError } from '@walship/core';
-import type { BackendContext, ReplicaBackend, ReplicaConfig } from '@walship/core';
+import type { BackendContext, ReplicaBackend, ReplicaConfig } from '@walship/core/backend';
 import { SftpReplicaClient, type SftpReplicaClientOptions, splitHostPort } from './client.js';
 import { parsePublicKey } from './host-key.js';
 

@@ -4,14 +4,11 @@ import { homedir } from 'node:os';
 import { posix } from 'node:path';
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { BackendError, InvalidArgumentError, NotFoundError, isWalshipError } from '@walship/core';
 import {
-  BackendError,
   bodyChunkToBuffer,
-  InvalidArgumentError,
-  NotFoundError,
   findDatabases,
   isGenerationName,
-  isWalshipError,
   joinKey,
   layout,
   leaseDirKey,
@@ -20,16 +17,9 @@ import {
   parseWalSegmentFileName,
   readSequencedLease,
   writeSequencedLease,
-} from '@walship/core';
-import type {
-  LeaseDirectory,
-  Pos,
-  ReplicaClient,
-  ReplicaClientCapabilities,
-  SnapshotInfo,
-  StoredLease,
-  WALSegmentInfo,
-} from '@walship/core';
+} from '@walship/core/backend';
+import type { Pos, ReplicaClient, ReplicaClientCapabilities, SnapshotInfo, StoredLease, WALSegmentInfo } from '@walship/core';
+import type { LeaseDirectory } from '@walship/core/backend';
 import SftpClient from 'ssh2-sftp-client';
 import type { FileEntryWithStats, SFTPWrapper, Stats } from 'ssh2';
 import {

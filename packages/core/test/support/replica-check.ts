@@ -3,7 +3,8 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import Database from 'better-sqlite3';
-import { decodeObject, type ReplicaClient, type WALSegmentInfo } from '@walship/core';
+import type { ReplicaClient, WALSegmentInfo } from '@walship/core';
+import { decodeObject } from '@walship/core/format';
 
 /** Decodes one stored object fully into memory (test data is small). */
 export async function readObject(stream: NodeJS.ReadableStream): Promise<Buffer> {
