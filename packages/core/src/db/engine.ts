@@ -317,8 +317,9 @@ export class WalEngine extends EventEmitter {
         // that matches the WAL; then move the pin onto the WAL as written.
         const written = readWalHeaderSync(this.walPath);
         const wh = tryParseWalHeader(written);
-        if (epoch && written && wh && !written.equals(epoch.headerBytes) && isRestartOf(wh, epoch.header)) {
-          this.#persistRestartSync(epoch.index, closedEnd, written, wh);
+        if (epoch && written && wh && !written.equals(epoch.headerBytes)) {
+          if (isRestartOf(wh, epoch.header)) this.#persistRestartSync(epoch.index, closedEnd, written, wh);
+          else if (closedEnd === WAL_HEADER_SIZE) this.#persistRewrittenEmptySync(epoch.index, written, wh);
         }
         conns.repin();
         after = readWalHeaderSync(this.walPath);
@@ -343,6 +344,12 @@ export class WalEngine extends EventEmitter {
     } else if (isRestartOf(ah, epoch.header)) {
       this.#closedEnds.set(epoch.index, closedEnd);
       this.#epoch = await this.#scanNewEpoch(epoch.index + 1, after, ah);
+    } else if (closedEnd === WAL_HEADER_SIZE) {
+      // The WAL held no frame (a kill -9 right after a restart's header was written, say), so
+      // our write was its first and wrote a new header (new salts: SQLite draws them when its
+      // connection has not restarted a WAL itself). Nothing of this index was ever shipped: it
+      // begins again under the new header.
+      this.#epoch = await this.#scanNewEpoch(epoch.index, after, ah);
     } else {
       reason = 'wal restarted during start-up';
       this.#generation = newGenerationName();
@@ -375,18 +382,27 @@ export class WalEngine extends EventEmitter {
    * and the WAL's first transaction is a single valid commit frame of `_litestream_seq`'s page —
    * the write walship was making. An application that restarted the WAL itself (after walship
    * died, possibly losing frames) would have written its own pages first.
+   *
+   * Also true when the restarted WAL holds no valid frame yet and the rest of the file is still
+   * the previous WAL, whose commits end exactly where the intent says: SQLite writes and fsyncs
+   * a restart's header before its first frame, and a kill -9 during that fsync leaves this.
+   * Nothing was committed after walship's last scan, so whoever wrote the header lost nothing.
    */
   async #restartedByUs(state: MetaState, h: WalHeader): Promise<boolean> {
     const intent = state.restartIntent;
     const prev = tryParseWalHeader(Buffer.from(state.walHeader, 'hex'));
     if (!intent || !prev || !isRestartOf(h, prev) || intent.seqPage !== this.connections.seqPage) return false;
+    const read = (b: Uint8Array, n: number, p: number) => this.#wal.readAt(b, 0, n, p);
+    const first = await scanCommittedFrames(read, h, WAL_HEADER_SIZE, h.checksum);
+    if (first.commits === 0) {
+      const old = await scanCommittedFrames(read, prev, WAL_HEADER_SIZE, prev.checksum);
+      return old.end === intent.end;
+    }
     const fh = Buffer.alloc(24);
     if ((await this.#wal.readAt(fh, 0, 24, WAL_HEADER_SIZE)) !== 24) return false;
     const pgno = fh.readUInt32BE(0);
     const commitSize = fh.readUInt32BE(4);
-    if (pgno !== intent.seqPage || commitSize === 0) return false;
-    const first = await scanCommittedFrames((b, n, p) => this.#wal.readAt(b, 0, n, p), h, WAL_HEADER_SIZE, h.checksum);
-    return first.commits > 0 && first.end >= WAL_HEADER_SIZE + 24 + h.pageSize;
+    return pgno === intent.seqPage && commitSize !== 0 && first.end >= WAL_HEADER_SIZE + 24 + h.pageSize;
   }
 
   /** Records, under the write lock and right before walship's restarting write, what it restarts. */
@@ -478,6 +494,15 @@ export class WalEngine extends EventEmitter {
     this.#closedEnds.set(prevIndex, closedEnd);
     this.#stateVersion++;
     writeMetaStateSync(this.settings.metaPath, this.#stateOf(prevIndex + 1, headerBytes, header.pageSize));
+  }
+
+  /**
+   * Records, synchronously and right after walship's write into a WAL that held no frame, that
+   * index `index` now has the header that write gave it (see the start-up rules).
+   */
+  #persistRewrittenEmptySync(index: number, headerBytes: Buffer, header: WalHeader): void {
+    this.#stateVersion++;
+    writeMetaStateSync(this.settings.metaPath, this.#stateOf(index, headerBytes, header.pageSize));
   }
 
   /**
