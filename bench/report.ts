@@ -1,6 +1,7 @@
 // Re-renders the compact table of a results file: node --import tsx bench/report.ts bench/results/<file>.json
 import { readFileSync } from 'node:fs';
 import { summarizeLag, table } from './lib/report.js';
+import { scaleTable } from './lib/scale.js';
 
 const file = process.argv[2];
 if (!file) {
@@ -17,4 +18,5 @@ if (R.lag?.runs) {
     R.lag.litestreamHighestSustained = ls.highestSustained;
   }
 }
-process.stdout.write(`${table(R)}\n`);
+// The same tables as the run printed (run.ts joins these two).
+process.stdout.write(`${[table(R), scaleTable(R.scale)].filter(Boolean).join('\n\n')}\n`);
