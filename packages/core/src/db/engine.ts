@@ -11,7 +11,7 @@ import { Mutex } from '../util/async.js';
 import { fileSystemError, fsyncDir, readFullAt, sleepSync, statOrUndefined, writeFullAtSync } from '../util/fs.js';
 import { heldFileHandle } from '../util/held-files.js';
 import type { Checksum } from '../wal/checksum.js';
-import { calcWalSize, parseWalHeader, WAL_HEADER_SIZE, type WalHeader } from '../wal/format.js';
+import { calcWalSize, frameSize, parseWalHeader, WAL_HEADER_SIZE, type WalHeader } from '../wal/format.js';
 import { readWalIndexSync } from '../wal/wal-index.js';
 import { scanCommittedFrames, scanCommittedFramesSync, tryParseWalHeader, WalFile } from '../wal/wal-file.js';
 import { type CheckpointResult, DbConnections } from './connections.js';
@@ -319,7 +319,8 @@ export class WalEngine extends EventEmitter {
         const wh = tryParseWalHeader(written);
         if (epoch && written && wh && !written.equals(epoch.headerBytes)) {
           if (isRestartOf(wh, epoch.header)) this.#persistRestartSync(epoch.index, closedEnd, written, wh);
-          else if (closedEnd === WAL_HEADER_SIZE) this.#persistRewrittenEmptySync(epoch.index, written, wh);
+          // A WAL that held no frame got a new header from our write: the same index (see below).
+          else if (closedEnd === WAL_HEADER_SIZE) this.#writeStateSync(epoch.index, written, wh.pageSize);
         }
         conns.repin();
         after = readWalHeaderSync(this.walPath);
@@ -393,23 +394,27 @@ export class WalEngine extends EventEmitter {
     const prev = tryParseWalHeader(Buffer.from(state.walHeader, 'hex'));
     if (!intent || !prev || !isRestartOf(h, prev) || intent.seqPage !== this.connections.seqPage) return false;
     const read = (b: Uint8Array, n: number, p: number) => this.#wal.readAt(b, 0, n, p);
-    const first = await scanCommittedFrames(read, h, WAL_HEADER_SIZE, h.checksum);
+    // Only the first frame matters: a valid commit frame of the seq page, or none at all.
+    const first = await scanCommittedFrames(read, h, WAL_HEADER_SIZE, h.checksum, frameSize(h.pageSize));
     if (first.commits === 0) {
       const old = await scanCommittedFrames(read, prev, WAL_HEADER_SIZE, prev.checksum);
       return old.end === intent.end;
     }
-    const fh = Buffer.alloc(24);
-    if ((await this.#wal.readAt(fh, 0, 24, WAL_HEADER_SIZE)) !== 24) return false;
-    const pgno = fh.readUInt32BE(0);
-    const commitSize = fh.readUInt32BE(4);
-    return pgno === intent.seqPage && commitSize !== 0 && first.end >= WAL_HEADER_SIZE + 24 + h.pageSize;
+    const fh = Buffer.alloc(8);
+    if ((await this.#wal.readAt(fh, 0, 8, WAL_HEADER_SIZE)) !== 8) return false;
+    return fh.readUInt32BE(0) === intent.seqPage; // its page number (it is a commit: the scan found one)
   }
 
   /** Records, under the write lock and right before walship's restarting write, what it restarts. */
   #recordRestartIntentSync(e: Epoch): void {
     const extra = { restartIntent: { end: e.end, seqPage: this.connections.seqPage } };
+    this.#writeStateSync(e.index, e.headerBytes, e.header.pageSize, extra);
+  }
+
+  /** Replaces the state synchronously; an asynchronous write still in flight is then dropped. */
+  #writeStateSync(index: number, headerBytes: Buffer, pageSize: number, extra?: Partial<MetaState>): void {
     this.#stateVersion++;
-    writeMetaStateSync(this.settings.metaPath, this.#stateOf(e.index, e.headerBytes, e.header.pageSize, extra));
+    writeMetaStateSync(this.settings.metaPath, this.#stateOf(index, headerBytes, pageSize, extra));
   }
 
   #adoptState(state: MetaState): void {
@@ -492,17 +497,7 @@ export class WalEngine extends EventEmitter {
    */
   #persistRestartSync(prevIndex: number, closedEnd: number, headerBytes: Buffer, header: WalHeader): void {
     this.#closedEnds.set(prevIndex, closedEnd);
-    this.#stateVersion++;
-    writeMetaStateSync(this.settings.metaPath, this.#stateOf(prevIndex + 1, headerBytes, header.pageSize));
-  }
-
-  /**
-   * Records, synchronously and right after walship's write into a WAL that held no frame, that
-   * index `index` now has the header that write gave it (see the start-up rules).
-   */
-  #persistRewrittenEmptySync(index: number, headerBytes: Buffer, header: WalHeader): void {
-    this.#stateVersion++;
-    writeMetaStateSync(this.settings.metaPath, this.#stateOf(index, headerBytes, header.pageSize));
+    this.#writeStateSync(prevIndex + 1, headerBytes, header.pageSize);
   }
 
   /**
